@@ -1,0 +1,365 @@
+"""Geometry of the joint space: the modality gap and uniformity / alignment.
+
+All functions take L2-normalised rows (``I`` image rows, ``T`` text rows; for paired metrics
+row i of one pairs with row i of the other). :func:`gap_metrics` and :func:`uniformity_metrics`
+compute a command's whole set and their intervals.
+
+References
+- Liang et al. 2022, "Mind the Gap: Understanding the Modality Gap in Multi-modal Contrastive
+  Representation Learning" (NeurIPS): centroid distance, cone effect, embedding shift.
+- Schrodi et al. 2025, "Two Effects, One Trigger: On the Modality Gap, Object Bias, and
+  Information Imbalance in Contrastive Vision-Language Models" (ICLR): RMG, L2M, L2I.
+- Fahim et al. 2024, "It's Not a Modality Gap: Characterizing and Addressing the Contrastive
+  Gap": centroid cosine, cross-modal uniformity, linear separability.
+- Wang & Isola 2020, "Understanding Contrastive Representation Learning through Alignment and
+  Uniformity on the Hypersphere" (ICML): alignment, uniformity.
+- Oh et al. 2023, "Geodesic Multi-Modal Mixup for Robust Fine-Tuning" (NeurIPS): relative alignment.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from clipscope.analysis import metric
+from clipscope.analysis.pairwise import DEFAULT_MAX_PAIRS, DEFAULT_SAMPLE_PAIRS, Z95, PairMean, gaussian_pair_mean
+from clipscope.linalg import DEFAULT_BLOCK, similarity_tiles
+
+RMG_MIN_DISTANCE = 1e-3
+
+
+def centroid_distance(I: np.ndarray, T: np.ndarray) -> float:
+    """L2M, the modality gap: ``||mean(I) - mean(T)||`` (Liang et al. 2022; Schrodi et al. 2025)."""
+    return float(np.linalg.norm(I.mean(0, dtype=np.float64) - T.mean(0, dtype=np.float64)))
+
+
+def centroid_cosine(I: np.ndarray, T: np.ndarray) -> float:
+    """Cosine between the modality centroids, ``<mean I, mean T> / (||mean I|| ||mean T||)`` (Fahim et al. 2024)."""
+    ci, ct = I.mean(0, dtype=np.float64), T.mean(0, dtype=np.float64)
+    return float(ci @ ct / (np.linalg.norm(ci) * np.linalg.norm(ct)))
+
+
+def paired_distance(I: np.ndarray, T: np.ndarray) -> float:
+    """L2I: ``mean_i ||I_i - T_i||`` over pairs (Schrodi et al. 2025)."""
+    return float(np.linalg.norm(I.astype(np.float64) - T, axis=1).mean())
+
+
+def paired_cosine(I: np.ndarray, T: np.ndarray) -> float:
+    """``mean_i <I_i, T_i>`` over pairs."""
+    return float(np.einsum("ij,ij->i", I, T, dtype=np.float64).mean())
+
+
+def cone(X: np.ndarray) -> float:
+    """Cone effect: mean cosine over ordered pairs i != j of one modality (Liang et al. 2022).
+
+    ``(||sum_i x_i||^2 - n) / (n (n - 1))`` for unit rows, so O(n d) with no pairwise matrix.
+    """
+    n = len(X)
+    s = X.sum(0, dtype=np.float64)
+    return float((s @ s - np.einsum("ij,ij->", X, X, dtype=np.float64)) / (n * (n - 1)))
+
+
+def relative_modality_gap(paired_cos: float, cone_image: float, cone_text: float) -> float:
+    """RMG (Schrodi et al. 2025): gap between modalities relative to the spread within them.
+
+    With the cosine dissimilarity ``d(c) = 1 - (c + 1) / 2`` and ``c_x`` the mean paired cosine,
+    clamped so that ``d(c_x) >= 1e-3``::
+
+        RMG = d(c_x) / ((d(cone_image) + d(cone_text)) / 2 + d(c_x))
+    """
+    d = lambda c: 1.0 - (c + 1.0) / 2.0  # noqa: E731
+    dx = max(d(paired_cos), RMG_MIN_DISTANCE)
+    return float(dx / ((d(cone_image) + d(cone_text)) / 2.0 + dx))
+
+
+def alignment(I: np.ndarray, T: np.ndarray, *, alpha: float = 2.0) -> float:
+    """Alignment (Wang & Isola 2020): ``mean_i ||I_i - T_i||^alpha`` over pairs (alpha = 2)."""
+    d2 = np.maximum(0.0, 2.0 - 2.0 * np.einsum("ij,ij->i", I, T, dtype=np.float64))
+    return float((d2 ** (alpha / 2)).mean())
+
+
+def uniformity(X: np.ndarray, *, t: float = 2.0, **kw) -> PairMean:
+    """Uniformity (Wang & Isola 2020): ``log mean_{i<j} exp(-t ||x_i - x_j||^2)`` (t = 2).
+
+    Returns the :class:`PairMean` of the kernel; ``.log_with_ci()`` gives the metric. For points
+    uniform on S^(d-1) the value tends to ``-2t + t^2 / d`` as n grows (= -4 + 8/d at t = 2).
+    """
+    return gaussian_pair_mean(X, None, t=t, **kw)
+
+
+def cross_uniformity(T: np.ndarray, I: np.ndarray, *, t: float = 2.0, **kw) -> PairMean:
+    """Cross-modal uniformity (Fahim et al. 2024): ``log mean_{i != j} exp(-t ||T_i - I_j||^2)`` over unpaired rows."""
+    return gaussian_pair_mean(T, I, t=t, **kw)
+
+
+def relative_alignment_rows(I: np.ndarray, T: np.ndarray, rows: np.ndarray | None = None, *,
+                            block: int = DEFAULT_BLOCK, device: str = "cpu") -> np.ndarray:
+    """Per-pair relative alignment (Oh et al. 2023): ``||T_i - I_i||^2 - min_{j != i} ||T_i - I_j||^2``.
+
+    For unit rows this is ``2 (max_{j != i} <T_i, I_j> - <T_i, I_i>)``; the maximum is found in
+    blocks over all image rows. ``rows`` restricts the queries i (a sample).
+    """
+    import torch
+
+    q = np.arange(len(T)) if rows is None else np.asarray(rows)
+    Tq = T[q]
+    best = torch.full((len(q),), -torch.inf, dtype=torch.float32, device=device)
+    qt = torch.from_numpy(q).to(device)
+    for i0, i1, j0, j1, s in similarity_tiles(Tq, I, block=block, device=device):
+        own = qt[i0:i1]
+        hit = (own >= j0) & (own < j1)
+        if hit.any():
+            r = torch.nonzero(hit).squeeze(1)
+            s[r, own[r] - j0] = -torch.inf
+        best[i0:i1] = torch.maximum(best[i0:i1], s.max(1).values)
+    own_cos = np.einsum("ij,ij->i", Tq, I[q], dtype=np.float64)
+    return 2.0 * (best.cpu().numpy().astype(np.float64) - own_cos)
+
+
+def linear_separability(I: np.ndarray, T: np.ndarray, *, seed: int = 0, max_rows: int = 20000) -> tuple[float, int]:
+    """Test accuracy of a logistic regression telling image rows from text rows (Fahim et al. 2024).
+
+    Stratified 80/20 split (seeded). Each modality is subsampled to ``max_rows`` rows to bound
+    the fit's cost. Returns ``(accuracy, n_test)``; 0.5 means inseparable, 1.0 fully separable.
+    """
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.model_selection import train_test_split
+
+    rng = np.random.default_rng(seed)
+    take = lambda X: X[np.sort(rng.choice(len(X), max_rows, replace=False))] if len(X) > max_rows else X  # noqa: E731
+    Xi, Xt = take(I), take(T)
+    X = np.concatenate([Xi, Xt]).astype(np.float64)
+    y = np.concatenate([np.zeros(len(Xi), int), np.ones(len(Xt), int)])
+    if min(len(Xi), len(Xt)) < 5:
+        return float("nan"), 0
+    Xtr, Xte, ytr, yte = train_test_split(X, y, test_size=0.2, stratify=y, random_state=seed)
+    clf = LogisticRegression(max_iter=2000).fit(Xtr, ytr)
+    return float(clf.score(Xte, yte)), len(yte)
+
+
+# --------------------------------------------------------------------------- intervals
+
+
+def _ci(samples: np.ndarray) -> list[float] | None:
+    samples = samples[np.isfinite(samples)]
+    if len(samples) < 10:
+        return None
+    return [float(np.percentile(samples, 2.5)), float(np.percentile(samples, 97.5))]
+
+
+def _poisson_bootstrap(I, T, Ip, Tp, B: int, seed: int, block: int = 65536) -> dict[str, np.ndarray]:
+    """Bootstrap replicates of the O(n d) gap metrics, by Poisson weights (resampling with
+    independent Poisson(1) counts per row or pair; it streams in blocks of rows).
+
+    Modality-level metrics resample the rows of each modality; paired metrics resample pairs.
+    """
+    rng = np.random.default_rng(seed)
+
+    def weighted(X):
+        sums = np.zeros((B, X.shape[1]))
+        w_tot = np.zeros(B)
+        w_sq_self = np.zeros(B)  # sum_i w_i ||x_i||^2 (= sum w for unit rows)
+        for i in range(0, len(X), block):
+            w = rng.poisson(1.0, size=(B, min(block, len(X) - i))).astype(np.float64)
+            xb = X[i:i + block].astype(np.float64)
+            sums += w @ xb
+            w_tot += w.sum(1)
+            w_sq_self += w @ np.einsum("ij,ij->i", xb, xb)
+        return sums, w_tot, w_sq_self
+
+    si, wi, qi = weighted(I)
+    st, wt, qt = weighted(T)
+    ci, ct = si / wi[:, None], st / wt[:, None]
+    out = {
+        "centroid_distance": np.linalg.norm(ci - ct, axis=1),
+        "centroid_cosine": (ci * ct).sum(1) / (np.linalg.norm(ci, axis=1) * np.linalg.norm(ct, axis=1)),
+        "cone_image": (np.einsum("bd,bd->b", si, si) - qi) / (wi * (wi - 1)),
+        "cone_text": (np.einsum("bd,bd->b", st, st) - qt) / (wt * (wt - 1)),
+    }
+    # Paired metrics are means of per-pair values: reweight those.
+    cos = np.einsum("ij,ij->i", Ip, Tp, dtype=np.float64)
+    dist = np.sqrt(np.maximum(0.0, 2.0 - 2.0 * cos))
+    acc = {k: np.zeros(B) for k in ("cos", "dist", "d2", "w")}
+    for i in range(0, len(cos), block):
+        w = rng.poisson(1.0, size=(B, min(block, len(cos) - i))).astype(np.float64)
+        acc["cos"] += w @ cos[i:i + block]
+        acc["dist"] += w @ dist[i:i + block]
+        acc["d2"] += w @ (dist[i:i + block] ** 2)
+        acc["w"] += w.sum(1)
+    out["paired_cosine"] = acc["cos"] / acc["w"]
+    out["paired_distance"] = acc["dist"] / acc["w"]
+    out["alignment"] = acc["d2"] / acc["w"]
+    out["rmg"] = np.array([relative_modality_gap(c, a, b) for c, a, b in
+                           zip(out["paired_cosine"], out["cone_image"], out["cone_text"])])
+    return out
+
+
+# --------------------------------------------------------------------------- metric sets
+
+DESCRIPTIONS = {
+    "centroid_distance": ("||mean(I) - mean(T)||: the modality gap (L2M)", False),
+    "centroid_cosine": ("cosine between the image and text centroids", None),
+    "paired_distance": ("mean_i ||I_i - T_i|| over pairs (L2I)", False),
+    "paired_cosine": ("mean_i <I_i, T_i> over pairs", True),
+    "rmg": ("relative modality gap (Schrodi et al. 2025)", False),
+    "cone_image": ("mean cosine between distinct image rows (cone effect)", False),
+    "cone_text": ("mean cosine between distinct text rows (cone effect)", False),
+    "linear_separability": ("test accuracy of a logistic regression telling image from text rows", False),
+    "uniformity_image": ("log mean_{i<j} exp(-2||x_i - x_j||^2) over image rows", False),
+    "uniformity_text": ("log mean_{i<j} exp(-2||x_i - x_j||^2) over text rows", False),
+    "uniformity_union": ("uniformity over image and text rows together", False),
+    "uniformity_cross": ("log mean_{i != j} exp(-2||T_i - I_j||^2) over unpaired rows", False),
+    "alignment": ("mean_i ||I_i - T_i||^2 over pairs", False),
+    "relative_alignment": ("mean_i ||T_i - I_i||^2 - min_{j != i} ||T_i - I_j||^2", False),
+}
+
+
+def _m(name: str, value, ci=None, **extra) -> dict:
+    desc, hib = DESCRIPTIONS[name]
+    return metric(value, higher_is_better=hib, description=desc, ci95=ci, **extra)
+
+
+def gap_metrics(I: np.ndarray, T: np.ndarray, Ip: np.ndarray | None, Tp: np.ndarray | None, *,
+                bootstrap: int = 200, seed: int = 0) -> dict[str, dict]:
+    """The `gap` report's metrics.
+
+    ``I``, ``T``: all image and all text rows (modality-level metrics); ``Ip``, ``Tp``: the
+    paired rows (pair-level metrics; None when there are no pairs). Intervals: Poisson
+    bootstrap with ``bootstrap`` replicates (0 turns them off); a binomial interval for the
+    separability accuracy.
+    """
+    values = {
+        "centroid_distance": centroid_distance(I, T),
+        "centroid_cosine": centroid_cosine(I, T),
+        "cone_image": cone(I),
+        "cone_text": cone(T),
+    }
+    if Ip is not None:
+        values["paired_distance"] = paired_distance(Ip, Tp)
+        values["paired_cosine"] = paired_cosine(Ip, Tp)
+        values["rmg"] = relative_modality_gap(values["paired_cosine"], values["cone_image"], values["cone_text"])
+    boots = _poisson_bootstrap(I, T, Ip, Tp, bootstrap, seed) if (bootstrap and Ip is not None) else {}
+    out = {k: _m(k, v, _ci(boots[k]) if k in boots else None) for k, v in values.items()}
+    acc, n_test = linear_separability(I, T, seed=seed)
+    half = Z95 * math.sqrt(max(acc * (1 - acc), 0.0) / n_test) if n_test else None
+    out["linear_separability"] = _m("linear_separability", acc,
+                                    [max(0.0, acc - half), min(1.0, acc + half)] if half is not None else None,
+                                    n_test=n_test)
+    return {k: out[k] for k in DESCRIPTIONS if k in out}
+
+
+def uniformity_metrics(I: np.ndarray, T: np.ndarray, Ip: np.ndarray | None, Tp: np.ndarray | None, *,
+                       t: float = 2.0, max_pairs: int = DEFAULT_MAX_PAIRS, sample_pairs: int = DEFAULT_SAMPLE_PAIRS,
+                       seed: int = 0, block: int = DEFAULT_BLOCK, device: str = "cpu") -> dict[str, dict]:
+    """The `uniformity` report's metrics, exact in blocks up to ``max_pairs`` pairs, else sampled.
+
+    Intervals: Hoeffding's U-statistic variance (exact mode) or the spread of disjoint random
+    subsets (sampled mode) for the pair means, the standard error over pairs for the others.
+    """
+    kw = dict(t=t, max_pairs=max_pairs, sample_pairs=sample_pairs, seed=seed, block=block, device=device)
+    out = {}
+
+    def add_pair_mean(name, pm: PairMean):
+        value, ci = pm.log_with_ci()
+        out[name] = _m(name, value, ci, exact=pm.exact, pairs_used=pm.n_pairs)
+
+    add_pair_mean("uniformity_image", uniformity(I, **kw))
+    add_pair_mean("uniformity_text", uniformity(T, **kw))
+    add_pair_mean("uniformity_union", uniformity(np.concatenate([I, T]), **kw))
+    if Ip is not None:
+        add_pair_mean("uniformity_cross", cross_uniformity(Tp, Ip, **kw))
+        d2 = np.maximum(0.0, 2.0 - 2.0 * np.einsum("ij,ij->i", Ip, Tp, dtype=np.float64))
+        out["alignment"] = _m("alignment", d2.mean(), _mean_ci(d2))
+        n = len(Ip)
+        exact = n * (n - 1) <= max_pairs
+        rows = None if exact else np.sort(np.random.default_rng(seed).choice(n, max(2, min(n, sample_pairs // n)), replace=False))
+        ra = relative_alignment_rows(Ip, Tp, rows, block=block, device=device)
+        out["relative_alignment"] = _m("relative_alignment", ra.mean(), _mean_ci(ra), exact=exact,
+                                       pairs_used=int(len(ra) * (n - 1)))
+    return out
+
+
+def _mean_ci(values: np.ndarray) -> list[float] | None:
+    if len(values) < 3:
+        return None
+    m, se = values.mean(), values.std(ddof=1) / math.sqrt(len(values))
+    return [float(m - Z95 * se), float(m + Z95 * se)]
+
+
+# --------------------------------------------------------------------------- tables
+
+
+def per_dimension_gap(I: np.ndarray, T: np.ndarray, top: int = 20) -> dict:
+    """The dimensions carrying the gap: |mean_I - mean_T| per dimension, the top ``top``, and
+    the share of the squared gap ||mean_I - mean_T||^2 they carry."""
+    diff = I.mean(0, dtype=np.float64) - T.mean(0, dtype=np.float64)
+    sq = diff ** 2
+    order = np.argsort(-np.abs(diff), kind="stable")[:top]
+    total = sq.sum()
+    return {
+        "rows": [{"dim": int(d), "gap": float(abs(diff[d])), "signed_gap": float(diff[d]),
+                  "share": float(sq[d] / total) if total > 0 else 0.0} for d in order],
+        "top_share": float(sq[order].sum() / total) if total > 0 else 0.0,
+        "all_abs_gap": np.abs(diff).tolist(),
+    }
+
+
+def _renorm(X: np.ndarray) -> np.ndarray:
+    return X / np.maximum(np.linalg.norm(X, axis=1, keepdims=True), 1e-12)
+
+
+SHIFT_FRACTIONS = (-0.5, -0.25, 0.0, 0.25, 0.5, 0.75, 1.0, 1.25, 1.5)
+
+
+def shift_sweep(I: np.ndarray, T: np.ndarray, pairs: np.ndarray | None, *, class_text: np.ndarray | None = None,
+                labels: np.ndarray | None = None, fractions=SHIFT_FRACTIONS, max_rows: int = 5000,
+                seed: int = 0) -> dict:
+    """Embedding shift experiment (Liang et al. 2022, Sec. 4.2).
+
+    With the unit gap direction ``g = (mean I - mean T) / ||mean I - mean T||`` and the gap
+    ``L = ||mean I - mean T||``, shift by ``delta = f * L`` for each fraction f and renormalise:
+
+    - image-only: ``I' = normalize(I - delta g)``, texts unchanged;
+    - symmetric: ``I' = normalize(I - delta/2 g)``, ``T' = normalize(T + delta/2 g)``.
+
+    f = 1 moves the centroids onto each other before renormalisation; negative f widens the
+    gap. At each delta: the remaining centroid distance; with pairs, image-to-text and
+    text-to-image recall@1 and @5; with labels and class prompt embeddings, zero-shot
+    accuracy. Pairs beyond ``max_rows`` are subsampled (seeded), which the result states.
+    """
+    from clipscope.analysis.retrieval import cross_modal_recall, zero_shot_accuracy
+
+    diff = I.mean(0, dtype=np.float64) - T.mean(0, dtype=np.float64)
+    gap = float(np.linalg.norm(diff))
+    g = (diff / gap).astype(np.float32) if gap > 0 else np.zeros_like(diff, np.float32)
+    sub_pairs = None
+    if pairs is not None and len(pairs):
+        sub_pairs = pairs
+        if len(pairs) > max_rows:
+            sub_pairs = pairs[np.sort(np.random.default_rng(seed).choice(len(pairs), max_rows, replace=False))]
+        img_rows, img_inv = np.unique(sub_pairs[:, 0], return_inverse=True)
+        txt_rows, txt_inv = np.unique(sub_pairs[:, 1], return_inverse=True)
+        local_pairs = np.stack([img_inv.ravel(), txt_inv.ravel()], 1)
+    zs_rows = None
+    if labels is not None and class_text is not None:
+        zs_rows = np.arange(len(I))
+        if len(I) > max_rows:
+            zs_rows = np.sort(np.random.default_rng(seed + 1).choice(len(I), max_rows, replace=False))
+    rows = []
+    for variant in ("image_only", "symmetric"):
+        for f in fractions:
+            delta = f * gap
+            si, st = (delta, 0.0) if variant == "image_only" else (delta / 2, delta / 2)
+            row = {"variant": variant, "fraction": float(f), "delta": float(delta)}
+            I2 = _renorm(I - si * g)
+            T2 = _renorm(T + st * g)
+            row["centroid_distance"] = centroid_distance(I2, T2)
+            if sub_pairs is not None:
+                row.update(cross_modal_recall(I2[img_rows], T2[txt_rows], local_pairs))
+            if zs_rows is not None:
+                C2 = _renorm(class_text + st * g)
+                row["zero_shot_accuracy"] = zero_shot_accuracy(I2[zs_rows], C2, labels[zs_rows])
+            rows.append(row)
+    return {"rows": rows, "gap": gap, "pairs_used": 0 if sub_pairs is None else int(len(sub_pairs)),
+            "pairs_total": 0 if pairs is None else int(len(pairs))}

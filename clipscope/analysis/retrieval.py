@@ -1,0 +1,108 @@
+"""Retrieval metrics, computed in blocks.
+
+Recall@k for cross-modal retrieval over pairs (a query is right when one of its paired
+targets ranks within the top k), and the label-based metrics of Cross the Gap's retrieval
+evaluation (mAP, mAP@R, precision@R, recall@1) for intra- and inter-modal retrieval.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from clipscope.linalg import DEFAULT_BLOCK, similarity_tiles
+
+
+def _best_correct(queries: np.ndarray, gallery: np.ndarray, q_idx: np.ndarray, g_idx: np.ndarray) -> np.ndarray:
+    sims = np.einsum("ij,ij->i", queries[q_idx], gallery[g_idx])
+    best = np.full(len(queries), -np.inf, np.float32)
+    np.maximum.at(best, q_idx, sims.astype(np.float32))
+    return best
+
+
+def recall_at_k(queries: np.ndarray, gallery: np.ndarray, correct: np.ndarray, ks=(1, 5), *,
+                block: int = DEFAULT_BLOCK, device: str = "cpu") -> dict[int, float]:
+    """Fraction of queries whose best-ranked correct gallery row is within the top k.
+
+    ``correct`` is an (M, 2) array of (query row, gallery row) matches; queries without any
+    match are left out. Rows must be L2-normalised (cosine similarity). The rank of a query is
+    the number of gallery rows strictly more similar than its most similar correct row, so ties
+    count in the query's favour.
+    """
+    import torch
+
+    correct = np.asarray(correct, np.int64).reshape(-1, 2)
+    best = _best_correct(queries, gallery, correct[:, 0], correct[:, 1])
+    has = np.isfinite(best)
+    best_t = torch.from_numpy(best).to(device)
+    ahead = torch.zeros(len(queries), dtype=torch.long, device=device)
+    for i0, i1, _j0, _j1, s in similarity_tiles(queries, gallery, block=block, device=device):
+        ahead[i0:i1] += (s > best_t[i0:i1, None]).sum(1)
+    rank = ahead.cpu().numpy()[has]
+    return {k: float((rank < k).mean()) if len(rank) else float("nan") for k in ks}
+
+
+def cross_modal_recall(image: np.ndarray, text: np.ndarray, pairs: np.ndarray, ks=(1, 5), **kw) -> dict[str, float]:
+    """Image-to-text and text-to-image recall@k over the pairs (image row, text row)."""
+    pairs = np.asarray(pairs, np.int64)
+    i2t = recall_at_k(image, text, pairs, ks, **kw)
+    t2i = recall_at_k(text, image, pairs[:, ::-1], ks, **kw)
+    out = {f"i2t_recall@{k}": v for k, v in i2t.items()}
+    out.update({f"t2i_recall@{k}": v for k, v in t2i.items()})
+    return out
+
+
+def zero_shot_accuracy(image: np.ndarray, class_text: np.ndarray, labels: np.ndarray) -> float:
+    """Top-1 accuracy of argmax_c <image, class_text_c> (rows L2-normalised)."""
+    pred = predict_classes(image, class_text)
+    return float((pred == np.asarray(labels)).mean())
+
+
+def predict_classes(image: np.ndarray, class_text: np.ndarray, block: int = 65536) -> np.ndarray:
+    out = np.empty(len(image), np.int64)
+    for i in range(0, len(image), block):
+        out[i:i + block] = (image[i:i + block] @ class_text.T).argmax(1)
+    return out
+
+
+def label_retrieval(queries: np.ndarray, gallery: np.ndarray, query_labels: np.ndarray, gallery_labels: np.ndarray,
+                    *, same_set: bool = False, block: int = 1024) -> dict[str, float]:
+    """Label-based retrieval metrics, averaged over queries (in percent, as Cross the Gap reports).
+
+    A gallery row is relevant to a query when their labels are equal; with ``same_set`` the
+    query itself is removed from the gallery. With R the number of relevant rows of a query and
+    the gallery ranked by decreasing cosine:
+
+    - mAP: mean over queries of AP = (1/R) sum_{k: rel(k)} precision@k over the whole ranking;
+    - mAP@R: the same, truncated at rank R: (1/R) sum_{k<=R, rel(k)} precision@k;
+    - precision@R: (relevant rows in the top R) / R;
+    - recall@1: whether the top-ranked row is relevant.
+
+    Queries with no relevant row are left out. References: Musgrave et al. 2020 (A Metric
+    Learning Reality Check: MAP@R); Mistretta et al. 2025 (Cross the Gap, retrieval evaluation).
+    """
+    qlab = np.asarray(query_labels)
+    glab = np.asarray(gallery_labels)
+    sums = {"mAP": 0.0, "mAP@R": 0.0, "precision@R": 0.0, "recall@1": 0.0}
+    count = 0
+    for i0 in range(0, len(queries), block):
+        s = queries[i0:i0 + block] @ gallery.T
+        if same_set:
+            idx = np.arange(i0, min(len(queries), i0 + block))
+            s[idx - i0, idx] = -np.inf
+        order = np.argsort(-s, axis=1, kind="stable")
+        rel = glab[order] == qlab[i0:i0 + block, None]
+        if same_set:  # the removed query sits last in the ranking; never relevant
+            rel[:, -1] = False
+        r = rel.sum(1)
+        keep = r > 0
+        rel, r = rel[keep], r[keep]
+        hits = np.cumsum(rel, axis=1)
+        ranks = np.arange(1, rel.shape[1] + 1)
+        prec = hits / ranks
+        sums["mAP"] += float(((prec * rel).sum(1) / r).sum())
+        within_r = ranks[None, :] <= r[:, None]
+        sums["mAP@R"] += float(((prec * rel * within_r).sum(1) / r).sum())
+        sums["precision@R"] += float(((rel * within_r).sum(1) / r).sum())
+        sums["recall@1"] += float(rel[:, 0].sum())
+        count += int(keep.sum())
+    return {k: 100.0 * v / count if count else float("nan") for k, v in sums.items()}

@@ -1,0 +1,333 @@
+"""The HDF5 embedding cache: layout, lazy reader and atomic writer.
+
+Layout (schema version :data:`SCHEMA_VERSION`, documented in ``reports/schema/cache.md``)::
+
+    /                    attrs: clipscope_schema, clipscope_version, model, pretrained, embed_dim,
+                                open_clip_version, preprocess (JSON), data_spec, data_fingerprint,
+                                created_utc, source, weights_sha256, library
+    /image/embeddings    (N_img, D) raw encoder outputs (float32, or float16 with --dtype)
+    /image/ids           (N_img,) UTF-8: path relative to the data root, or an id
+    /image/labels        (N_img,) int64, optional
+    /classnames          (C,) UTF-8, optional
+    /text/embeddings     (N_txt, D) raw encoder outputs
+    /text/captions       (N_txt,) UTF-8
+    /pairs               (M, 2) int64: image row, text row
+    /failed/ids, /failed/reasons   inputs that could not be read
+    /image/oti_embeddings, /image/oti_cosine, /text/ovi_embeddings, ...   added by `invert`
+
+A cache is written whole to a temporary file and moved into place (``os.replace``), so readers
+never see a half-written file and an existing cache survives a crash.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from clipscope.errors import ClipscopeError
+from clipscope.linalg import l2_normalize
+
+SCHEMA_VERSION = 1
+ROW_CHUNK_BYTES = 1 << 20
+# Attributes that must agree before rows from two runs may share one cache.
+PROVENANCE_KEYS = ("model", "pretrained", "weights_sha256", "preprocess", "data_spec", "data_fingerprint", "dtype")
+
+
+def _h5py():
+    import h5py
+
+    return h5py
+
+
+def _str_dtype():
+    return _h5py().string_dtype("utf-8")
+
+
+def _row_chunks(n: int, d: int) -> tuple[int, int] | None:
+    if n == 0:
+        return None
+    return (max(1, min(n, ROW_CHUNK_BYTES // max(1, 4 * d))), d)
+
+
+def _write_rows(group, name: str, rows: np.ndarray, dtype=np.float32, block: int = 65536) -> None:
+    """Chunked by rows and resizable (so `invert` and appends can grow it)."""
+    n, d = rows.shape
+    ds = group.create_dataset(name, shape=(n, d), maxshape=(None, d), dtype=dtype, chunks=_row_chunks(n, d),
+                              track_times=False)
+    for i in range(0, n, block):
+        ds[i:i + block] = np.asarray(rows[i:i + block], dtype=dtype)
+
+
+def _write_strings(group, name: str, values) -> None:
+    group.create_dataset(name, data=np.array(list(values), dtype=object), dtype=_str_dtype(), track_times=False)
+
+
+def write_cache(path: str | os.PathLike, *, attrs: dict, image_embeddings=None, image_ids=None, image_labels=None,
+                classnames=None, text_embeddings=None, text_captions=None, pairs=None, failed=(),
+                dtype=np.float32, extra: dict | None = None) -> Path:
+    """Write a complete cache atomically (temporary file, then ``os.replace``).
+
+    ``image_embeddings`` / ``text_embeddings`` may be any row-sliceable array (a memmap streams).
+    ``extra`` maps dataset paths (e.g. ``image/oti_embeddings``) to arrays.
+    """
+    h5py = _h5py()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        with h5py.File(tmp, "w", track_order=True) as f:
+            base = {"clipscope_schema": SCHEMA_VERSION}
+            from clipscope import __version__
+
+            base["clipscope_version"] = __version__
+            for k, v in {**base, **attrs}.items():
+                if v is None:
+                    continue
+                f.attrs[k] = json.dumps(v, sort_keys=True) if isinstance(v, (dict, list)) else v
+            img = f.create_group("image", track_order=True)
+            if image_embeddings is not None:
+                _write_rows(img, "embeddings", image_embeddings, dtype)
+                ids = image_ids if image_ids is not None else [str(i) for i in range(len(image_embeddings))]
+                _write_strings(img, "ids", ids)
+                if image_labels is not None:
+                    img.create_dataset("labels", data=np.asarray(image_labels, np.int64), track_times=False)
+            if classnames is not None:
+                _write_strings(f, "classnames", classnames)
+            txt = f.create_group("text", track_order=True)
+            if text_embeddings is not None and len(text_embeddings):
+                _write_rows(txt, "embeddings", text_embeddings, dtype)
+                caps = text_captions if text_captions is not None else [str(i) for i in range(len(text_embeddings))]
+                _write_strings(txt, "captions", caps)
+            p = np.zeros((0, 2), np.int64) if pairs is None else np.asarray(pairs, np.int64).reshape(-1, 2)
+            f.create_dataset("pairs", data=p, maxshape=(None, 2), track_times=False)
+            fg = f.create_group("failed", track_order=True)
+            failed = list(failed)
+            _write_strings(fg, "ids", [a for a, _ in failed])
+            _write_strings(fg, "reasons", [b for _, b in failed])
+            for key, arr in (extra or {}).items():
+                arr = np.asarray(arr)
+                if arr.ndim == 2:
+                    _write_rows(f.require_group(key.rsplit("/", 1)[0]), key.rsplit("/", 1)[1], arr, dtype)
+                else:
+                    f.create_dataset(key, data=arr, track_times=False)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def add_datasets(path: str | os.PathLike, arrays: dict, attrs: dict | None = None) -> None:
+    """Add (or replace) datasets in an existing cache, atomically: copy, write, replace.
+
+    Copying keeps the original intact if anything fails midway; caches are embeddings only,
+    so the copy is cheap next to the work that produced the new arrays.
+    """
+    import shutil
+
+    h5py = _h5py()
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        shutil.copyfile(path, tmp)
+        with h5py.File(tmp, "a") as f:
+            for key, arr in arrays.items():
+                if key in f:
+                    del f[key]
+                arr = np.asarray(arr)
+                if arr.ndim == 2 and arr.dtype.kind == "f":
+                    grp, name = key.rsplit("/", 1)
+                    _write_rows(f.require_group(grp), name, arr, arr.dtype)
+                elif arr.dtype.kind in "OUS":
+                    grp, name = key.rsplit("/", 1)
+                    _write_strings(f.require_group(grp), name, arr)
+                else:
+                    f.create_dataset(key, data=arr, track_times=False)
+            for k, v in (attrs or {}).items():
+                f.attrs[k] = json.dumps(v, sort_keys=True) if isinstance(v, (dict, list)) else v
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _decode(values) -> list[str]:
+    return [v.decode("utf-8") if isinstance(v, bytes) else str(v) for v in values]
+
+
+class Cache:
+    """Lazy, read-only access to a cache file.
+
+    >>> cache = Cache.open("cache.h5")
+    >>> cache.image_embeddings          # h5py dataset: rows are read on slicing
+    >>> cache.normalized_image_embeddings()   # float32 numpy, L2-normalised rows
+    """
+
+    def __init__(self, path: str | os.PathLike, handle):
+        self.path = Path(path)
+        self._f = handle
+
+    @classmethod
+    def open(cls, path: str | os.PathLike) -> "Cache":
+        h5py = _h5py()
+        p = Path(path)
+        if not p.exists():
+            partial = Path(str(p) + ".partial")
+            hint = " (an extraction into it is unfinished: rerun the same extract command to resume)" if partial.exists() else ""
+            raise ClipscopeError(f"no cache at {p}{hint}")
+        try:
+            f = h5py.File(p, "r")
+        except OSError:
+            raise ClipscopeError(f"{p} is not an HDF5 cache (unreadable or corrupt); recreate it with extract or import") from None
+        if "clipscope_schema" not in f.attrs:
+            f.close()
+            raise ClipscopeError(f"{p} is an HDF5 file but not a clipscope cache (no clipscope_schema attribute)")
+        if int(f.attrs["clipscope_schema"]) > SCHEMA_VERSION:
+            f.close()
+            raise ClipscopeError(f"{p} uses cache schema {int(f.attrs['clipscope_schema'])}, newer than this "
+                                 f"clipscope reads ({SCHEMA_VERSION}); upgrade clipscope")
+        return cls(p, f)
+
+    def close(self) -> None:
+        self._f.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def __contains__(self, key: str) -> bool:
+        return key in self._f
+
+    def __getitem__(self, key: str):
+        return self._f[key]
+
+    @property
+    def attrs(self) -> dict:
+        out = {}
+        for k, v in self._f.attrs.items():
+            v = v.item() if hasattr(v, "item") else v
+            if isinstance(v, bytes):
+                v = v.decode()
+            if isinstance(v, str) and v[:1] in "{[":
+                try:
+                    v = json.loads(v)
+                except json.JSONDecodeError:
+                    pass
+            out[k] = v
+        return out
+
+    @property
+    def provenance(self) -> dict:
+        a = self.attrs
+        return {k: a.get(k) for k in ("model", "pretrained", "weights_sha256", "library", "open_clip_version",
+                                      "embed_dim", "preprocess", "data_spec", "data_fingerprint", "created_utc",
+                                      "source", "clipscope_version")}
+
+    @property
+    def image_embeddings(self):
+        return self._f["image/embeddings"] if "image/embeddings" in self._f else None
+
+    @property
+    def text_embeddings(self):
+        return self._f["text/embeddings"] if "text/embeddings" in self._f else None
+
+    @property
+    def image_ids(self) -> list[str]:
+        return _decode(self._f["image/ids"][:]) if "image/ids" in self._f else []
+
+    @property
+    def text_captions(self) -> list[str]:
+        return _decode(self._f["text/captions"][:]) if "text/captions" in self._f else []
+
+    @property
+    def pairs(self) -> np.ndarray:
+        return self._f["pairs"][:].astype(np.int64) if "pairs" in self._f else np.zeros((0, 2), np.int64)
+
+    @property
+    def image_labels(self) -> np.ndarray | None:
+        return self._f["image/labels"][:].astype(np.int64) if "image/labels" in self._f else None
+
+    @property
+    def classnames(self) -> list[str] | None:
+        return _decode(self._f["classnames"][:]) if "classnames" in self._f else None
+
+    @property
+    def failed(self) -> list[tuple[str, str]]:
+        if "failed/ids" not in self._f:
+            return []
+        return list(zip(_decode(self._f["failed/ids"][:]), _decode(self._f["failed/reasons"][:])))
+
+    @property
+    def n_images(self) -> int:
+        return 0 if self.image_embeddings is None else int(self.image_embeddings.shape[0])
+
+    @property
+    def n_texts(self) -> int:
+        return 0 if self.text_embeddings is None else int(self.text_embeddings.shape[0])
+
+    def _normalized(self, key: str, rows=None) -> np.ndarray:
+        if key not in self._f:
+            raise ClipscopeError(f"{self.path} has no {key}; {self._missing_hint(key)}")
+        ds = self._f[key]
+        out = np.empty((ds.shape[0], ds.shape[1]), np.float32) if rows is None else None
+        if out is not None:
+            # Read in row blocks into one float32 buffer: no float64 or double copy of the rows.
+            for i in range(0, ds.shape[0], 65536):
+                out[i:i + 65536] = ds[i:i + 65536]
+        else:
+            out = np.asarray(ds[np.sort(np.asarray(rows))], np.float32)
+        if not np.isfinite(out).all():
+            raise ClipscopeError(f"{self.path}:{key} has NaN or inf rows; re-extract or fix the import")
+        return l2_normalize(out, copy=False)
+
+    def _missing_hint(self, key: str) -> str:
+        if key.startswith("text"):
+            return "it holds images only; extract or import texts as well"
+        return "run the command that creates it (extract, import or invert)"
+
+    def normalized_image_embeddings(self, rows=None) -> np.ndarray:
+        """L2-normalised image rows as float32 (all rows, or the sorted ``rows``)."""
+        return self._normalized("image/embeddings", rows)
+
+    def normalized_text_embeddings(self, rows=None) -> np.ndarray:
+        return self._normalized("text/embeddings", rows)
+
+    def paired(self) -> tuple[np.ndarray, np.ndarray]:
+        """(image rows, text rows) of every pair, L2-normalised: row i of one pairs with row i of the other."""
+        pairs = self.pairs
+        if len(pairs) == 0:
+            raise ClipscopeError(f"{self.path} has no image-text pairs; paired metrics need /pairs "
+                                 "(extract with a captioned source, or import with both modalities)")
+        img = self.normalized_image_embeddings()
+        txt = self.normalized_text_embeddings()
+        return img[pairs[:, 0]], txt[pairs[:, 1]]
+
+    def summary(self) -> dict:
+        a = self.attrs
+        return {
+            "path": str(self.path), "schema": a.get("clipscope_schema"), "model": a.get("model"),
+            "pretrained": a.get("pretrained"), "embed_dim": a.get("embed_dim"), "data_spec": a.get("data_spec"),
+            "created_utc": a.get("created_utc"), "source": a.get("source"),
+            "images": self.n_images, "texts": self.n_texts, "pairs": int(self._f["pairs"].shape[0]) if "pairs" in self._f else 0,
+            "labels": self.image_labels is not None, "classes": len(self.classnames or []),
+            "failed": len(self.failed), "dtype": str(self.image_embeddings.dtype) if self.image_embeddings is not None else None,
+            "extra": sorted(k for k in _walk(self._f) if k not in _CORE_KEYS),
+        }
+
+
+_CORE_KEYS = {"image/embeddings", "image/ids", "image/labels", "classnames", "text/embeddings", "text/captions",
+              "pairs", "failed/ids", "failed/reasons"}
+
+
+def _walk(f) -> list[str]:
+    out = []
+    f.visit(lambda name: out.append(name) if hasattr(f[name], "shape") else None)
+    return out

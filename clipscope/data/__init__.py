@@ -1,0 +1,343 @@
+"""Data sources: one ``--data SPEC`` grammar for every command.
+
+A source resolves to a :class:`DataSource`: the image ids (and how to load each image), the
+texts, the pairs (image row, text row), and optional labels and class names. Images are read
+lazily, one at a time, by index, so extraction can stream and resume.
+
+Grammar::
+
+    folder:DIR                    ImageFolder: subfolders are classes; texts are class prompts
+    images:DIR                    flat folder; NAME.txt beside an image is its caption
+    captions:FILE                 .csv / .tsv / .jsonl with image, caption[, label]
+    coco:ANNOTATIONS.json[:DIR]   COCO captions; every caption paired with its image
+    wds:PATTERN                   webdataset tar shards (image + txt [+ cls]), brace patterns
+    probes[:N[:SEED]]             the built-in procedural probes
+"""
+
+from __future__ import annotations
+
+import csv
+import glob
+import hashlib
+import io
+import json
+import os
+import tarfile
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
+from typing import Callable
+
+import numpy as np
+from PIL import Image
+
+from clipscope.errors import ClipscopeError
+
+IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff"}
+CLASS_TEMPLATE = "a photo of a {c}."
+SPEC_HELP = ("folder:DIR, images:DIR, captions:FILE, coco:ANNOTATIONS.json[:IMAGE_DIR], wds:PATTERN "
+             "or probes[:N[:SEED]]")
+
+
+@dataclass
+class DataSource:
+    """What a ``--data`` spec resolves to. ``load_image(i)`` raises on an unreadable input."""
+
+    spec: str
+    kind: str
+    image_ids: list[str]
+    load_image: Callable[[int], Image.Image]
+    texts: list[str] = field(default_factory=list)
+    pairs: np.ndarray = field(default_factory=lambda: np.zeros((0, 2), np.int64))
+    labels: np.ndarray | None = None
+    classnames: list[str] | None = None
+    root: str | None = None
+    paths: list[str] | None = None
+    fingerprint_parts: list = field(default_factory=list)
+
+    @property
+    def fingerprint(self) -> str:
+        """A content key: the ids, texts, pairs and (for files) their sizes and mtimes."""
+        h = hashlib.sha256()
+        h.update(self.kind.encode())
+        for part in (self.image_ids, self.texts, self.fingerprint_parts):
+            h.update(json.dumps(part, sort_keys=True).encode())
+        h.update(np.ascontiguousarray(self.pairs, dtype=np.int64).tobytes())
+        return h.hexdigest()[:16]
+
+    def counts(self) -> dict:
+        return {"images": len(self.image_ids), "texts": len(self.texts), "pairs": int(len(self.pairs)),
+                "classes": len(self.classnames) if self.classnames else 0}
+
+
+def open_image_file(path: str | os.PathLike) -> Image.Image:
+    """Open and fully decode an image as RGB; truncated or corrupt files raise (never padded)."""
+    p = Path(path)
+    if not p.exists():
+        raise FileNotFoundError(f"missing file {p}")
+    if p.stat().st_size == 0:
+        raise OSError("zero-byte file")
+    return decode_image_bytes(p.read_bytes())
+
+
+def decode_image_bytes(data: bytes) -> Image.Image:
+    with Image.open(io.BytesIO(data)) as im:
+        im.load()  # forces a full decode: truncated data raises here
+        return im.convert("RGB")
+
+
+def _file_stats(paths: list[Path]) -> list:
+    out = []
+    for p in paths:
+        try:
+            st = p.stat()
+            out.append([st.st_size, int(st.st_mtime)])
+        except OSError:
+            out.append(None)
+    return out
+
+
+def _loader(paths: list[Path]) -> Callable[[int], Image.Image]:
+    return lambda i: open_image_file(paths[i])
+
+
+def _class_prompts(classnames: list[str]) -> list[str]:
+    return [CLASS_TEMPLATE.format(c=c) for c in classnames]
+
+
+def _require_dir(path: str, kind: str) -> Path:
+    p = Path(path).expanduser()
+    if not p.is_dir():
+        raise ClipscopeError(f"--data {kind}:{path}: no such folder; give an existing directory")
+    return p
+
+
+def folder_source(spec: str, path: str) -> DataSource:
+    root = _require_dir(path, "folder")
+    class_dirs = sorted(d for d in root.iterdir() if d.is_dir() and not d.name.startswith("."))
+    if not class_dirs:
+        raise ClipscopeError(f"--data folder:{path} has no class subfolders; use images:{path} for a flat folder")
+    paths, labels = [], []
+    for label, d in enumerate(class_dirs):
+        for f in sorted(d.rglob("*")):
+            if f.is_file() and f.suffix.lower() in IMAGE_EXTENSIONS:
+                paths.append(f)
+                labels.append(label)
+    if not paths:
+        raise ClipscopeError(f"--data folder:{path} holds no images ({', '.join(sorted(IMAGE_EXTENSIONS))})")
+    classnames = [d.name.replace("_", " ") for d in class_dirs]
+    labels = np.asarray(labels, np.int64)
+    return DataSource(
+        spec=spec, kind="folder", root=str(root.resolve()),
+        image_ids=[f.relative_to(root).as_posix() for f in paths], paths=[str(p) for p in paths],
+        load_image=_loader(paths), texts=_class_prompts(classnames),
+        pairs=np.stack([np.arange(len(paths)), labels], 1).astype(np.int64),
+        labels=labels, classnames=classnames, fingerprint_parts=_file_stats(paths))
+
+
+def images_source(spec: str, path: str) -> DataSource:
+    root = _require_dir(path, "images")
+    paths = sorted(f for f in root.iterdir() if f.is_file() and f.suffix.lower() in IMAGE_EXTENSIONS)
+    if not paths:
+        raise ClipscopeError(f"--data images:{path} holds no images")
+    texts, pairs = [], []
+    for i, f in enumerate(paths):
+        side = f.with_suffix(".txt")
+        if side.exists():
+            pairs.append((i, len(texts)))
+            texts.append(side.read_text(encoding="utf-8").strip())
+    return DataSource(
+        spec=spec, kind="images", root=str(root.resolve()), image_ids=[f.name for f in paths],
+        paths=[str(p) for p in paths], load_image=_loader(paths), texts=texts,
+        pairs=np.asarray(pairs, np.int64).reshape(-1, 2), fingerprint_parts=_file_stats(paths))
+
+
+def _read_table(path: Path) -> list[dict]:
+    suffix = path.suffix.lower()
+    try:
+        if suffix == ".jsonl":
+            rows = []
+            for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+                if line.strip():
+                    try:
+                        rows.append(json.loads(line))
+                    except json.JSONDecodeError as e:
+                        raise ClipscopeError(f"{path}:{n}: not valid JSON ({e.msg}); one JSON object per line") from None
+            return rows
+        if suffix in (".csv", ".tsv"):
+            with path.open(newline="", encoding="utf-8") as fh:
+                return list(csv.DictReader(fh, delimiter="\t" if suffix == ".tsv" else ","))
+    except UnicodeDecodeError:
+        raise ClipscopeError(f"{path} is not UTF-8 text; save it as UTF-8") from None
+    raise ClipscopeError(f"--data captions:{path}: use a .csv, .tsv or .jsonl file")
+
+
+def captions_source(spec: str, path: str) -> DataSource:
+    table = Path(path).expanduser()
+    if not table.is_file():
+        raise ClipscopeError(f"--data captions:{path}: no such file")
+    rows = _read_table(table)
+    if not rows:
+        raise ClipscopeError(f"--data captions:{path} has no rows")
+    missing = {"image", "caption"} - set(rows[0])
+    if missing:
+        raise ClipscopeError(f"--data captions:{path} lacks column(s) {', '.join(sorted(missing))}; "
+                             "it needs image and caption (label optional)")
+    base = table.parent
+    index: dict[str, int] = {}
+    ids, texts, pairs, raw_labels = [], [], [], []
+    for row in rows:
+        img = str(row["image"])
+        if img not in index:
+            index[img] = len(ids)
+            ids.append(img)
+            raw_labels.append(row.get("label"))
+        pairs.append((index[img], len(texts)))
+        texts.append(str(row["caption"]))
+    labels = classnames = None
+    if "label" in rows[0] and all(v not in (None, "") for v in raw_labels):
+        values = [str(v) for v in raw_labels]
+        if all(v.lstrip("-").isdigit() for v in values):
+            labels = np.asarray([int(v) for v in values], np.int64)
+            classnames = [str(c) for c in range(int(labels.max()) + 1)]
+        else:
+            classnames = sorted(set(values))
+            labels = np.asarray([classnames.index(v) for v in values], np.int64)
+    paths = [base / i for i in ids]
+    return DataSource(
+        spec=spec, kind="captions", root=str(base.resolve()), image_ids=ids, paths=[str(p) for p in paths],
+        load_image=_loader(paths), texts=texts, pairs=np.asarray(pairs, np.int64), labels=labels,
+        classnames=classnames, fingerprint_parts=_file_stats(paths))
+
+
+def coco_source(spec: str, arg: str) -> DataSource:
+    ann_path, _, image_dir = arg.partition(":") if not Path(arg).exists() else (arg, "", "")
+    ann = Path(ann_path).expanduser()
+    if not ann.is_file():
+        raise ClipscopeError(f"--data coco:{ann_path}: no such annotations file")
+    try:
+        data = json.loads(ann.read_text(encoding="utf-8"))
+        images = data["images"]
+        annotations = data["annotations"]
+    except (json.JSONDecodeError, KeyError, TypeError):
+        raise ClipscopeError(f"{ann} is not a COCO captions file (needs 'images' and 'annotations')") from None
+    if image_dir:
+        root = _require_dir(image_dir, "coco")
+    else:
+        # COCO layout: annotations/captions_val2017.json beside val2017/.
+        split = ann.stem.split("_")[-1]
+        guess = ann.parent.parent / split
+        root = guess if guess.is_dir() else ann.parent
+    by_id = {}
+    ids, paths = [], []
+    for im in sorted(images, key=lambda m: m["id"]):
+        by_id[im["id"]] = len(ids)
+        ids.append(im["file_name"])
+        paths.append(root / im["file_name"])
+    texts, pairs = [], []
+    for a in sorted(annotations, key=lambda a: (a["image_id"], a.get("id", 0))):
+        if a["image_id"] in by_id:
+            pairs.append((by_id[a["image_id"]], len(texts)))
+            texts.append(a["caption"].strip())
+    return DataSource(
+        spec=spec, kind="coco", root=str(root.resolve()), image_ids=ids, paths=[str(p) for p in paths],
+        load_image=_loader(paths), texts=texts, pairs=np.asarray(pairs, np.int64).reshape(-1, 2),
+        fingerprint_parts=_file_stats(paths))
+
+
+def safe_member_name(name: str) -> str:
+    """A tar member name, or an error when it would escape the shard (absolute or '..')."""
+    p = PurePosixPath(name)
+    if p.is_absolute() or ".." in p.parts or name.startswith("\\") or ":" in p.parts[0]:
+        raise ClipscopeError(f"tar member {name!r} escapes the shard (path traversal); the shard is rejected")
+    return name
+
+
+def wds_source(spec: str, pattern: str) -> DataSource:
+    import braceexpand
+
+    shards = sorted({p for pat in braceexpand.braceexpand(pattern) for p in (glob.glob(os.path.expanduser(pat)) or [])})
+    if not shards:
+        raise ClipscopeError(f"--data wds:{pattern} matches no tar shards")
+    # Index members by sample key without unpacking: (shard, offset, size) per image.
+    entries: dict[str, dict] = {}
+    order: list[str] = []
+    for shard in shards:
+        try:
+            with tarfile.open(shard) as tar:
+                for m in tar:
+                    if not m.isfile():
+                        continue
+                    name = safe_member_name(m.name)
+                    key, _, ext = name.rpartition(".")
+                    full_key = f"{Path(shard).name}/{key}"
+                    if full_key not in entries:
+                        entries[full_key] = {}
+                        order.append(full_key)
+                    entries[full_key][ext.lower()] = (shard, m.offset_data, m.size)
+        except tarfile.TarError as e:
+            raise ClipscopeError(f"{shard} is not a readable tar shard ({e})") from None
+
+    def read(ref):
+        shard, offset, size = ref
+        with open(shard, "rb") as fh:
+            fh.seek(offset)
+            return fh.read(size)
+
+    ids, refs, texts, pairs, labels = [], [], [], [], []
+    for key in order:
+        e = entries[key]
+        img_ext = next((x for x in ("jpg", "jpeg", "png", "webp") if x in e), None)
+        if img_ext is None:
+            continue
+        if "txt" in e:
+            pairs.append((len(ids), len(texts)))
+            texts.append(read(e["txt"]).decode("utf-8").strip())
+        if "cls" in e:
+            labels.append(int(read(e["cls"]).decode().strip()))
+        ids.append(key)
+        refs.append(e[img_ext])
+    if not ids:
+        raise ClipscopeError(f"--data wds:{pattern}: the shards hold no images (.jpg/.png/.webp)")
+    lab = np.asarray(labels, np.int64) if len(labels) == len(ids) else None
+    return DataSource(
+        spec=spec, kind="wds", root=str(Path(shards[0]).parent.resolve()), image_ids=ids,
+        load_image=lambda i: decode_image_bytes(read(refs[i])), texts=texts,
+        pairs=np.asarray(pairs, np.int64).reshape(-1, 2), labels=lab,
+        classnames=[str(c) for c in range(int(lab.max()) + 1)] if lab is not None else None,
+        fingerprint_parts=[[s, os.path.getsize(s)] for s in shards])
+
+
+def probes_source(spec: str, arg: str) -> DataSource:
+    from clipscope.data import probes
+
+    parts = [p for p in arg.split(":") if p] if arg else []
+    try:
+        n = int(parts[0]) if parts else probes.DEFAULT_N
+        seed = int(parts[1]) if len(parts) > 1 else 0
+    except ValueError:
+        raise ClipscopeError(f"--data {spec}: use probes, probes:N or probes:N:SEED with integers") from None
+    if n < 1 or len(parts) > 2:
+        raise ClipscopeError(f"--data {spec}: use probes, probes:N or probes:N:SEED with N >= 1")
+    scenes = [probes.scene(seed, i) for i in range(n)]
+    return DataSource(
+        spec=spec, kind="probes", image_ids=[f"probe-{seed}-{i:06d}" for i in range(n)],
+        load_image=lambda i: probes.render(scenes[i], seed=seed, index=i),
+        texts=[s.caption for s in scenes], pairs=np.stack([np.arange(n), np.arange(n)], 1).astype(np.int64),
+        labels=np.asarray([s.label for s in scenes], np.int64), classnames=list(probes.CLASSNAMES),
+        fingerprint_parts=[n, seed])
+
+
+_SOURCES = {"folder": folder_source, "images": images_source, "captions": captions_source,
+            "coco": coco_source, "wds": wds_source, "probes": probes_source}
+
+
+def open_source(spec: str) -> DataSource:
+    """Resolve a ``--data`` spec; unknown kinds get an error that lists the grammar."""
+    if not spec:
+        raise ClipscopeError(f"no --data given; use {SPEC_HELP}")
+    kind, _, arg = spec.partition(":")
+    if kind not in _SOURCES:
+        raise ClipscopeError(f"unknown --data kind {kind!r}; use {SPEC_HELP}")
+    if kind != "probes" and not arg:
+        raise ClipscopeError(f"--data {kind}: needs a path after the colon ({SPEC_HELP})")
+    return _SOURCES[kind](spec, arg)

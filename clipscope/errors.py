@@ -1,0 +1,9 @@
+"""One exception type for every problem the user can fix.
+
+The CLI prints it as a single line ``Error: <message>`` and exits with code 1; the message
+names the problem and what to do about it.
+"""
+
+
+class ClipscopeError(Exception):
+    """A user-facing error: bad input, missing weights, incompatible caches, ..."""

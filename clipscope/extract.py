@@ -1,0 +1,245 @@
+"""The batch loop: data source -> encoder -> cache, resumable after any interruption.
+
+Progress lives in a journal folder ``<out>.partial/`` beside the cache: raw float32 rows are
+appended to ``image.f32`` / ``text.f32`` and, after each batch is flushed to disk, a small state
+file is replaced atomically (``os.replace``) with the count of committed rows. A crash at any
+point leaves at most an uncommitted tail, which the next run truncates; the cache file itself is
+written once, at the end, from the journal, so an interrupted run never leaves a broken cache.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import hashlib
+import json
+import os
+import shutil
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from clipscope.cache import PROVENANCE_KEYS, Cache, write_cache
+from clipscope.errors import ClipscopeError
+
+
+def _atomic_json(path: Path, obj) -> None:
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    with open(tmp, "w") as fh:
+        json.dump(obj, fh, sort_keys=True)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+
+
+class _Journal:
+    """Append-only rows for one modality, with an atomically committed row count."""
+
+    def __init__(self, folder: Path, name: str, dim: int):
+        self.data = folder / f"{name}.f32"
+        self.state_path = folder / f"{name}.json"
+        self.dim = dim
+        self.state = {"next_index": 0, "rows": 0, "failed": [], "done": False}
+        if self.state_path.exists():
+            self.state = json.loads(self.state_path.read_text())
+        # Drop any tail written after the last commit (a batch that was never acknowledged).
+        with open(self.data, "ab") as fh:
+            fh.truncate(self.state["rows"] * dim * 4)
+
+    def commit(self, rows: np.ndarray, next_index: int, failed: list) -> None:
+        with open(self.data, "ab") as fh:
+            fh.write(np.ascontiguousarray(rows, np.float32).tobytes())
+            fh.flush()
+            os.fsync(fh.fileno())
+        self.state["rows"] += len(rows)
+        self.state["next_index"] = next_index
+        self.state["failed"].extend(failed)
+        _atomic_json(self.state_path, self.state)
+
+    def finish(self) -> None:
+        self.state["done"] = True
+        _atomic_json(self.state_path, self.state)
+
+    def rows(self) -> np.ndarray:
+        n = self.state["rows"]
+        if n == 0:
+            return np.zeros((0, self.dim), np.float32)
+        return np.memmap(self.data, dtype=np.float32, mode="r", shape=(n, self.dim))
+
+
+class _ImageDataset:
+    """Loads and preprocesses image i; failures come back as (i, None, reason), never raised."""
+
+    def __init__(self, source, preprocess, start: int):
+        self.source, self.preprocess, self.start = source, preprocess, start
+
+    def __len__(self):
+        return len(self.source.image_ids) - self.start
+
+    def __getitem__(self, k):
+        i = self.start + k
+        try:
+            return i, self.preprocess(self.source.load_image(i)), None
+        except Exception as e:  # any unreadable input is recorded, not fatal
+            return i, None, _reason(e)
+
+
+def _reason(e: Exception) -> str:
+    text = str(e).strip().splitlines()[0] if str(e).strip() else ""
+    return f"{type(e).__name__}: {text}"[:300]
+
+
+def _collate(items):
+    import torch
+
+    ok = [(i, t) for i, t, err in items if err is None]
+    bad = [(i, err) for i, _, err in items if err is not None]
+    idx = [i for i, _ in ok]
+    pixels = torch.stack([t for _, t in ok]) if ok else None
+    return idx, pixels, bad, max(i for i, _, _ in items) + 1
+
+
+def cache_attrs(encoder, source, dtype: str) -> dict:
+    p = encoder.provenance
+    return {
+        "model": p["model"], "pretrained": p["pretrained"], "weights_sha256": p.get("weights_sha256"),
+        "library": p.get("library"), "open_clip_version": p.get("open_clip_version") or p.get("timm_version"),
+        "embed_dim": int(p["embed_dim"]), "preprocess": p.get("preprocess"), "data_spec": source.spec,
+        "data_fingerprint": source.fingerprint, "dtype": dtype, "source": "extract",
+    }
+
+
+def _same(a: dict, b: dict) -> list[str]:
+    def norm(v):
+        return json.dumps(v, sort_keys=True) if isinstance(v, (dict, list)) else v
+
+    return [k for k in PROVENANCE_KEYS if norm(a.get(k)) != norm(b.get(k))]
+
+
+def _progress(total: int, initial: int, desc: str, enabled: bool):
+    from tqdm import tqdm
+
+    return tqdm(total=total, initial=initial, desc=desc, unit="item", file=sys.stderr, disable=not enabled,
+                dynamic_ncols=True, leave=False)
+
+
+def extract(source, encoder, out: str | os.PathLike, *, batch_size: int = 64, workers: int = 0,
+            dtype: str = "float32", overwrite: bool = False, progress: bool = True, texts: bool = True) -> dict:
+    """Encode ``source`` with ``encoder`` into the cache ``out``; resume a journal if one exists.
+
+    Returns a summary: counts of images, texts, failures, and whether the run resumed.
+    """
+    import torch
+
+    out = Path(out)
+    journal_dir = Path(str(out) + ".partial")
+    attrs = cache_attrs(encoder, source, dtype)
+    if dtype not in ("float32", "float16"):
+        raise ClipscopeError(f"--dtype {dtype}: use float32 or float16")
+
+    if overwrite:
+        shutil.rmtree(journal_dir, ignore_errors=True)
+    elif out.exists():
+        try:
+            with Cache.open(out) as c:
+                diff = _same(c.attrs, attrs)
+        except ClipscopeError:
+            raise ClipscopeError(f"{out} exists and is not a clipscope cache; choose another --out or pass --overwrite") from None
+        if diff:
+            raise ClipscopeError(f"{out} was made with another {', '.join(diff)}; refusing to mix embeddings "
+                                 "in one cache: choose another --out or pass --overwrite to start over")
+        return {"cache": str(out), "complete": True, "resumed": False, "skipped": True, **_counts(out)}
+
+    manifest_path = journal_dir / "manifest.json"
+    resumed = manifest_path.exists()
+    if resumed:
+        manifest = json.loads(manifest_path.read_text())
+        diff = _same(manifest["attrs"], attrs)
+        if diff:
+            raise ClipscopeError(f"an unfinished extraction into {out} used another {', '.join(diff)}; "
+                                 "rerun it with the same options, or pass --overwrite to start over")
+    else:
+        journal_dir.mkdir(parents=True, exist_ok=True)
+        created = _dt.datetime.now(_dt.timezone.utc).replace(microsecond=0).isoformat()
+        manifest = {"attrs": {**attrs, "created_utc": created}, "batch_size": batch_size}
+        _atomic_json(manifest_path, manifest)
+
+    dim = int(attrs["embed_dim"])
+    img_j = _Journal(journal_dir, "image", dim)
+    start = img_j.state["next_index"]
+    n_img = len(source.image_ids)
+    if not img_j.state["done"]:
+        ds = _ImageDataset(source, encoder.preprocess, start)
+        loader = torch.utils.data.DataLoader(
+            ds, batch_size=batch_size, shuffle=False, num_workers=workers, collate_fn=_collate,
+            pin_memory=encoder.device.startswith("cuda"), prefetch_factor=4 if workers > 0 else None,
+            persistent_workers=False)
+        bar = _progress(n_img, start, "images", progress)
+        for idx, pixels, bad, next_index in loader:
+            feats = encoder.encode_images(pixels).numpy() if pixels is not None else np.zeros((0, dim), np.float32)
+            if feats.shape[1] != dim:
+                raise ClipscopeError(f"the encoder returned {feats.shape[1]}-d features, expected {dim}")
+            img_j.commit(feats, next_index, [[i, r] for i, r in bad])
+            bar.update(next_index - bar.n)
+        bar.close()
+        img_j.finish()
+
+    txt_j = _Journal(journal_dir, "text", dim)
+    if texts and encoder.has_text and not txt_j.state["done"]:
+        n_txt = len(source.texts)
+        bar = _progress(n_txt, txt_j.state["next_index"], "texts", progress)
+        for s in range(txt_j.state["next_index"], n_txt, batch_size):
+            batch = source.texts[s:s + batch_size]
+            txt_j.commit(encoder.encode_texts(batch).numpy(), s + len(batch), [])
+            bar.update(len(batch))
+        bar.close()
+    txt_j.finish()
+
+    ok_rows = _succeeded(n_img, img_j.state["failed"])
+    remap = -np.ones(n_img, np.int64)
+    remap[ok_rows] = np.arange(len(ok_rows))
+    have_text = texts and encoder.has_text and len(source.texts) > 0
+    pairs = source.pairs if have_text else np.zeros((0, 2), np.int64)
+    pairs = np.stack([remap[pairs[:, 0]], pairs[:, 1]], 1) if len(pairs) else pairs
+    pairs = pairs[pairs[:, 0] >= 0] if len(pairs) else pairs
+    failed = [(source.image_ids[i], r) for i, r in img_j.state["failed"]]
+    write_cache(
+        out, attrs=manifest["attrs"], image_embeddings=img_j.rows(), image_ids=[source.image_ids[i] for i in ok_rows],
+        image_labels=source.labels[ok_rows] if source.labels is not None else None, classnames=source.classnames,
+        text_embeddings=txt_j.rows() if have_text else None, text_captions=source.texts if have_text else None,
+        pairs=pairs, failed=failed, dtype=np.float16 if dtype == "float16" else np.float32)
+    shutil.rmtree(journal_dir, ignore_errors=True)
+    return {"cache": str(out), "complete": True, "resumed": resumed, "skipped": False, **_counts(out)}
+
+
+def _succeeded(n: int, failed: list) -> np.ndarray:
+    mask = np.ones(n, bool)
+    for i, _ in failed:
+        mask[i] = False
+    return np.flatnonzero(mask)
+
+
+def _counts(path: Path) -> dict:
+    with Cache.open(path) as c:
+        return {"images": c.n_images, "texts": c.n_texts, "pairs": int(len(c.pairs)), "failed": len(c.failed)}
+
+
+def cache_dir() -> Path:
+    base = os.environ.get("CLIPSCOPE_CACHE_DIR") or os.path.join(
+        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "clipscope")
+    return Path(base)
+
+
+def content_key(encoder, source, dtype: str = "float32") -> str:
+    """A key over model, weights, preprocessing and data content: equal keys, equal caches."""
+    attrs = cache_attrs(encoder, source, dtype)
+    blob = json.dumps({k: attrs.get(k) for k in PROVENANCE_KEYS}, sort_keys=True)
+    return hashlib.sha256(blob.encode()).hexdigest()[:20]
+
+
+def ensure_cache(encoder, source, *, batch_size: int = 64, workers: int = 0, progress: bool = True,
+                 dtype: str = "float32") -> Path:
+    """Extract into the content-keyed cache under :func:`cache_dir`, or reuse it."""
+    path = cache_dir() / f"{content_key(encoder, source, dtype)}.h5"
+    extract(source, encoder, path, batch_size=batch_size, workers=workers, progress=progress, dtype=dtype)
+    return path

@@ -1,0 +1,99 @@
+"""Shared numeric mechanics: normalisation and blocked pairwise similarity.
+
+Every analysis that needs all pairs of rows (uniformity, relative alignment, retrieval, blind
+pairs, kNN overlap) walks the similarity matrix tile by tile through :func:`similarity_tiles`,
+so memory is bounded by ``block**2`` whatever the number of rows, and the same code runs on a
+GPU when ``device`` names one.
+"""
+
+from __future__ import annotations
+
+from typing import Iterator
+
+import numpy as np
+
+from clipscope.errors import ClipscopeError
+
+DEFAULT_BLOCK = 4096
+
+
+def as_float_rows(x, name: str = "embeddings") -> np.ndarray:
+    """Validate a 2-D finite float array; return it as C-contiguous float32 (no copy if already)."""
+    x = np.asarray(x)
+    if x.ndim != 2:
+        raise ClipscopeError(f"{name} must be a 2-D array (rows x dims), got shape {x.shape}")
+    if x.shape[0] == 0:
+        raise ClipscopeError(f"{name} has no rows")
+    x = np.ascontiguousarray(x, dtype=np.float32)
+    if not np.isfinite(x).all():
+        bad = np.flatnonzero(~np.isfinite(x).all(axis=1))
+        raise ClipscopeError(f"{name} has NaN or inf in {bad.size} row(s) (first: row {bad[0]}); drop or fix them")
+    return x
+
+
+def l2_normalize(x, *, eps: float = 1e-12, copy: bool = True) -> np.ndarray:
+    """Rows divided by their L2 norm (float32). Zero rows stay zero."""
+    x = np.array(x, dtype=np.float32, copy=copy) if copy else np.asarray(x, dtype=np.float32)
+    # Norms accumulated in float64 so that very wide rows normalise exactly.
+    norms = np.sqrt(np.einsum("ij,ij->i", x, x, dtype=np.float64))
+    x /= np.maximum(norms, eps).astype(np.float32)[:, None]
+    return x
+
+
+def to_torch(x: np.ndarray, device: str = "cpu"):
+    import torch
+
+    t = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))
+    return t.to(device) if device != "cpu" else t
+
+
+def similarity_tiles(a: np.ndarray, b: np.ndarray | None = None, *, block: int = DEFAULT_BLOCK,
+                     device: str = "cpu", upper: bool = False) -> Iterator[tuple[int, int, int, int, "object"]]:
+    """Yield ``(i0, i1, j0, j1, S)`` with ``S = a[i0:i1] @ b[j0:j1].T`` as a torch tensor.
+
+    With ``b=None`` the second operand is ``a``; ``upper=True`` then yields only the tiles with
+    ``j0 >= i0`` (the diagonal tiles whole), which halves the work for symmetric reductions.
+    Rows are copied to ``device`` once, tiles are computed there.
+    """
+    import torch
+
+    ta = to_torch(a, device)
+    tb = ta if b is None else to_torch(b, device)
+    n, m = ta.shape[0], tb.shape[0]
+    with torch.inference_mode():
+        for i0 in range(0, n, block):
+            i1 = min(n, i0 + block)
+            for j0 in range(i0 if (upper and b is None) else 0, m, block):
+                j1 = min(m, j0 + block)
+                yield i0, i1, j0, j1, ta[i0:i1] @ tb[j0:j1].T
+
+
+def blocked_topk(queries: np.ndarray, gallery: np.ndarray, k: int, *, exclude_self: bool = False,
+                 block: int = DEFAULT_BLOCK, device: str = "cpu") -> tuple[np.ndarray, np.ndarray]:
+    """Top-k gallery rows by inner product for every query row, without the full matrix.
+
+    Returns ``(values, indices)``, each ``(n_queries, k)``, sorted by decreasing similarity
+    (the order among exactly tied values is unspecified). ``exclude_self`` drops index i for
+    query i (queries and gallery are the same set).
+    """
+    import torch
+
+    n, m = len(queries), len(gallery)
+    k_eff = min(k, m - (1 if exclude_self else 0))
+    if k_eff < 1:
+        raise ClipscopeError(f"need at least {k + int(exclude_self)} gallery rows for k={k}")
+    best_v = torch.full((n, k_eff), -torch.inf, device=device)
+    best_i = torch.zeros((n, k_eff), dtype=torch.long, device=device)
+    for i0, i1, j0, j1, s in similarity_tiles(queries, gallery, block=block, device=device):
+        if exclude_self:
+            lo, hi = max(i0, j0), min(i1, j1)
+            if lo < hi:
+                idx = torch.arange(lo, hi, device=device)
+                s[idx - i0, idx - j0] = -torch.inf
+        cols = torch.arange(j0, j1, device=device).expand(i1 - i0, -1)
+        cand_v = torch.cat([best_v[i0:i1], s], dim=1)
+        cand_i = torch.cat([best_i[i0:i1], cols], dim=1)
+        top_v, order = torch.topk(cand_v, k_eff, dim=1, sorted=True)
+        best_v[i0:i1] = top_v
+        best_i[i0:i1] = torch.gather(cand_i, 1, order)
+    return best_v.cpu().numpy(), best_i.cpu().numpy()

@@ -1,0 +1,268 @@
+"""Encoder loading: one entry point, :func:`load_encoder`, whatever library the model comes from.
+
+Model names:
+- any open_clip architecture (``ViT-B-32``), with ``pretrained`` an open_clip tag, a local
+  checkpoint file (``.pt``/``.bin``/``.safetensors``, loaded with ``weights_only=True``) or
+  ``none`` (random init, recorded as such);
+- ``hf-hub:org/repo`` and ``local-dir:PATH`` (open_clip's own schemas);
+- ``clipscope-tiny``: the bundled tiny CLIP (default weights ``bundled``);
+- ``timm:NAME``: an image-only timm reference encoder (for blind-pair mining).
+
+The result is an :class:`Encoder` with ``encode_images``, ``encode_texts``, ``preprocess`` and
+``provenance``, so no command needs to know which library the encoder came from.
+"""
+
+from __future__ import annotations
+
+import difflib
+import hashlib
+import json
+import logging
+import os
+import socket
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from clipscope.errors import ClipscopeError
+
+ASSETS = Path(__file__).resolve().parent / "assets"
+BUNDLED = {"clipscope-tiny": ASSETS / "clipscope-tiny.safetensors"}
+_HUB_MODE_SET = False
+
+
+def _set_hub_mode() -> None:
+    """Decide online/offline once, before huggingface_hub is first imported.
+
+    huggingface_hub reads HF_HUB_OFFLINE at import time; offline, without it, every download
+    retries for about 30 s before failing. A quick connection probe makes offline runs fail fast.
+    """
+    global _HUB_MODE_SET
+    if _HUB_MODE_SET or "HF_HUB_OFFLINE" in os.environ:
+        _HUB_MODE_SET = True
+        return
+    try:
+        socket.create_connection(("huggingface.co", 443), timeout=2).close()
+    except OSError:
+        os.environ["HF_HUB_OFFLINE"] = "1"
+    _HUB_MODE_SET = True
+
+
+def import_open_clip():
+    _set_hub_mode()
+    import open_clip
+
+    registered = {p.stem for p in ASSETS.glob("*.json") if not p.name.endswith(".train.json")}
+    if not registered <= set(open_clip.list_models()):
+        for cfg in ASSETS.glob("*.json"):
+            if not cfg.name.endswith(".train.json"):
+                open_clip.add_model_config(cfg)
+    return open_clip
+
+
+def file_sha256(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while block := fh.read(chunk):
+            h.update(block)
+    return h.hexdigest()
+
+
+@dataclass
+class Encoder:
+    """A loaded encoder: call ``encode_images`` on preprocessed batches, ``encode_texts`` on strings."""
+
+    model: object
+    preprocess: object
+    tokenizer: object | None
+    device: str
+    precision: str
+    provenance: dict = field(default_factory=dict)
+    kind: str = "open_clip"
+
+    @property
+    def has_text(self) -> bool:
+        return self.tokenizer is not None
+
+    @property
+    def logit_scale(self) -> float:
+        ls = getattr(self.model, "logit_scale", None)
+        return float(ls.exp().item()) if ls is not None else 100.0
+
+    def encode_images(self, pixels):
+        """Raw (unnormalised) image features, float32 torch tensor on CPU."""
+        import torch
+
+        from clipscope.runtime import autocast
+
+        with torch.inference_mode(), autocast(self.precision, self.device):
+            x = pixels.to(self.device, non_blocking=True)
+            feats = self.model.encode_image(x) if self.kind == "open_clip" else self.model(x)
+        return feats.float().cpu()
+
+    def encode_texts(self, texts: list[str]):
+        import torch
+
+        from clipscope.runtime import autocast
+
+        if not self.has_text:
+            raise ClipscopeError(f"{self.provenance.get('model')} is an image-only encoder; it cannot encode texts")
+        with torch.inference_mode(), autocast(self.precision, self.device):
+            tokens = self.tokenizer(list(texts)).to(self.device)
+            feats = self.model.encode_text(tokens)
+        return feats.float().cpu()
+
+
+def default_pretrained(model: str) -> str:
+    """The default weights: 'bundled' for bundled models, else open_clip's first tag."""
+    if model in BUNDLED:
+        return "bundled"
+    if model.startswith(("hf-hub:", "local-dir:", "timm:")):
+        return "default"
+    open_clip = import_open_clip()
+    tags = open_clip.list_pretrained_tags_by_model(model)
+    return tags[0] if tags else "none"
+
+
+def _unknown_model_error(model: str, names: list[str]) -> ClipscopeError:
+    close = difflib.get_close_matches(model, names, n=3)
+    hint = f" (did you mean {', '.join(close)}?)" if close else ""
+    return ClipscopeError(f"unknown model {model!r}{hint}; pass an open_clip name (e.g. ViT-B-32), "
+                          "hf-hub:org/repo, local-dir:PATH, timm:NAME or clipscope-tiny")
+
+
+def _offline_error(model: str, pretrained: str, exc: Exception) -> ClipscopeError:
+    return ClipscopeError(
+        f"could not fetch weights {pretrained!r} for {model} ({type(exc).__name__}; offline?): "
+        "pass a local checkpoint file with --pretrained PATH, or --pretrained none for random init")
+
+
+def load_encoder(model: str, pretrained: str | None = None, *, device: str = "auto",
+                 precision: str = "auto") -> Encoder:
+    """Load an encoder by name. See the module docstring for the accepted names."""
+    from clipscope.runtime import resolve_device
+
+    device = resolve_device(device)
+    if model.startswith("timm:"):
+        return _load_timm(model[5:], pretrained, device, precision)
+    return _load_open_clip(model, pretrained, device, precision)
+
+
+def _load_open_clip(model: str, pretrained: str | None, device: str, precision: str) -> Encoder:
+    import torch
+
+    open_clip = import_open_clip()
+    pretrained = pretrained or default_pretrained(model)
+    schema = model.split(":", 1)[0] if model.startswith(("hf-hub:", "local-dir:")) else None
+    if schema is None and model not in open_clip.list_models():
+        raise _unknown_model_error(model, open_clip.list_models())
+    weights_path = None
+    tag = pretrained
+    if schema is not None:
+        tag = "default"
+        if schema == "local-dir" and not Path(model.split(":", 1)[1]).is_dir():
+            raise ClipscopeError(f"{model}: no such folder; local-dir: needs a folder with open_clip_config.json and weights")
+    elif pretrained.lower() == "none":
+        tag = "none"
+    elif pretrained == "bundled":
+        if model not in BUNDLED:
+            raise ClipscopeError(f"{model} has no bundled weights; bundled models: {', '.join(BUNDLED)}")
+        weights_path = BUNDLED[model]
+        if not weights_path.exists():
+            raise ClipscopeError(f"bundled weights {weights_path} are missing; run examples/train_tiny_clip.py "
+                                 "or pass --pretrained none")
+    elif Path(pretrained).expanduser().is_file():
+        weights_path = Path(pretrained).expanduser()
+    elif os.sep in pretrained or pretrained.endswith((".pt", ".pth", ".bin", ".safetensors")):
+        raise ClipscopeError(f"--pretrained {pretrained}: no such checkpoint file")
+    else:
+        tags = open_clip.list_pretrained_tags_by_model(model)
+        if pretrained not in tags:
+            listed = ", ".join(tags) if tags else "none published"
+            raise ClipscopeError(f"unknown pretrained tag {pretrained!r} for {model} (open_clip tags: {listed}); "
+                                 "or pass a local checkpoint path, or --pretrained none")
+    logging.getLogger().setLevel(max(logging.getLogger().level, logging.ERROR))  # open_clip warns on random init
+    try:
+        if schema is not None:
+            net, _, preprocess = open_clip.create_model_and_transforms(model, device=device)
+        else:
+            arg = None if tag == "none" else (str(weights_path) if weights_path else tag)
+            net, _, preprocess = open_clip.create_model_and_transforms(model, pretrained=arg, device=device)
+    except ClipscopeError:
+        raise
+    except RuntimeError as e:
+        if weights_path is not None and ("size mismatch" in str(e) or "Missing key" in str(e) or "Unexpected key" in str(e)):
+            raise ClipscopeError(f"checkpoint {weights_path} does not fit {model}: its tensors do not match "
+                                 "the architecture; pass the matching --model") from None
+        raise _offline_error(model, pretrained, e) from None
+    except (OSError, ValueError) as e:
+        if weights_path is not None:
+            raise ClipscopeError(f"could not read checkpoint {weights_path}: {e}") from None
+        raise _offline_error(model, pretrained, e) from None
+    except Exception as e:  # huggingface_hub's offline errors have several types across versions
+        if type(e).__module__.startswith(("huggingface_hub", "requests", "urllib", "httpx")):
+            raise _offline_error(model, pretrained, e) from None
+        raise
+    net.eval()
+    tokenizer = open_clip.get_tokenizer(model)
+    cfg = open_clip.get_model_preprocess_cfg(net)
+    provenance = {
+        "model": model,
+        "pretrained": "none" if tag == "none" else (pretrained if schema is None else model),
+        "weights_file": str(weights_path) if weights_path else None,
+        "weights_sha256": file_sha256(weights_path) if weights_path else None,
+        "library": "open_clip",
+        "open_clip_version": open_clip.__version__,
+        "embed_dim": _embed_dim(net),
+        "preprocess": json.loads(json.dumps(cfg, default=list)),
+    }
+    del torch
+    return Encoder(net, preprocess, tokenizer, device, precision, provenance)
+
+
+def _embed_dim(net) -> int:
+    proj = getattr(net, "text_projection", None)
+    if proj is not None:
+        return int(proj.shape[1] if not hasattr(proj, "out_features") else proj.out_features)
+    return int(getattr(net.visual, "output_dim", 0) or 0)
+
+
+def _load_timm(name: str, pretrained: str | None, device: str, precision: str) -> Encoder:
+    _set_hub_mode()
+    import timm
+    import torch
+
+    if not timm.is_model(name.split(".")[0]):
+        close = difflib.get_close_matches(name, timm.list_models(), n=3)
+        hint = f" (did you mean {', '.join(close)}?)" if close else ""
+        raise ClipscopeError(f"unknown timm model {name!r}{hint}")
+    use_weights = (pretrained or "default").lower() != "none"
+    weights_path = None
+    try:
+        if use_weights and pretrained not in (None, "default") and Path(pretrained).is_file():
+            weights_path = Path(pretrained)
+            net = timm.create_model(name, pretrained=True, num_classes=0,
+                                    pretrained_cfg_overlay={"file": str(weights_path)})
+        else:
+            net = timm.create_model(name, pretrained=use_weights, num_classes=0)
+    except Exception as e:
+        if use_weights:
+            raise _offline_error(f"timm:{name}", pretrained or "default", e) from None
+        raise
+    net.eval().to(device)
+    data_cfg = timm.data.resolve_data_config({}, model=net)
+    preprocess = timm.data.create_transform(**data_cfg)
+    provenance = {
+        "model": f"timm:{name}", "pretrained": (pretrained or "default") if use_weights else "none",
+        "weights_file": str(weights_path) if weights_path else None,
+        "weights_sha256": file_sha256(weights_path) if weights_path else None,
+        "library": "timm", "timm_version": timm.__version__, "embed_dim": int(net.num_features),
+        "preprocess": json.loads(json.dumps(data_cfg, default=list)),
+    }
+    del torch
+    return Encoder(net, preprocess, None, device, precision, provenance, kind="timm")
+
+
+def as_numpy(t) -> np.ndarray:
+    return t.detach().cpu().numpy().astype(np.float32, copy=False)

@@ -1,0 +1,75 @@
+"""Seeding, device and precision choice: one place for each."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import random
+
+import numpy as np
+
+from clipscope.errors import ClipscopeError
+
+
+def seed_everything(seed: int) -> np.random.Generator:
+    """Seed python, numpy and torch; return a numpy Generator for local use."""
+    import torch
+
+    random.seed(seed)
+    np.random.seed(seed % (2**32))
+    torch.manual_seed(seed)
+    return np.random.default_rng(seed)
+
+
+def resolve_device(device: str = "auto") -> str:
+    """'auto' -> 'cuda' when available, else 'cpu'; validates explicit choices."""
+    import torch
+
+    device = (device or "auto").lower()
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if device.startswith("cuda"):
+        if not torch.cuda.is_available():
+            raise ClipscopeError(f"--device {device} was asked for but CUDA is not available; pass --device cpu or auto")
+        return device
+    if device == "mps":
+        if not (hasattr(torch.backends, "mps") and torch.backends.mps.is_available()):
+            raise ClipscopeError("--device mps was asked for but MPS is not available; pass --device cpu or auto")
+        return device
+    if device == "cpu":
+        return device
+    raise ClipscopeError(f"unknown --device {device!r}; use auto, cpu, cuda, cuda:N or mps")
+
+
+def autocast_dtype(precision: str, device: str):
+    """The autocast dtype for a precision choice, or None for plain fp32.
+
+    auto: fp32 on CPU (autocast there is slower and less exact), fp16 autocast on CUDA
+    (bf16 where the GPU supports it), fp32 elsewhere.
+    """
+    import torch
+
+    precision = (precision or "auto").lower()
+    if precision not in {"auto", "fp32", "fp16", "bf16"}:
+        raise ClipscopeError(f"unknown --precision {precision!r}; use auto, fp32, fp16 or bf16")
+    if precision == "fp32":
+        return None
+    if precision == "auto":
+        if device.startswith("cuda"):
+            return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+        return None
+    return torch.float16 if precision == "fp16" else torch.bfloat16
+
+
+def autocast(precision: str, device: str):
+    """A context manager: autocast per --precision, or nothing for fp32."""
+    import torch
+
+    dtype = autocast_dtype(precision, device)
+    if dtype is None:
+        return contextlib.nullcontext()
+    return torch.autocast(device_type=device.split(":")[0], dtype=dtype)
+
+
+def default_workers() -> int:
+    return max(0, min(4, (os.cpu_count() or 1) - 1))
