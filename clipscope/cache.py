@@ -9,6 +9,8 @@ Layout (schema version :data:`SCHEMA_VERSION`, documented in ``reports/schema/ca
     /image/ids           (N_img,) UTF-8: path relative to the data root, or an id
     /image/labels        (N_img,) int64, optional
     /classnames          (C,) UTF-8, optional
+    /classes/embeddings  (C, D) text embeddings of the class prompts "a photo of a {c}." (zero-shot)
+    /classes/prompts     (C,) UTF-8
     /text/embeddings     (N_txt, D) raw encoder outputs
     /text/captions       (N_txt,) UTF-8
     /pairs               (M, 2) int64: image row, text row
@@ -34,7 +36,8 @@ from clipscope.linalg import l2_normalize
 SCHEMA_VERSION = 1
 ROW_CHUNK_BYTES = 1 << 20
 # Attributes that must agree before rows from two runs may share one cache.
-PROVENANCE_KEYS = ("model", "pretrained", "weights_sha256", "preprocess", "data_spec", "data_fingerprint", "dtype")
+PROVENANCE_KEYS = ("model", "pretrained", "init_seed", "weights_sha256", "preprocess", "data_spec", "data_fingerprint",
+                   "dtype")
 
 
 def _h5py():
@@ -68,7 +71,7 @@ def _write_strings(group, name: str, values) -> None:
 
 def write_cache(path: str | os.PathLike, *, attrs: dict, image_embeddings=None, image_ids=None, image_labels=None,
                 classnames=None, text_embeddings=None, text_captions=None, pairs=None, failed=(),
-                dtype=np.float32, extra: dict | None = None) -> Path:
+                class_embeddings=None, class_prompts=None, dtype=np.float32, extra: dict | None = None) -> Path:
     """Write a complete cache atomically (temporary file, then ``os.replace``).
 
     ``image_embeddings`` / ``text_embeddings`` may be any row-sliceable array (a memmap streams).
@@ -98,6 +101,10 @@ def write_cache(path: str | os.PathLike, *, attrs: dict, image_embeddings=None, 
                     img.create_dataset("labels", data=np.asarray(image_labels, np.int64), track_times=False)
             if classnames is not None:
                 _write_strings(f, "classnames", classnames)
+            if class_embeddings is not None:
+                cls = f.create_group("classes", track_order=True)
+                _write_rows(cls, "embeddings", class_embeddings, dtype)
+                _write_strings(cls, "prompts", class_prompts)
             txt = f.create_group("text", track_order=True)
             if text_embeddings is not None and len(text_embeddings):
                 _write_rows(txt, "embeddings", text_embeddings, dtype)
@@ -324,7 +331,7 @@ class Cache:
 
 
 _CORE_KEYS = {"image/embeddings", "image/ids", "image/labels", "classnames", "text/embeddings", "text/captions",
-              "pairs", "failed/ids", "failed/reasons"}
+              "pairs", "failed/ids", "failed/reasons", "classes/embeddings", "classes/prompts"}
 
 
 def _walk(f) -> list[str]:

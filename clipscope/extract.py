@@ -102,7 +102,8 @@ def _collate(items):
 def cache_attrs(encoder, source, dtype: str) -> dict:
     p = encoder.provenance
     return {
-        "model": p["model"], "pretrained": p["pretrained"], "weights_sha256": p.get("weights_sha256"),
+        "model": p["model"], "pretrained": p["pretrained"], "init_seed": p.get("init_seed"),
+        "weights_sha256": p.get("weights_sha256"),
         "library": p.get("library"), "open_clip_version": p.get("open_clip_version") or p.get("timm_version"),
         "embed_dim": int(p["embed_dim"]), "preprocess": p.get("preprocess"), "data_spec": source.spec,
         "data_fingerprint": source.fingerprint, "dtype": dtype, "source": "extract",
@@ -203,11 +204,19 @@ def extract(source, encoder, out: str | os.PathLike, *, batch_size: int = 64, wo
     pairs = np.stack([remap[pairs[:, 0]], pairs[:, 1]], 1) if len(pairs) else pairs
     pairs = pairs[pairs[:, 0] >= 0] if len(pairs) else pairs
     failed = [(source.image_ids[i], r) for i, r in img_j.state["failed"]]
+    class_prompts = class_emb = None
+    if source.classnames and encoder.has_text:
+        from clipscope.data import CLASS_TEMPLATE
+
+        class_prompts = [CLASS_TEMPLATE.format(c=c) for c in source.classnames]
+        class_emb = np.concatenate([encoder.encode_texts(class_prompts[s:s + batch_size]).numpy()
+                                    for s in range(0, len(class_prompts), batch_size)])
     write_cache(
         out, attrs=manifest["attrs"], image_embeddings=img_j.rows(), image_ids=[source.image_ids[i] for i in ok_rows],
         image_labels=source.labels[ok_rows] if source.labels is not None else None, classnames=source.classnames,
         text_embeddings=txt_j.rows() if have_text else None, text_captions=source.texts if have_text else None,
-        pairs=pairs, failed=failed, dtype=np.float16 if dtype == "float16" else np.float32)
+        pairs=pairs, failed=failed, class_embeddings=class_emb, class_prompts=class_prompts,
+        dtype=np.float16 if dtype == "float16" else np.float32)
     shutil.rmtree(journal_dir, ignore_errors=True)
     return {"cache": str(out), "complete": True, "resumed": resumed, "skipped": False, **_counts(out)}
 

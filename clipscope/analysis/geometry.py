@@ -242,10 +242,7 @@ def gap_metrics(I: np.ndarray, T: np.ndarray, Ip: np.ndarray | None, Tp: np.ndar
     boots = _poisson_bootstrap(I, T, Ip, Tp, bootstrap, seed) if (bootstrap and Ip is not None) else {}
     out = {k: _m(k, v, _ci(boots[k]) if k in boots else None) for k, v in values.items()}
     acc, n_test = linear_separability(I, T, seed=seed)
-    half = Z95 * math.sqrt(max(acc * (1 - acc), 0.0) / n_test) if n_test else None
-    out["linear_separability"] = _m("linear_separability", acc,
-                                    [max(0.0, acc - half), min(1.0, acc + half)] if half is not None else None,
-                                    n_test=n_test)
+    out["linear_separability"] = _m("linear_separability", acc, wilson_interval(acc, n_test), n_test=n_test)
     return {k: out[k] for k in DESCRIPTIONS if k in out}
 
 
@@ -278,6 +275,16 @@ def uniformity_metrics(I: np.ndarray, T: np.ndarray, Ip: np.ndarray | None, Tp: 
         out["relative_alignment"] = _m("relative_alignment", ra.mean(), _mean_ci(ra), exact=exact,
                                        pairs_used=int(len(ra) * (n - 1)))
     return out
+
+
+def wilson_interval(p: float, n: int) -> list[float] | None:
+    """Wilson score 95% interval of a proportion p observed over n trials (sound at p = 0 or 1)."""
+    if not n or not np.isfinite(p):
+        return None
+    z2 = Z95 ** 2
+    centre = (p + z2 / (2 * n)) / (1 + z2 / n)
+    half = Z95 * math.sqrt(p * (1 - p) / n + z2 / (4 * n * n)) / (1 + z2 / n)
+    return [max(0.0, centre - half), min(1.0, centre + half)]
 
 
 def _mean_ci(values: np.ndarray) -> list[float] | None:

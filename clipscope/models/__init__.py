@@ -139,14 +139,26 @@ def _offline_error(model: str, pretrained: str, exc: Exception) -> ClipscopeErro
 
 
 def load_encoder(model: str, pretrained: str | None = None, *, device: str = "auto",
-                 precision: str = "auto") -> Encoder:
-    """Load an encoder by name. See the module docstring for the accepted names."""
+                 precision: str = "auto", init_seed: int = 0) -> Encoder:
+    """Load an encoder by name. See the module docstring for the accepted names.
+
+    Random init (``pretrained='none'``) is seeded with ``init_seed``, so the same "random"
+    model comes back in every process: a resumed extraction and a rerun see the same weights.
+    """
+    import torch
+
     from clipscope.runtime import resolve_device
 
     device = resolve_device(device)
-    if model.startswith("timm:"):
-        return _load_timm(model[5:], pretrained, device, precision)
-    return _load_open_clip(model, pretrained, device, precision)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(init_seed)
+        if model.startswith("timm:"):
+            enc = _load_timm(model[5:], pretrained, device, precision)
+        else:
+            enc = _load_open_clip(model, pretrained, device, precision)
+    if enc.provenance["pretrained"] == "none":
+        enc.provenance["init_seed"] = int(init_seed)
+    return enc
 
 
 def _load_open_clip(model: str, pretrained: str | None, device: str, precision: str) -> Encoder:

@@ -1,0 +1,30 @@
+# Two entry points, each doing its own set-up in a local virtual environment (.venv):
+#   make demo   the offline end-to-end run on the bundled tiny model (writes demo-out/report.html)
+#   make test   the test suite (what CI runs)
+PYTHON ?= python3
+VENV   ?= .venv
+PY      = $(VENV)/bin/python
+STAMP   = $(VENV)/.clipscope-installed
+
+.PHONY: demo test install bench clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+demo: $(STAMP)
+	$(VENV)/bin/clipscope demo --out demo-out
+
+test: $(STAMP)
+	HF_HUB_OFFLINE=1 $(PY) -m pytest -n 2 -q
+
+bench: $(STAMP)
+	$(PY) benchmarks/extract.py
+	$(PY) benchmarks/geometry.py
+
+clean:
+	rm -rf demo-out .pytest_cache

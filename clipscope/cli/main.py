@@ -1,0 +1,105 @@
+"""The ``clipscope`` command: a thin click layer over the library.
+
+Exit codes: 0 ok, 1 error (one line ``Error: ...``; a traceback only with --debug),
+2 usage, 3 regression found (compare / check).
+"""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+from clipscope import __version__
+from clipscope.errors import ClipscopeError
+
+EXIT_ERROR = 1
+EXIT_REGRESSION = 3
+
+# name -> (module:attribute, one-line help shown by `clipscope --help` without importing it)
+COMMANDS = {
+    "extract": ("clipscope.cli.cache_cmds:extract_cmd", "Encode a data set into an HDF5 embedding cache (resumable)."),
+    "import": ("clipscope.cli.cache_cmds:import_cmd", "Bring embeddings made elsewhere into a cache."),
+    "info": ("clipscope.cli.cache_cmds:info_cmd", "Show what a cache holds: provenance and counts."),
+    "gap": ("clipscope.cli.geometry_cmds:gap_cmd", "Modality gap: centroids, RMG, cone, separability, shift sweep."),
+    "uniformity": ("clipscope.cli.geometry_cmds:uniformity_cmd", "Uniformity and alignment, within and across modalities."),
+    "invert": ("clipscope.cli.invert_cmd:invert_cmd", "Modality inversion OTI / OVI (Cross the Gap)."),
+    "blindpairs": ("clipscope.cli.blindpairs_cmd:blindpairs_cmd", "Mine CLIP-blind pairs; score MMVP-style pair benchmarks."),
+    "robustness": ("clipscope.cli.robustness_cmd:robustness_cmd", "Corruptions, accuracy drop, drift, calibration, OOD."),
+    "drift": ("clipscope.cli.drift_cmd:drift_cmd", "How far the space moved between two model releases."),
+    "report": ("clipscope.cli.report_cmds:report_cmd", "One self-contained HTML report of a run folder."),
+    "compare": ("clipscope.cli.report_cmds:compare_cmd", "Compare two reports; exit 3 on a regression."),
+    "check": ("clipscope.cli.report_cmds:check_cmd", "Run a declared suite and gate it; exit 3 on a regression."),
+    "demo": ("clipscope.cli.demo_cmd:demo_cmd", "Offline end-to-end run on the bundled tiny model."),
+}
+
+
+class LazyGroup(click.Group):
+    """Imports a command's module only when it runs, so `--help` and simple commands start fast."""
+
+    def list_commands(self, ctx):
+        return list(COMMANDS)
+
+    def get_command(self, ctx, name):
+        if name not in COMMANDS:
+            return None
+        import importlib
+
+        module, attr = COMMANDS[name][0].split(":")
+        return getattr(importlib.import_module(module), attr)
+
+    def format_commands(self, ctx, formatter):
+        with formatter.section("Commands"):
+            formatter.write_dl([(name, short) for name, (_, short) in COMMANDS.items()])
+
+
+@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(__version__, prog_name="clipscope")
+@click.option("--debug", is_flag=True, help="Show tracebacks on errors.")
+@click.pass_context
+def cli(ctx, debug):
+    """Diagnostics for CLIP-style joint image-text embedding spaces.
+
+    \b
+    Quick start (offline, bundled tiny model):
+      clipscope demo --out demo-out
+    """
+    ctx.ensure_object(dict)
+    ctx.obj["debug"] = debug
+
+
+def main(argv=None) -> int:
+    debug = "--debug" in (argv if argv is not None else sys.argv[1:])
+    try:
+        rv = cli.main(args=argv, prog_name="clipscope", standalone_mode=False)
+    except click.exceptions.Exit as e:
+        return e.exit_code
+    except click.exceptions.Abort:
+        click.echo("Error: aborted", err=True)
+        return EXIT_ERROR
+    except click.ClickException as e:
+        e.show()
+        return e.exit_code
+    except ClipscopeError as e:
+        if debug:
+            raise
+        click.echo(f"Error: {e}", err=True)
+        return EXIT_ERROR
+    except KeyboardInterrupt:
+        click.echo("Error: interrupted (rerun the same command to resume an extraction)", err=True)
+        return EXIT_ERROR
+    except Exception as e:  # noqa: BLE001 - last resort: one line, no traceback unless --debug
+        if debug:
+            raise
+        msg = str(e).strip().splitlines()[0] if str(e).strip() else ""
+        click.echo(f"Error: unexpected {type(e).__name__}: {msg} (rerun with --debug for the traceback)", err=True)
+        return EXIT_ERROR
+    return rv if isinstance(rv, int) else 0
+
+
+def run() -> None:
+    sys.exit(main())
+
+
+if __name__ == "__main__":
+    run()

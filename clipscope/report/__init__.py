@@ -1,0 +1,117 @@
+"""Reports: the one JSON schema, the writer, plots, HTML and comparison."""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import math
+import os
+import tempfile
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+
+from clipscope.errors import ClipscopeError
+
+SCHEMA_VERSION = 1
+SCHEMA_PATH = Path(__file__).resolve().parent / "schemas" / "report.schema.json"
+
+
+@lru_cache(maxsize=1)
+def report_schema() -> dict:
+    return json.loads(SCHEMA_PATH.read_text())
+
+
+def _clean(obj):
+    """JSON-safe: numpy scalars and arrays to Python, NaN/inf to None."""
+    if isinstance(obj, dict):
+        return {str(k): _clean(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_clean(v) for v in obj]
+    if isinstance(obj, np.ndarray):
+        return _clean(obj.tolist())
+    if isinstance(obj, (np.integer,)):
+        return int(obj)
+    if isinstance(obj, (np.floating, float)):
+        v = float(obj)
+        return v if math.isfinite(v) else None
+    if isinstance(obj, (np.bool_,)):
+        return bool(obj)
+    if isinstance(obj, Path):
+        return str(obj)
+    return obj
+
+
+def model_block(provenance: dict) -> dict:
+    p = dict(provenance or {})
+    name = p.pop("model", None) or p.pop("name", None) or "unknown"
+    pre = p.pop("pretrained", None)
+    return {"name": str(name), "pretrained": "none" if pre in (None, "none", "") else str(pre), **p}
+
+
+def build_report(command: str, *, model: dict, data: dict, seed: int, config: dict, metrics: dict,
+                 tables: dict | None = None, artifacts: dict | None = None, notes: list[str] | None = None) -> dict:
+    from clipscope import __version__
+
+    report = {
+        "schema_version": SCHEMA_VERSION,
+        "clipscope_version": __version__,
+        "command": command,
+        "created_utc": _dt.datetime.now(_dt.timezone.utc).replace(microsecond=0).isoformat(),
+        "model": model,
+        "data": data,
+        "seed": int(seed),
+        "config": config,
+        "metrics": metrics,
+        "tables": tables or {},
+        "artifacts": artifacts or {},
+    }
+    if notes:
+        report["notes"] = list(notes)
+    return _clean(report)
+
+
+def validate_report(report: dict) -> None:
+    """Raise ClipscopeError naming the first schema violation."""
+    import jsonschema
+
+    validator = jsonschema.Draft202012Validator(report_schema(), format_checker=jsonschema.FormatChecker())
+    errors = sorted(validator.iter_errors(report), key=lambda e: list(e.path))
+    if errors:
+        e = errors[0]
+        where = "/".join(str(p) for p in e.path) or "(root)"
+        raise ClipscopeError(f"report does not match schema v{SCHEMA_VERSION} at {where}: {e.message}")
+
+
+def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def dumps(report: dict) -> str:
+    return json.dumps(report, indent=2, sort_keys=False, allow_nan=False) + "\n"
+
+
+def load_report(path: str | os.PathLike) -> dict:
+    p = Path(path)
+    try:
+        report = json.loads(p.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ClipscopeError(f"no report at {p}") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise ClipscopeError(f"{p} is not a JSON report ({e}); pass a <command>.json written by clipscope") from None
+    if not isinstance(report, dict) or "schema_version" not in report:
+        raise ClipscopeError(f"{p} is not a clipscope report (no schema_version)")
+    if report["schema_version"] != SCHEMA_VERSION:
+        raise ClipscopeError(f"{p} uses report schema {report['schema_version']}; this clipscope reads {SCHEMA_VERSION}")
+    return report

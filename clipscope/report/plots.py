@@ -1,0 +1,207 @@
+"""Figures for the reports (matplotlib, headless). Every function writes one PNG and returns its path."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+IMAGE_COLOUR = "#1f77b4"
+TEXT_COLOUR = "#d62728"
+DPI = 130
+
+
+def _plt():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    plt.rcParams.update({"figure.dpi": DPI, "axes.spines.top": False, "axes.spines.right": False,
+                         "axes.grid": True, "grid.alpha": 0.3, "font.size": 10})
+    return plt
+
+
+def _wrap(text: str, width: int = 70) -> str:
+    import textwrap
+
+    return "\n".join(textwrap.fill(line, width) for line in text.split("\n"))
+
+
+def _save(fig, path) -> str:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.tight_layout()
+    fig.savefig(path)
+    import matplotlib.pyplot as plt
+
+    plt.close(fig)
+    return str(path)
+
+
+def project_2d(X: np.ndarray, method: str = "umap", seed: int = 0) -> np.ndarray:
+    """2-D coordinates of the rows of X by UMAP (cosine metric) or PCA."""
+    if method == "pca" or len(X) < 20:
+        from sklearn.decomposition import PCA
+
+        return PCA(n_components=2, random_state=seed).fit_transform(X)
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        import umap
+
+        return umap.UMAP(n_components=2, metric="cosine", random_state=seed, n_jobs=1,
+                         n_neighbors=min(15, len(X) - 1)).fit_transform(X)
+
+
+def projection(I, T, pairs, path, *, title: str, method: str = "umap", seed: int = 0, max_points: int = 2000,
+               max_lines: int = 60, labels=("image", "text")) -> str:
+    """Both modalities in one 2-D projection, coloured by modality, with lines for sampled pairs."""
+    plt = _plt()
+    rng = np.random.default_rng(seed)
+    ii = np.sort(rng.choice(len(I), min(len(I), max_points), replace=False))
+    tt = np.sort(rng.choice(len(T), min(len(T), max_points), replace=False))
+    Y = project_2d(np.concatenate([I[ii], T[tt]]), method, seed)
+    yi, yt = Y[: len(ii)], Y[len(ii):]
+    fig, ax = plt.subplots(figsize=(6.4, 5.6))
+    if pairs is not None and len(pairs):
+        pos_i = {r: k for k, r in enumerate(ii)}
+        pos_t = {r: k for k, r in enumerate(tt)}
+        shown = [(pos_i[a], pos_t[b]) for a, b in pairs if a in pos_i and b in pos_t]
+        for a, b in [shown[k] for k in rng.permutation(len(shown))[:max_lines]]:
+            ax.plot([yi[a, 0], yt[b, 0]], [yi[a, 1], yt[b, 1]], color="grey", lw=0.5, alpha=0.5, zorder=1)
+    ax.scatter(yi[:, 0], yi[:, 1], s=8, c=IMAGE_COLOUR, label=f"{labels[0]} ({len(I)})", alpha=0.7, zorder=2)
+    ax.scatter(yt[:, 0], yt[:, 1], s=8, c=TEXT_COLOUR, label=f"{labels[1]} ({len(T)})", alpha=0.7, zorder=2)
+    name = "UMAP" if method == "umap" else "PCA"
+    ax.set_xlabel(f"{name} 1")
+    ax.set_ylabel(f"{name} 2")
+    ax.set_title(_wrap(title), fontsize=10)
+    ax.legend(loc="best", markerscale=2)
+    return _save(fig, path)
+
+
+def cosine_histograms(paired: np.ndarray, unpaired: np.ndarray, path, *, title: str) -> str:
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(6.4, 4))
+    bins = np.linspace(min(paired.min(), unpaired.min()), max(paired.max(), unpaired.max()), 60)
+    ax.hist(unpaired, bins=bins, density=True, alpha=0.55, color="grey", label=f"unpaired (n={len(unpaired)})")
+    ax.hist(paired, bins=bins, density=True, alpha=0.65, color=IMAGE_COLOUR, label=f"paired (n={len(paired)})")
+    ax.axvline(paired.mean(), color=IMAGE_COLOUR, ls="--", lw=1)
+    ax.axvline(unpaired.mean(), color="black", ls="--", lw=1)
+    ax.set_xlabel("cosine similarity (image, text)")
+    ax.set_ylabel("density")
+    ax.set_title(_wrap(title), fontsize=10)
+    ax.legend()
+    return _save(fig, path)
+
+
+def per_dimension_bars(table: dict, path, *, title: str) -> str:
+    plt = _plt()
+    rows = table["rows"]
+    fig, ax = plt.subplots(figsize=(7, 4))
+    dims = [str(r["dim"]) for r in rows]
+    ax.bar(dims, [r["signed_gap"] for r in rows], color=[IMAGE_COLOUR if r["signed_gap"] > 0 else TEXT_COLOUR for r in rows])
+    ax.axhline(0, color="black", lw=0.8)
+    ax.set_xlabel("embedding dimension")
+    ax.set_ylabel("mean(image) - mean(text)")
+    ax.set_title(_wrap(f"{title}\ntop {len(rows)} dimensions carry {100 * table['top_share']:.1f}% of the squared gap"), fontsize=10)
+    ax.tick_params(axis="x", rotation=90, labelsize=8)
+    return _save(fig, path)
+
+
+def shift_sweep_curves(table: dict, path, *, title: str) -> str:
+    plt = _plt()
+    rows = table["rows"]
+    keys = [k for k in ("i2t_recall@1", "t2i_recall@1", "i2t_recall@5", "t2i_recall@5", "zero_shot_accuracy") if k in rows[0]]
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+    for ax, variant in zip(axes, ("image_only", "symmetric")):
+        rr = [r for r in rows if r["variant"] == variant]
+        x = [r["fraction"] for r in rr]
+        for k in keys:
+            ax.plot(x, [r[k] for r in rr], marker="o", ms=3, label=k)
+        ax2 = ax.twinx()
+        ax2.plot(x, [r["centroid_distance"] for r in rr], color="black", ls="--", lw=1, label="centroid distance")
+        ax2.set_ylabel("centroid distance (dashed)")
+        ax2.grid(False)
+        ax.axvline(0, color="grey", lw=0.8)
+        ax.set_xlabel("shift delta / gap (1 = centroids meet)")
+        ax.set_ylabel("score")
+        ax.set_title(_wrap(f"{variant.replace('_', '-')} shift"), fontsize=10)
+        if keys:
+            ax.legend(fontsize=8, loc="lower left")
+    fig.suptitle(_wrap(title, 110), fontsize=10)
+    return _save(fig, path)
+
+
+def bars(values: dict, path, *, title: str, ylabel: str, errors: dict | None = None) -> str:
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(6.4, 4))
+    names = list(values)
+    vals = [values[n] for n in names]
+    yerr = None
+    if errors:
+        yerr = np.array([[values[n] - errors[n][0], errors[n][1] - values[n]] if errors.get(n) else [0, 0] for n in names]).T
+    ax.bar(names, vals, yerr=yerr, color=IMAGE_COLOUR, capsize=3)
+    ax.set_ylabel(ylabel)
+    ax.set_title(_wrap(title), fontsize=10)
+    ax.tick_params(axis="x", rotation=20)
+    return _save(fig, path)
+
+
+def histogram(series: dict, path, *, title: str, xlabel: str, bins: int = 50) -> str:
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(6.4, 4))
+    allv = np.concatenate([np.asarray(v, float) for v in series.values() if len(v)])
+    edges = np.linspace(allv.min(), allv.max() if allv.max() > allv.min() else allv.min() + 1e-6, bins)
+    for name, v in series.items():
+        ax.hist(v, bins=edges, alpha=0.55, density=True, label=f"{name} (n={len(v)})")
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel("density")
+    ax.set_title(_wrap(title), fontsize=10)
+    ax.legend()
+    return _save(fig, path)
+
+
+def lines(x, series: dict, path, *, title: str, xlabel: str, ylabel: str, bands: dict | None = None) -> str:
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(6.4, 4))
+    for name, y in series.items():
+        ax.plot(x, y, marker="o", ms=3, label=name)
+        if bands and name in bands:
+            lo, hi = bands[name]
+            ax.fill_between(x, lo, hi, alpha=0.2)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(_wrap(title), fontsize=10)
+    if len(series) > 1:
+        ax.legend(fontsize=8, ncol=2)
+    return _save(fig, path)
+
+
+def heatmap(matrix: np.ndarray, rows: list[str], cols: list[str], path, *, title: str, cbar: str) -> str:
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(1.0 + 0.6 * len(cols), 1.2 + 0.35 * len(rows)))
+    im = ax.imshow(matrix, aspect="auto", cmap="viridis")
+    ax.set_xticks(range(len(cols)), cols)
+    ax.set_yticks(range(len(rows)), rows)
+    ax.grid(False)
+    for (r, c), v in np.ndenumerate(matrix):
+        ax.text(c, r, f"{v:.2f}", ha="center", va="center", fontsize=7, color="white" if v < matrix.mean() else "black")
+    fig.colorbar(im, ax=ax, label=cbar)
+    ax.set_title(_wrap(title), fontsize=10)
+    return _save(fig, path)
+
+
+def image_grid(images: list, captions: list[str], path, *, title: str, ncols: int = 4) -> str:
+    plt = _plt()
+    n = len(images)
+    nrows = max(1, (n + ncols - 1) // ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(2.6 * ncols, 2.9 * nrows), squeeze=False)
+    for k, ax in enumerate(axes.ravel()):
+        ax.axis("off")
+        if k < n:
+            ax.imshow(np.asarray(images[k]))
+            ax.set_title(captions[k], fontsize=7)
+    fig.suptitle(_wrap(title, 110), fontsize=10)
+    return _save(fig, path)

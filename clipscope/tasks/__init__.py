@@ -1,0 +1,54 @@
+"""Task modules: each ``evaluate(cache, ...)`` returns a :class:`TaskResult` (metrics, tables,
+notes) and ``figures(result, out_dir, title)`` writes its PNGs. The CLI only wires options,
+calls these and writes files; the library can call them directly.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from clipscope.errors import ClipscopeError
+
+
+@dataclass
+class TaskResult:
+    metrics: dict
+    tables: dict = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+    config: dict = field(default_factory=dict)
+    counts: dict = field(default_factory=dict)
+    plot_data: dict = field(default_factory=dict)  # arrays for figures; never written to JSON
+
+
+def modality_rows(cache):
+    """(all image rows, all text rows, paired image rows, paired text rows, pairs), normalised."""
+    if cache.image_embeddings is None:
+        raise ClipscopeError(f"{cache.path} holds no image embeddings")
+    if cache.text_embeddings is None:
+        raise ClipscopeError(f"{cache.path} holds no text embeddings; the joint-space diagnostics need both "
+                             "modalities (extract with texts, or import --text-embeddings)")
+    I = cache.normalized_image_embeddings()
+    T = cache.normalized_text_embeddings()
+    pairs = cache.pairs
+    if len(pairs):
+        return I, T, I[pairs[:, 0]], T[pairs[:, 1]], pairs
+    return I, T, None, None, None
+
+
+def class_text(cache) -> np.ndarray | None:
+    """Normalised class-prompt embeddings stored at extraction, when the data has classes."""
+    if "classes/embeddings" in cache:
+        from clipscope.linalg import l2_normalize
+
+        return l2_normalize(cache["classes/embeddings"][:])
+    return None
+
+
+def title_of(provenance: dict, data_spec: str | None) -> str:
+    pre = provenance.get("pretrained") or "none"
+    model = provenance.get("model") or provenance.get("name") or "model"
+    weights = "random init" if pre == "none" else pre
+    label = model if weights == model or "imported" in str(weights) else f"{model} ({weights})"
+    return f"{label} on {data_spec or 'data'}"

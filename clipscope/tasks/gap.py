@@ -1,0 +1,60 @@
+"""`gap`: the modality gap of a cache (see :mod:`clipscope.analysis.geometry`)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from clipscope.analysis import geometry
+from clipscope.tasks import TaskResult, class_text, modality_rows
+
+
+def evaluate(cache, *, bootstrap: int = 200, seed: int = 0, sweep_max_rows: int = 5000, top_dims: int = 20) -> TaskResult:
+    I, T, Ip, Tp, pairs = modality_rows(cache)
+    metrics = geometry.gap_metrics(I, T, Ip, Tp, bootstrap=bootstrap, seed=seed)
+    per_dim = geometry.per_dimension_gap(I, T, top=top_dims)
+    sweep = geometry.shift_sweep(I, T, pairs, class_text=class_text(cache), labels=cache.image_labels,
+                                 max_rows=sweep_max_rows, seed=seed)
+    notes = []
+    if Ip is None:
+        notes.append("no image-text pairs: paired metrics (paired_*, rmg) and the sweep's recall were skipped")
+    if sweep["pairs_used"] < sweep["pairs_total"]:
+        notes.append(f"shift sweep on a seeded sample of {sweep['pairs_used']} of {sweep['pairs_total']} pairs")
+    if bootstrap:
+        notes.append(f"ci95: Poisson bootstrap, {bootstrap} replicates (seed {seed}); separability: binomial interval")
+    tables = {
+        "per_dimension_gap": {"rows": per_dim["rows"], "top_share": per_dim["top_share"]},
+        "shift_sweep": sweep["rows"],
+    }
+    plot_data = {"I": I, "T": T, "pairs": pairs, "Ip": Ip, "Tp": Tp, "per_dim": per_dim, "sweep": sweep}
+    return TaskResult(metrics, tables, notes,
+                      config={"bootstrap": bootstrap, "sweep_max_rows": sweep_max_rows, "top_dims": top_dims},
+                      counts={"images": len(I), "texts": len(T), "pairs": 0 if pairs is None else len(pairs)},
+                      plot_data=plot_data)
+
+
+def figures(result: TaskResult, out_dir: Path, title: str, *, projection: str = "umap", seed: int = 0) -> dict:
+    from clipscope.report import plots
+
+    d = result.plot_data
+    out = {"projection": plots.projection(d["I"], d["T"], d["pairs"], out_dir / "gap_projection.png",
+                                          title=f"Joint space: {title}", method=projection, seed=seed)}
+    if d["Ip"] is not None:
+        rng = np.random.default_rng(seed)
+        n = len(d["Ip"])
+        k = min(n, 20000)
+        a = rng.integers(0, n, k)
+        b = (a + rng.integers(1, max(2, n), k)) % n  # another pair's text: unpaired
+        paired = np.einsum("ij,ij->i", d["Ip"][:k], d["Tp"][:k])
+        unpaired = np.einsum("ij,ij->i", d["Ip"][a], d["Tp"][b])
+        out["cosine_histograms"] = plots.cosine_histograms(paired, unpaired, out_dir / "gap_cosines.png",
+                                                           title=f"Paired vs unpaired cosines: {title}")
+    out["per_dimension_gap"] = plots.per_dimension_bars(d["per_dim"], out_dir / "gap_dimensions.png",
+                                                        title=f"Per-dimension gap: {title}")
+    out["shift_sweep"] = plots.shift_sweep_curves(d["sweep"], out_dir / "gap_shift_sweep.png",
+                                                  title=f"Shifting along the gap direction: {title}")
+    return {k: Path(v).name for k, v in out.items()}
+
+
+SUMMARY = ("centroid_distance", "centroid_cosine", "paired_cosine", "rmg", "cone_image", "cone_text", "linear_separability")
