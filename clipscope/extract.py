@@ -21,50 +21,7 @@ import numpy as np
 
 from clipscope.cache import PROVENANCE_KEYS, Cache, write_cache
 from clipscope.errors import ClipscopeError
-
-
-def _atomic_json(path: Path, obj) -> None:
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    with open(tmp, "w") as fh:
-        json.dump(obj, fh, sort_keys=True)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
-
-
-class _Journal:
-    """Append-only rows for one modality, with an atomically committed row count."""
-
-    def __init__(self, folder: Path, name: str, dim: int):
-        self.data = folder / f"{name}.f32"
-        self.state_path = folder / f"{name}.json"
-        self.dim = dim
-        self.state = {"next_index": 0, "rows": 0, "failed": [], "done": False}
-        if self.state_path.exists():
-            self.state = json.loads(self.state_path.read_text())
-        # Drop any tail written after the last commit (a batch that was never acknowledged).
-        with open(self.data, "ab") as fh:
-            fh.truncate(self.state["rows"] * dim * 4)
-
-    def commit(self, rows: np.ndarray, next_index: int, failed: list) -> None:
-        with open(self.data, "ab") as fh:
-            fh.write(np.ascontiguousarray(rows, np.float32).tobytes())
-            fh.flush()
-            os.fsync(fh.fileno())
-        self.state["rows"] += len(rows)
-        self.state["next_index"] = next_index
-        self.state["failed"].extend(failed)
-        _atomic_json(self.state_path, self.state)
-
-    def finish(self) -> None:
-        self.state["done"] = True
-        _atomic_json(self.state_path, self.state)
-
-    def rows(self) -> np.ndarray:
-        n = self.state["rows"]
-        if n == 0:
-            return np.zeros((0, self.dim), np.float32)
-        return np.memmap(self.data, dtype=np.float32, mode="r", shape=(n, self.dim))
+from clipscope.journal import Journal, atomic_json
 
 
 class _ImageDataset:
@@ -163,10 +120,10 @@ def extract(source, encoder, out: str | os.PathLike, *, batch_size: int = 64, wo
         journal_dir.mkdir(parents=True, exist_ok=True)
         created = _dt.datetime.now(_dt.timezone.utc).replace(microsecond=0).isoformat()
         manifest = {"attrs": {**attrs, "created_utc": created}, "batch_size": batch_size}
-        _atomic_json(manifest_path, manifest)
+        atomic_json(manifest_path, manifest)
 
     dim = int(attrs["embed_dim"])
-    img_j = _Journal(journal_dir, "image", dim)
+    img_j = Journal(journal_dir, "image", dim)
     start = img_j.state["next_index"]
     n_img = len(source.image_ids)
     if not img_j.state["done"]:
@@ -185,7 +142,7 @@ def extract(source, encoder, out: str | os.PathLike, *, batch_size: int = 64, wo
         bar.close()
         img_j.finish()
 
-    txt_j = _Journal(journal_dir, "text", dim)
+    txt_j = Journal(journal_dir, "text", dim)
     if texts and encoder.has_text and not txt_j.state["done"]:
         n_txt = len(source.texts)
         bar = _progress(n_txt, txt_j.state["next_index"], "texts", progress)

@@ -65,7 +65,7 @@ def predict_classes(image: np.ndarray, class_text: np.ndarray, block: int = 6553
 
 
 def label_retrieval(queries: np.ndarray, gallery: np.ndarray, query_labels: np.ndarray, gallery_labels: np.ndarray,
-                    *, same_set: bool = False, block: int = 1024) -> dict[str, float]:
+                    *, same_set: bool = False, block: int = 1024, per_query: bool = False) -> dict:
     """Label-based retrieval metrics, averaged over queries (in percent, as Cross the Gap reports).
 
     A gallery row is relevant to a query when their labels are equal; with ``same_set`` the
@@ -77,13 +77,15 @@ def label_retrieval(queries: np.ndarray, gallery: np.ndarray, query_labels: np.n
     - precision@R: (relevant rows in the top R) / R;
     - recall@1: whether the top-ranked row is relevant.
 
-    Queries with no relevant row are left out. References: Musgrave et al. 2020 (A Metric
+    Queries with no relevant row are left out. With ``per_query`` the result also holds
+    ``"ap"``: each query's AP (NaN where left out). References: Musgrave et al. 2020 (A Metric
     Learning Reality Check: MAP@R); Mistretta et al. 2025 (Cross the Gap, retrieval evaluation).
     """
     qlab = np.asarray(query_labels)
     glab = np.asarray(gallery_labels)
     sums = {"mAP": 0.0, "mAP@R": 0.0, "precision@R": 0.0, "recall@1": 0.0}
     count = 0
+    ap_all = np.full(len(queries), np.nan)
     for i0 in range(0, len(queries), block):
         s = queries[i0:i0 + block] @ gallery.T
         if same_set:
@@ -99,10 +101,15 @@ def label_retrieval(queries: np.ndarray, gallery: np.ndarray, query_labels: np.n
         hits = np.cumsum(rel, axis=1)
         ranks = np.arange(1, rel.shape[1] + 1)
         prec = hits / ranks
-        sums["mAP"] += float(((prec * rel).sum(1) / r).sum())
+        ap = (prec * rel).sum(1) / r
+        ap_all[np.arange(i0, i0 + len(keep))[keep]] = ap
+        sums["mAP"] += float(ap.sum())
         within_r = ranks[None, :] <= r[:, None]
         sums["mAP@R"] += float(((prec * rel * within_r).sum(1) / r).sum())
         sums["precision@R"] += float(((rel * within_r).sum(1) / r).sum())
         sums["recall@1"] += float(rel[:, 0].sum())
         count += int(keep.sum())
-    return {k: 100.0 * v / count if count else float("nan") for k, v in sums.items()}
+    out = {k: 100.0 * v / count if count else float("nan") for k, v in sums.items()}
+    if per_query:
+        out["ap"] = 100.0 * ap_all
+    return out

@@ -1,0 +1,194 @@
+"""`invert`: OTI / OVI over a cache, stored beside the originals, with retrieval evaluation."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sys
+from dataclasses import asdict, replace
+from pathlib import Path
+
+import numpy as np
+
+from clipscope.analysis import metric
+from clipscope.analysis.inversion import OTI_DEFAULTS, OVI_DEFAULTS, InversionConfig, invert_batch
+from clipscope.analysis.retrieval import label_retrieval
+from clipscope.cache import add_datasets
+from clipscope.errors import ClipscopeError
+from clipscope.journal import Journal, atomic_json
+from clipscope.linalg import l2_normalize
+from clipscope.tasks import TaskResult
+
+RETRIEVAL_KEYS = {"mAP": "map", "mAP@R": "map_at_r", "precision@R": "precision_at_r", "recall@1": "recall_at_1"}
+
+
+def defaults(mode: str) -> InversionConfig:
+    return OTI_DEFAULTS if mode == "oti" else OVI_DEFAULTS
+
+
+def check_same_model(cache, encoder) -> None:
+    a, p = cache.attrs, encoder.provenance
+    keys = ("model", "pretrained", "init_seed", "weights_sha256")
+    diff = [k for k in keys if (a.get(k) if a.get(k) != "" else None) != p.get(k)]
+    if diff:
+        raise ClipscopeError(f"{cache.path} was made by {a.get('model')} (pretrained: {a.get('pretrained')}), "
+                             f"not {p.get('model')} (pretrained: {p.get('pretrained')}); inversion needs the model "
+                             "that made the cache: pass the same --model/--pretrained")
+
+
+def run_inversion(cache, encoder, *, mode: str, config: InversionConfig, progress: bool = True):
+    """Invert every target row, resumably; store the results in the cache. Returns (features, history stats)."""
+    import torch
+
+    from clipscope.runtime import autocast_dtype
+
+    src_key = "image/embeddings" if mode == "oti" else "text/embeddings"
+    group = "image" if mode == "oti" else "text"
+    if src_key not in cache:
+        raise ClipscopeError(f"{cache.path} has no {src_key}; {mode.upper()} inverts "
+                             f"{'images' if mode == 'oti' else 'texts'}")
+    out_key = f"{group}/{mode}_embeddings"
+    cfg = asdict(config)
+    if out_key in cache and cache.attrs.get(f"{mode}_config") == cfg:  # already done with this configuration
+        return cache[out_key][:], cache[f"{group}/{mode}_curve"][:], cache[f"{group}/{mode}_cosine"][:]
+
+    targets = np.asarray(cache[src_key][:], np.float32)
+    n = len(targets)
+    folder = Path(f"{cache.path}.{mode}.partial")
+    manifest = {"config": cfg, "n": n, "model": encoder.provenance.get("model")}
+    if folder.exists() and json.loads((folder / "manifest.json").read_text()) != manifest:
+        shutil.rmtree(folder)  # another configuration: its partial results do not apply
+    folder.mkdir(parents=True, exist_ok=True)
+    atomic_json(folder / "manifest.json", manifest)
+    dim = int(encoder.provenance["embed_dim"])
+    feats_j = Journal(folder, "features", dim)
+    hist_j = Journal(folder, "history", config.steps + 1)
+    from tqdm import tqdm
+
+    model = encoder.model
+    bar = tqdm(total=n, initial=feats_j.state["next_index"], desc=mode.upper(), unit="row", file=sys.stderr,
+               disable=not progress, leave=False)
+    dtype = autocast_dtype(encoder.precision, encoder.device)
+    for start in range(feats_j.state["next_index"], n, config.batch_size):
+        stop = min(n, start + config.batch_size)
+        feats, hist = invert_batch(model, torch.from_numpy(targets[start:stop]), mode=mode, config=config,
+                                   tokenizer=encoder.tokenizer, device=encoder.device, precision_dtype=dtype,
+                                   generator_seed=config.seed * 1_000_003 + start // config.batch_size)
+        hist_j.commit(hist.T, stop, [])
+        feats_j.commit(feats.numpy(), stop, [])
+        bar.update(stop - start)
+    bar.close()
+    feats = np.array(feats_j.rows())
+    hist = np.array(hist_j.rows())  # (n, steps + 1): cosine of each row at each step
+    loss = 1.0 - hist
+    curve = np.stack([loss.mean(0), loss.std(0), np.percentile(loss, 10, axis=0), np.percentile(loss, 90, axis=0)], 1)
+    cos_first_last = np.stack([hist[:, 0], hist[:, -1]], 1)
+    add_datasets(cache.path, {out_key: feats, f"{group}/{mode}_cosine": cos_first_last.astype(np.float32),
+                              f"{group}/{mode}_curve": curve.astype(np.float32)},
+                 attrs={f"{mode}_config": cfg})
+    shutil.rmtree(folder, ignore_errors=True)
+    return feats, curve, cos_first_last
+
+
+def text_labels(cache) -> np.ndarray | None:
+    """A text's label is its paired images' label when they agree; -1 otherwise."""
+    labels = cache.image_labels
+    if labels is None or cache.n_texts == 0:
+        return None
+    out = np.full(cache.n_texts, -2, np.int64)
+    for img, txt in cache.pairs:
+        lab = labels[img]
+        out[txt] = lab if out[txt] in (-2, lab) else -1
+    out[out == -2] = -1
+    return out
+
+
+def evaluate(cache, encoder, *, mode: str, config: InversionConfig, gallery=None, progress: bool = True) -> TaskResult:
+    if mode not in ("oti", "ovi"):
+        raise ClipscopeError(f"--mode {mode}: use oti (image to text) or ovi (text to image)")
+    check_same_model(cache, encoder)
+    if gallery is not None:
+        check_same_model(gallery, encoder)
+    feats, curve, cos = run_inversion(cache, encoder, mode=mode, config=config, progress=progress)
+    desc_dir = "image feature to the text encoder" if mode == "oti" else "text feature to the image encoder"
+    metrics = {
+        "initial_cosine": metric(cos[:, 0].mean(), higher_is_better=True,
+                                 description=f"mean cosine between the inverted feature and its target at the first step ({mode.upper()}: {desc_dir})"),
+        "final_cosine": metric(cos[:, 1].mean(), higher_is_better=True,
+                               description=f"mean cosine between the inverted feature and its target after {config.steps} steps"),
+    }
+    tables = {"loss_curve": [{"step": int(s), "mean": float(r[0]), "std": float(r[1]), "p10": float(r[2]), "p90": float(r[3])}
+                             for s, r in enumerate(curve) if s % max(1, len(curve) // 100) == 0 or s == len(curve) - 1]}
+    notes = []
+    plot = {"curve": curve, "mode": mode}
+    # Retrieval with labels: intra-modal baseline against the inverted (inter-modal) queries.
+    if mode == "oti":
+        q_lab = cache.image_labels
+        base_q = cache.normalized_image_embeddings()
+        names = ("image_to_image", "oti_to_image")
+    else:
+        q_lab = text_labels(cache)
+        base_q = cache.normalized_text_embeddings()
+        names = ("text_to_text", "ovi_to_text")
+    inv_q = l2_normalize(feats)
+    if q_lab is None:
+        notes.append("no labels: retrieval metrics need a labelled source (folder:, or a label column)")
+    else:
+        if gallery is not None:
+            g_emb = gallery.normalized_image_embeddings() if mode == "oti" else gallery.normalized_text_embeddings()
+            g_lab = gallery.image_labels if mode == "oti" else text_labels(gallery)
+            if g_lab is None:
+                raise ClipscopeError(f"--gallery {gallery.path} has no labels; label-based retrieval needs them")
+            same = False
+        keep = q_lab >= 0
+        if gallery is None:  # query i's own row leaves the gallery
+            g_emb, g_lab, same = base_q[keep], q_lab[keep], True
+        base = label_retrieval(base_q[keep], g_emb, q_lab[keep], g_lab, same_set=same, per_query=True)
+        inv = label_retrieval(inv_q[keep], g_emb, q_lab[keep], g_lab, same_set=same, per_query=True)
+        if same and not keep.all():
+            notes.append("texts paired with images of different labels were left out of retrieval")
+        for name, res in zip(names, (base, inv)):
+            for k, short in RETRIEVAL_KEYS.items():
+                metrics[f"{name}_{short}"] = metric(res[k], higher_is_better=True,
+                                                    description=f"{k} (%) of {name.replace('_', ' ')} retrieval")
+        classnames = cache.classnames or [str(c) for c in range(int(q_lab.max()) + 1)]
+        gains = []
+        for c in np.unique(q_lab[keep]):
+            sel = q_lab[keep] == c
+            if np.isnan(base["ap"][sel]).all() or np.isnan(inv["ap"][sel]).all():
+                continue
+            b, i = np.nanmean(base["ap"][sel]), np.nanmean(inv["ap"][sel])
+            gains.append({"class": classnames[c] if c < len(classnames) else str(c), "baseline_ap": float(b),
+                          "inverted_ap": float(i), "gain": float(i - b)})
+        tables["per_class_gain"] = gains
+        plot["gains"] = gains
+        if np.isnan(base["mAP"]):
+            notes.append("no query has another relevant row in the gallery (e.g. one text per class): retrieval is undefined")
+    counts = {"images": cache.n_images, "texts": cache.n_texts, "inverted": len(feats)}
+    return TaskResult(metrics, tables, notes, config={"mode": mode, **asdict(config)}, counts=counts, plot_data=plot)
+
+
+def figures(result: TaskResult, out_dir: Path, title: str, **_) -> dict:
+    from clipscope.report import plots
+
+    d = result.plot_data
+    curve = d["curve"]
+    steps = np.arange(len(curve))
+    mode = d["mode"].upper()
+    out = {"loss_curve": plots.lines(steps, {f"{mode} loss (mean)": curve[:, 0]}, out_dir / f"invert_{d['mode']}_loss.png",
+                                     title=f"{mode} loss 1 - cos (band: 10th-90th percentile): {title}",
+                                     xlabel="optimisation step", ylabel="1 - cosine",
+                                     bands={f"{mode} loss (mean)": (curve[:, 2], curve[:, 3])})}
+    if d.get("gains"):
+        gains = sorted(d["gains"], key=lambda g: -g["gain"])[:30]
+        out["per_class_gain"] = plots.bars({g["class"]: g["gain"] for g in gains}, out_dir / f"invert_{d['mode']}_gains.png",
+                                           title=f"Per-class AP gain of {mode} queries over intra-modal queries: {title}",
+                                           ylabel="AP gain (points)")
+    return {k: Path(v).name for k, v in out.items()}
+
+
+SUMMARY = ("initial_cosine", "final_cosine", "image_to_image_map", "oti_to_image_map", "text_to_text_map", "ovi_to_text_map")
+
+
+def with_overrides(mode: str, **overrides) -> InversionConfig:
+    return replace(defaults(mode), **{k: v for k, v in overrides.items() if v is not None})

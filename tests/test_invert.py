@@ -1,0 +1,129 @@
+"""Modality inversion: exactness of the pseudo-token paths, convergence, defaults, retrieval metrics."""
+
+import numpy as np
+import pytest
+import torch
+
+from clipscope.analysis.inversion import (OTI_DEFAULTS, OVI_DEFAULTS, PLACEHOLDER, encode_image_with_pseudo_tokens,
+                                          encode_text_with_pseudo_tokens, invert_batch)
+from clipscope.analysis.retrieval import label_retrieval
+from clipscope.errors import ClipscopeError
+from clipscope.models import load_encoder
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    return load_encoder("clipscope-tiny", "none", device="cpu")
+
+
+def test_defaults_pinned_to_reference():
+    """miccunifi/Cross-the-Gap configs/oti/*.yaml and configs/ovi/*.yaml."""
+    for cfg in (OTI_DEFAULTS, OVI_DEFAULTS):
+        assert (cfg.tokens, cfg.lr, cfg.weight_decay, cfg.batch_size, cfg.seed, cfg.init_std) == (1, 2e-2, 0.01, 64, 42, 0.02)
+        assert cfg.template == "a photo of {}"
+    assert OTI_DEFAULTS.steps == 150 and OVI_DEFAULTS.steps == 1000
+
+
+def test_pseudo_token_text_path_equals_encode_text(tiny):
+    """Feeding the real token embedding of 'dog' as the pseudo token reproduces encode_text('a photo of dog')."""
+    m, tok = tiny.model, tiny.tokenizer
+    dog = tok(["dog"])[0][1]
+    pseudo = m.token_embedding.weight[dog][None, None, :]
+    tokens = tok([f"a photo of {PLACEHOLDER}"])
+    with torch.no_grad():
+        got = encode_text_with_pseudo_tokens(m, tokens, pseudo, int(tok([PLACEHOLDER])[0][1]))
+        want = m.encode_text(tok(["a photo of dog"]))
+    torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-5)
+
+
+def test_pseudo_token_image_path_equals_encode_image(tiny):
+    """With one pseudo token per patch (nearest interpolation is then the identity) and the real
+    patch embeddings as tokens, the OVI path reproduces encode_image."""
+    m = tiny.model
+    img = torch.randn(2, 3, 64, 64)
+    with torch.no_grad():
+        patches = m.visual.conv1(img).flatten(2).transpose(1, 2)  # (B, n_patches, width)
+        got = encode_image_with_pseudo_tokens(m, patches)
+        want = m.encode_image(img)
+    torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("mode,steps", [("oti", 40), ("ovi", 60)])
+def test_inversion_raises_cosine_and_is_deterministic(tiny, mode, steps):
+    torch.manual_seed(0)
+    targets = torch.randn(8, 64)
+    cfg = OTI_DEFAULTS.__class__(steps=steps)
+    feats, hist = invert_batch(tiny.model, targets, mode=mode, config=cfg, tokenizer=tiny.tokenizer, generator_seed=3)
+    assert hist.shape == (steps + 1, 8)
+    assert hist[-1].mean() > hist[0].mean() + 0.2
+    assert (hist[-1] > hist[0]).all()
+    feats2, hist2 = invert_batch(tiny.model, targets, mode=mode, config=cfg, tokenizer=tiny.tokenizer, generator_seed=3)
+    np.testing.assert_array_equal(hist, hist2)
+    torch.testing.assert_close(feats, feats2)
+
+
+def test_ovi_on_resnet_is_a_clear_error():
+    enc = load_encoder("RN50", "none", device="cpu")
+    with pytest.raises(ClipscopeError, match="VisionTransformer"):
+        invert_batch(enc.model, torch.randn(2, 1024), mode="ovi", config=OVI_DEFAULTS.__class__(steps=1))
+
+
+def test_label_retrieval_hand_computed():
+    # 1-D embeddings on the circle: cosine order is easy to read.
+    ang = np.array([0.0, 0.1, 0.25, 3.0, 3.1])
+    X = np.stack([np.cos(ang), np.sin(ang)], 1).astype(np.float32)
+    lab = np.array([0, 0, 1, 1, 0])
+    r = label_retrieval(X, X, lab, lab, same_set=True, per_query=True)
+    # query 0: ranking 1(0),2(1),3(1),4(0) -> rel [1,0,0,1], R=2: AP=(1/1+2/4)/2=0.75; mAP@R=(1)/2=0.5; P@R=1/2
+    # query 1: ranking 0(0),2(1),3(1),4(0) -> rel [1,0,0,1]: 0.75
+    # query 2: ranking 1(0),0(0),3(1),4(0) -> rel [0,0,1,0] R=1: AP=1/3; mAP@R=0; P@R=0
+    # query 3: ranking 4(0),2(1),1,0 -> rel [0,1,0,0] R=1: AP=1/2; mAP@R=0
+    # query 4: ranking 3(1),2(1),1(0),0(0) -> rel [0,0,1,1] R=2: AP=(1/3+2/4)/2
+    ap = np.array([0.75, 0.75, 1 / 3, 0.5, (1 / 3 + 0.5) / 2])
+    np.testing.assert_allclose(r["ap"], 100 * ap, atol=1e-9)
+    assert r["mAP"] == pytest.approx(100 * ap.mean())
+    assert r["mAP@R"] == pytest.approx(100 * np.mean([0.5, 0.5, 0, 0, 0]))
+    assert r["precision@R"] == pytest.approx(100 * np.mean([0.5, 0.5, 0, 0, 0]))
+    assert r["recall@1"] == pytest.approx(100 * np.mean([1, 1, 0, 0, 0]))
+
+
+def test_label_retrieval_matches_brute_force_random():
+    rng = np.random.default_rng(0)
+    Q, G = rng.normal(size=(30, 5)), rng.normal(size=(50, 5))
+    ql, gl = rng.integers(0, 4, 30), rng.integers(0, 4, 50)
+    r = label_retrieval(Q, G, ql, gl, block=7)
+    aps, prs = [], []
+    for q in range(30):
+        order = np.argsort(-(G @ Q[q]), kind="stable")
+        rel = gl[order] == ql[q]
+        R = rel.sum()
+        prec = np.cumsum(rel) / np.arange(1, 51)
+        aps.append((prec * rel).sum() / R)
+        prs.append(rel[:R].sum() / R)
+    assert r["mAP"] == pytest.approx(100 * np.mean(aps))
+    assert r["precision@R"] == pytest.approx(100 * np.mean(prs))
+
+
+def test_invert_cli_stores_results_and_validates(run_cli, tmp_path):
+    import json
+
+    from clipscope import Cache
+
+    cache = tmp_path / "p.h5"
+    assert run_cli("extract", "--model", "clipscope-tiny", "--pretrained", "none", "--workers", "0",
+                   "--data", "probes:24", "--out", cache)[0] == 0
+    code, out, err = run_cli("invert", cache, "--model", "clipscope-tiny", "--pretrained", "none", "--mode", "oti",
+                             "--steps", "10", "--out", tmp_path / "run")
+    assert code == 0, err
+    rep = json.loads((tmp_path / "run" / "invert.json").read_text())
+    assert rep["metrics"]["final_cosine"]["value"] > rep["metrics"]["initial_cosine"]["value"]
+    assert "oti_to_image_map" in rep["metrics"] and "image_to_image_map" in rep["metrics"]
+    assert (tmp_path / "run" / rep["artifacts"]["loss_curve"]).exists()
+    with Cache.open(cache) as c:
+        assert c["image/oti_embeddings"].shape == (24, 64)
+        assert c["image/oti_cosine"].shape == (24, 2)
+        assert c.n_images == 24  # the originals are kept
+    # a different model than the cache's is refused
+    code, _, err = run_cli("invert", cache, "--model", "ViT-B-32", "--pretrained", "none", "--mode", "oti",
+                           "--out", tmp_path / "run2")
+    assert code == 1 and "needs the model that made the cache" in err
