@@ -115,7 +115,8 @@ def summary_text(command: str, report: dict, keys, out) -> str:
         if k in report["metrics"] and report["metrics"][k]["value"] is not None:
             v = report["metrics"][k]
             ci = f"  [{v['ci95'][0]:.4f}, {v['ci95'][1]:.4f}]" if v["ci95"] else ""
-            lines.append(f"  {k:<28} {v['value']:.4f}{ci}")
+            value = f"{int(v['value'])}" if k.startswith("n_") else f"{v['value']:.4f}"
+            lines.append(f"  {k:<28} {value}{ci}")
     for note in report.get("notes", []):
         lines.append(f"  note: {note}")
     if out is not None:

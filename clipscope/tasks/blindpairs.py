@@ -1,0 +1,162 @@
+"""`blindpairs`: mine CLIP-blind pairs from two caches, or score a pair benchmark."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from clipscope.analysis import metric
+from clipscope.analysis.blindpairs import mine_blind_pairs, score_pairs
+from clipscope.errors import ClipscopeError
+from clipscope.linalg import l2_normalize
+from clipscope.tasks import TaskResult
+
+
+def align_by_ids(cache, ref) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """Rows of both caches for the image ids they share (in the CLIP cache's order)."""
+    ids, ref_ids = cache.image_ids, ref.image_ids
+    pos = {i: k for k, i in enumerate(ref_ids)}
+    rows = [(k, pos[i]) for k, i in enumerate(ids) if i in pos]
+    if not rows:
+        raise ClipscopeError(f"{cache.path} and {ref.path} share no image ids; the reference cache must hold "
+                             "embeddings of the same images (extract both from the same --data)")
+    a = np.array([r[0] for r in rows])
+    b = np.array([r[1] for r in rows])
+    return a, b, [ids[k] for k in a]
+
+
+def mine(cache, ref, *, clip_threshold: float = 0.95, ref_threshold: float = 0.6, top: int | None = 1000,
+         device: str = "cpu") -> TaskResult:
+    rows, ref_rows, ids = align_by_ids(cache, ref)
+    clip = cache.normalized_image_embeddings()[rows]
+    reference = ref.normalized_image_embeddings()[ref_rows]
+    bp = mine_blind_pairs(clip, reference, clip_threshold=clip_threshold, ref_threshold=ref_threshold, top=top,
+                          device=device)
+    n = len(ids)
+    metrics = {
+        "n_blind_pairs": metric(bp.n_blind, higher_is_better=False,
+                                description=f"pairs with CLIP cosine > {clip_threshold} and reference cosine < {ref_threshold}"),
+        "blind_pair_fraction": metric(bp.n_blind / max(1, n * (n - 1) // 2), higher_is_better=False,
+                                      description="blind pairs over all image pairs"),
+        "images_in_blind_pair": metric(float(bp.in_any.mean()), higher_is_better=False,
+                                       description="fraction of images in at least one blind pair"),
+        "n_clip_similar_pairs": metric(bp.n_clip_similar, higher_is_better=None,
+                                       description=f"pairs with CLIP cosine > {clip_threshold}"),
+    }
+    paths = _paths_by_id(cache)
+    table = []
+    for a, b, c, r in zip(bp.a, bp.b, bp.clip_cosine, bp.reference_cosine):
+        row = {"a": ids[a], "b": ids[b], "clip_cosine": float(c), "reference_cosine": float(r)}
+        if paths:
+            row["a_path"], row["b_path"] = paths.get(ids[a]), paths.get(ids[b])
+        table.append(row)
+    notes = [f"reference: {ref.attrs.get('model')} (pretrained: {ref.attrs.get('pretrained')}); "
+             f"{n} images matched by id"]
+    if top is not None and bp.n_blind > len(table):
+        notes.append(f"tables.blind_pairs lists the top {len(table)} of {bp.n_blind} by clip_cosine - reference_cosine")
+    return TaskResult(metrics, {"blind_pairs": table}, notes,
+                      config={"clip_threshold": clip_threshold, "ref_threshold": ref_threshold, "top": top,
+                              "reference_model": ref.attrs.get("model"), "reference_pretrained": ref.attrs.get("pretrained")},
+                      counts={"images": n}, plot_data={"cache": cache, "pairs": table[:12]})
+
+
+def _paths_by_id(cache) -> dict:
+    try:
+        from clipscope.data import open_source
+
+        src = open_source(cache.attrs.get("data_spec") or "")
+    except Exception:  # data moved or not a file source: the table simply has no paths
+        return {}
+    if not src.paths:
+        return {}
+    return dict(zip(src.image_ids, src.paths))
+
+
+def score_benchmark(encoder, pairs: list[dict], *, benchmark: str, batch_size: int = 64) -> TaskResult:
+    """Score a pair benchmark with a live model (MMVP-VLM rule, see :func:`score_pairs`)."""
+    import torch
+
+    from clipscope.data import open_image_file
+    from clipscope.data.mmvp import targets_of
+
+    images = [im for p in pairs for im in p["images"]]
+    texts = [s for p in pairs for s in p["statements"]]
+    feats = []
+    for i in range(0, len(images), batch_size):
+        batch = [im if not isinstance(im, (str, Path)) else open_image_file(im) for im in images[i:i + batch_size]]
+        feats.append(encoder.encode_images(torch.stack([encoder.preprocess(im) for im in batch])).numpy())
+    img = l2_normalize(np.concatenate(feats)).reshape(len(pairs), 2, -1)
+    txt = l2_normalize(np.concatenate([encoder.encode_texts(texts[i:i + batch_size]).numpy()
+                                       for i in range(0, len(texts), batch_size)])).reshape(len(pairs), 2, -1)
+    patterns = [p["pattern"] for p in pairs]
+    res = score_pairs(img, txt, patterns, logit_scale=encoder.logit_scale, targets=targets_of(pairs))
+    metrics = {"pair_accuracy_mean": metric(res["mean"], higher_is_better=True,
+                                            description="mean over patterns of the share of pairs with both statements right (%)")}
+    for p, acc in sorted(res["per_pattern"].items()):
+        key = "pair_accuracy_" + "".join(ch if ch.isalnum() else "_" for ch in p.lower()).strip("_")
+        metrics[key] = metric(acc, higher_is_better=True, description=f"pair accuracy (%) on pattern '{p}'")
+    table = [{"pattern": p["pattern"], "ids": list(p["ids"]), "statements": list(p["statements"]),
+              "img1_prob": [float(x) for x in res["img1_prob"][k]], "correct": bool(res["correct"][k])}
+             for k, p in enumerate(pairs)]
+    return TaskResult(metrics, {"pair_scores": table, "per_pattern": res["per_pattern"]},
+                      [f"benchmark {benchmark}: {res['pairs_correct']} of {res['pairs']} pairs fully right; "
+                       "chance is 25% per pair"],
+                      config={"benchmark": benchmark}, counts={"pairs": len(pairs)},
+                      plot_data={"per_pattern": res["per_pattern"], "pairs": pairs[:8], "table": table[:8]})
+
+
+def figures(result: TaskResult, out_dir: Path, title: str, **_) -> dict:
+    from clipscope.report import plots
+
+    d = result.plot_data
+    out = {}
+    if "per_pattern" in d:
+        out["per_pattern"] = plots.bars(d["per_pattern"], out_dir / "blindpairs_patterns.png",
+                                        title=f"Pair accuracy per pattern (chance 25%): {title}", ylabel="pair accuracy (%)")
+        imgs, caps = [], []
+        for p, row in zip(d["pairs"], d["table"]):
+            for k in range(2):
+                im = p["images"][k]
+                if isinstance(im, (str, Path)):
+                    from clipscope.data import open_image_file
+
+                    im = open_image_file(im)
+                imgs.append(im)
+                caps.append(f"{p['statements'][k][11:][:40]}\nP(img1)={row['img1_prob'][k]:.2f} "
+                            f"{'ok' if row['correct'] else 'wrong'}")
+        out["examples"] = plots.image_grid(imgs, caps, out_dir / "blindpairs_examples.png",
+                                           title=f"Pair probes: {title}")
+    elif d.get("pairs"):
+        sheet = contact_sheet(d["cache"], d["pairs"], out_dir / "blindpairs_contact_sheet.png", title)
+        if sheet:
+            out["contact_sheet"] = sheet
+    return {k: Path(v).name for k, v in out.items()}
+
+
+def contact_sheet(cache, rows: list[dict], path: Path, title: str) -> str | None:
+    """Both images of the top pairs, with both cosines, when the images can be read."""
+    from clipscope.data import open_source
+    from clipscope.report import plots
+
+    try:
+        src = open_source(cache.attrs.get("data_spec") or "")
+    except Exception:
+        return None
+    index = {i: k for k, i in enumerate(src.image_ids)}
+    imgs, caps = [], []
+    for r in rows:
+        if r["a"] not in index or r["b"] not in index:
+            continue
+        try:
+            pair = [src.load_image(index[r["a"]]), src.load_image(index[r["b"]])]
+        except Exception:
+            continue
+        imgs += pair
+        caps += [f"{r['a'][-30:]}\nclip {r['clip_cosine']:.3f}", f"{r['b'][-30:]}\nref {r['reference_cosine']:.3f}"]
+    if not imgs:
+        return None
+    return plots.image_grid(imgs, caps, path, title=f"Top CLIP-blind pairs: {title}", ncols=4)
+
+
+SUMMARY = ("n_blind_pairs", "images_in_blind_pair", "n_clip_similar_pairs", "pair_accuracy_mean")
