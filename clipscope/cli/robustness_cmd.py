@@ -1,0 +1,49 @@
+"""`robustness`: corruptions, accuracy drop, embedding drift, calibration, OOD."""
+
+from __future__ import annotations
+
+import click
+
+from clipscope.cli.options import data_options, emit, model_options, output_options
+
+
+@click.command("robustness")
+@model_options
+@data_options
+@output_options
+@click.option("--corruptions", default="all", show_default=True, help="'all' or a comma list, e.g. gaussian_noise,fog.")
+@click.option("--severities", default="1-5", show_default=True, help="A range (1-5) or a list (1,3,5).")
+@click.option("--templates", type=click.Path(dir_okay=False), default=None,
+              help="File of prompt templates, one per line with {c}; ensembled as CLIP_benchmark does.")
+@click.option("--ood-data", default=None, metavar="SPEC", help="Out-of-distribution images for MCM OOD detection.")
+@click.option("--max-images", default=1000, show_default=True, type=click.IntRange(1), help="Seeded sample of the data.")
+def robustness_cmd(corruptions, severities, templates, ood_data, max_images, **opts):
+    """Zero-shot robustness: accuracy under the 15 ImageNet-C corruptions, embedding drift,
+    calibration (ECE, NLL) and OOD detection (MCM).
+
+    \b
+    Examples:
+      clipscope robustness --model clipscope-tiny --data probes:300 --corruptions fog,contrast --out runs/rob
+      clipscope robustness --model ViT-B-32 --data folder:./val --ood-data folder:./ood --out runs/rob
+    """
+    from clipscope.data import open_source
+    from clipscope.models import load_encoder
+    from clipscope.report import model_block
+    from clipscope.tasks import robustness, title_of
+
+    if not opts["model"] or not opts["data"]:
+        raise click.UsageError("robustness runs a model on images: give --model and --data (labelled)")
+    names = robustness.parse_corruptions(corruptions)
+    sevs = robustness.parse_severities(severities)
+    tmpl = robustness.read_templates(templates)
+    source = open_source(opts["data"])
+    ood = open_source(ood_data) if ood_data else None
+    encoder = load_encoder(opts["model"], opts["pretrained"], device=opts["device"], precision=opts["precision"])
+    result = robustness.evaluate(encoder, source, corruptions=names, severities=sevs, templates=tmpl, ood_source=ood,
+                                 batch_size=opts["batch_size"], max_images=max_images, seed=opts["seed"],
+                                 progress=not opts["quiet"])
+    title = title_of(encoder.provenance, source.spec)
+    figures = None if opts["no_plots"] else (lambda r, d: robustness.figures(r, d, title))
+    data = {"spec": source.spec, "fingerprint": source.fingerprint, "counts": source.counts()}
+    emit("robustness", result, model=model_block(encoder.provenance), data=data, seed=opts["seed"], out=opts["out"],
+         json_out=opts["json_out"], quiet=opts["quiet"], figures=figures, summary_keys=robustness.SUMMARY)

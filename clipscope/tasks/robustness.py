@@ -1,0 +1,218 @@
+"""`robustness`: zero-shot accuracy under corruptions, embedding drift, calibration, OOD (MCM)."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from clipscope.analysis import metric
+from clipscope.analysis.calibration import (auroc, expected_calibration_error, fpr_at_tpr, mcm_score,
+                                            negative_log_likelihood, softmax)
+from clipscope.errors import ClipscopeError
+from clipscope.linalg import l2_normalize
+from clipscope.tasks import TaskResult
+
+DEFAULT_TEMPLATES = ("a photo of a {c}.",)
+CROP = 224
+
+
+def parse_corruptions(value: str) -> list[str]:
+    from clipscope.robustness import CORRUPTIONS
+
+    if value in ("all", ""):
+        return list(CORRUPTIONS)
+    names = [v.strip() for v in value.split(",") if v.strip()]
+    bad = [n for n in names if n not in CORRUPTIONS]
+    if bad:
+        raise ClipscopeError(f"unknown corruption(s) {', '.join(bad)}; choose from {', '.join(CORRUPTIONS)} or 'all'")
+    return names
+
+
+def parse_severities(value: str) -> list[int]:
+    try:
+        if "-" in value:
+            lo, hi = (int(v) for v in value.split("-"))
+            out = list(range(lo, hi + 1))
+        else:
+            out = [int(v) for v in value.split(",") if v.strip()]
+    except ValueError:
+        raise ClipscopeError(f"--severities {value!r}: use a range like 1-5 or a list like 1,3,5") from None
+    if not out or any(s < 1 or s > 5 for s in out):
+        raise ClipscopeError(f"--severities {value!r}: severities run from 1 to 5")
+    return out
+
+
+def read_templates(path: str | None) -> list[str]:
+    if not path:
+        return list(DEFAULT_TEMPLATES)
+    lines = [ln.strip() for ln in Path(path).read_text(encoding="utf-8").splitlines() if ln.strip()]
+    if not lines or any("{c}" not in ln for ln in lines):
+        raise ClipscopeError(f"--templates {path}: one template per line, each with {{c}} for the class name")
+    return lines
+
+
+def class_embeddings(encoder, classnames: list[str], templates: list[str]) -> tuple[np.ndarray, np.ndarray]:
+    """Zero-shot classifier as CLIP_benchmark builds it: each prompt normalised, averaged over
+    templates, renormalised. Returns (ensemble (C, D), per-template (T, C, D))."""
+    per = np.stack([l2_normalize(encoder.encode_texts([t.format(c=c) for c in classnames]).numpy()) for t in templates])
+    return l2_normalize(per.mean(0)), per
+
+
+def _crop224(img):
+    """ImageNet-C protocol: shorter side to 256, centre crop 224."""
+    from torchvision.transforms import functional as TF
+
+    img = TF.resize(img, 256)
+    return TF.center_crop(img, CROP)
+
+
+def _encode_tensor_batch(encoder, x) -> np.ndarray:
+    """Encode a (B, 3, 224, 224) [0, 1] batch through the model's own preprocessing."""
+    import torch
+    from PIL import Image
+
+    pil = [Image.fromarray(a) for a in (x.clamp(0, 1) * 255).round().to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()]
+    return l2_normalize(encoder.encode_images(torch.stack([encoder.preprocess(p) for p in pil])).numpy())
+
+
+def _load_crops(source, max_images: int | None, seed: int):
+    import torch
+    from torchvision.transforms import functional as TF
+
+    idx = np.arange(len(source.image_ids))
+    if max_images and len(idx) > max_images:
+        idx = np.sort(np.random.default_rng(seed).choice(idx, max_images, replace=False))
+    crops, keep = [], []
+    for i in idx:
+        try:
+            crops.append(TF.to_tensor(_crop224(source.load_image(int(i)))))
+            keep.append(i)
+        except Exception:  # unreadable inputs are skipped, as in extraction
+            continue
+    if not crops:
+        raise ClipscopeError(f"no readable images in {source.spec}")
+    return torch.stack(crops), np.asarray(keep)
+
+
+def evaluate(encoder, source, *, corruptions: list[str], severities: list[int], templates: list[str],
+             ood_source=None, batch_size: int = 64, max_images: int | None = 1000, seed: int = 0,
+             progress: bool = True) -> TaskResult:
+    from tqdm import tqdm
+
+    from clipscope.robustness import corrupt_batch
+
+    if source.labels is None or not source.classnames:
+        raise ClipscopeError(f"robustness needs labelled data (folder:DIR, a captions file with a label column, or "
+                             f"probes); {source.spec} has no labels")
+    if not encoder.has_text:
+        raise ClipscopeError("robustness needs a model with a text tower for zero-shot classification")
+    crops, rows = _load_crops(source, max_images, seed)
+    labels = source.labels[rows]
+    classes, per_template = class_embeddings(encoder, source.classnames, templates)
+    scale = encoder.logit_scale
+
+    def encode_all(x):
+        return np.concatenate([_encode_tensor_batch(encoder, x[i:i + batch_size]) for i in range(0, len(x), batch_size)])
+
+    clean = encode_all(crops)
+    sims = clean @ classes.T
+    acc_clean = float((sims.argmax(1) == labels).mean())
+    probs = softmax(scale * sims)
+    ece, reliability = expected_calibration_error(probs, labels)
+    nll = negative_log_likelihood(probs, labels)
+
+    table = []
+    strip = {}
+    total = len(corruptions) * len(severities) * ((len(crops) + batch_size - 1) // batch_size)
+    bar = tqdm(total=total, desc="corruptions", unit="batch", file=sys.stderr, disable=not progress, leave=False)
+    for ci, name in enumerate(corruptions):
+        for sev in severities:
+            feats = []
+            for bi, i in enumerate(range(0, len(crops), batch_size)):
+                rng = np.random.default_rng([seed, ci, sev, bi])
+                xb = corrupt_batch(crops[i:i + batch_size].to(encoder.device), name, sev, rng)
+                if bi == 0 and sev == max(severities):
+                    strip[name] = (xb[0].permute(1, 2, 0).cpu().numpy() * 255).astype(np.uint8)
+                feats.append(_encode_tensor_batch(encoder, xb))
+                bar.update(1)
+            feats = np.concatenate(feats)
+            table.append({"corruption": name, "severity": sev,
+                          "accuracy": float(((feats @ classes.T).argmax(1) == labels).mean()),
+                          "drift": float(np.einsum("ij,ij->i", feats, clean).mean())})
+    bar.close()
+    mean_corr = float(np.mean([r["accuracy"] for r in table])) if table else float("nan")
+    metrics = {
+        "accuracy_clean": metric(acc_clean, higher_is_better=True, description="zero-shot top-1 accuracy on clean images"),
+        "mean_corruption_accuracy": metric(mean_corr, higher_is_better=True,
+                                           description="zero-shot accuracy averaged over corruptions and severities"),
+        "relative_drop": metric((acc_clean - mean_corr) / acc_clean if acc_clean > 0 else None, higher_is_better=False,
+                                description="(clean - mean corruption accuracy) / clean accuracy"),
+        "mean_drift": metric(float(np.mean([r["drift"] for r in table])) if table else None, higher_is_better=True,
+                             description="mean cosine between clean and corrupted image embeddings"),
+        "ece": metric(ece, higher_is_better=False, description="expected calibration error, 15 equal-width bins, clean images"),
+        "nll": metric(nll, higher_is_better=False, description="negative log-likelihood with the model's logit scale, clean images"),
+    }
+    notes = [f"{len(crops)} images (224-pixel centre crops, ImageNet-C protocol); {len(templates)} template(s); "
+             f"logit scale {scale:.2f}"]
+    tables = {"corruptions": table, "reliability": reliability}
+    if len(templates) > 1:
+        accs = [float(((clean @ t.T).argmax(1) == labels).mean()) for t in per_template]
+        tables["templates"] = [{"template": t, "accuracy": a} for t, a in zip(templates, accs)]
+        metrics["prompt_accuracy_std"] = metric(float(np.std(accs)), higher_is_better=False,
+                                                description="standard deviation of accuracy across templates")
+        metrics["prompt_accuracy_range"] = metric(float(np.max(accs) - np.min(accs)), higher_is_better=False,
+                                                  description="best minus worst template accuracy")
+    plot = {"table": table, "reliability": reliability, "strip": strip, "clean_strip": (crops[0].permute(1, 2, 0).numpy() * 255).astype(np.uint8)}
+    if ood_source is not None:
+        ood_crops, _ = _load_crops(ood_source, max_images, seed)
+        ood = encode_all(ood_crops)
+        id_s, ood_s = mcm_score(clean, classes), mcm_score(ood, classes)
+        metrics["ood_auroc"] = metric(auroc(id_s, ood_s), higher_is_better=True,
+                                      description="AUROC of the MCM score (T = 1), in-distribution positive")
+        metrics["ood_fpr95"] = metric(fpr_at_tpr(id_s, ood_s), higher_is_better=False,
+                                      description="false-positive rate on OOD data at 95% in-distribution TPR (MCM)")
+        plot["ood"] = (id_s, ood_s)
+        notes.append(f"OOD: {ood_source.spec}, {len(ood_crops)} images")
+    counts = {"images": len(crops), "classes": len(source.classnames)}
+    config = {"corruptions": corruptions, "severities": severities, "templates": templates, "max_images": max_images}
+    return TaskResult(metrics, tables, notes, config=config, counts=counts, plot_data=plot)
+
+
+def figures(result: TaskResult, out_dir: Path, title: str, **_) -> dict:
+    from clipscope.report import plots
+
+    d = result.plot_data
+    out = {}
+    table = d["table"]
+    if table:
+        sevs = sorted({r["severity"] for r in table})
+        names = list(dict.fromkeys(r["corruption"] for r in table))
+        acc = {n: [next(r["accuracy"] for r in table if r["corruption"] == n and r["severity"] == s) for s in sevs] for n in names}
+        out["accuracy_vs_severity"] = plots.lines(sevs, acc, out_dir / "robustness_accuracy.png",
+                                                  title=f"Zero-shot accuracy under corruption: {title}",
+                                                  xlabel="severity", ylabel="accuracy")
+        drift = np.array([[next(r["drift"] for r in table if r["corruption"] == n and r["severity"] == s) for s in sevs]
+                          for n in names])
+        out["drift_heatmap"] = plots.heatmap(drift, names, [str(s) for s in sevs], out_dir / "robustness_drift.png",
+                                             title=f"Cosine(clean, corrupted) embedding: {title}", cbar="mean cosine")
+        imgs = [d["clean_strip"]] + [d["strip"][n] for n in names]
+        out["corruption_strip"] = plots.image_grid(imgs, ["clean"] + names, out_dir / "robustness_strip.png",
+                                                   title=f"One image under every corruption (severity {max(sevs)})",
+                                                   ncols=min(8, len(imgs)))
+    rel = [r for r in d["reliability"] if r["count"]]
+    out["reliability"] = plots.lines([r["confidence"] for r in rel], {"accuracy": [r["accuracy"] for r in rel],
+                                                                       "perfect calibration": [r["confidence"] for r in rel]},
+                                     out_dir / "robustness_reliability.png",
+                                     title=f"Reliability diagram (ECE {result.metrics['ece']['value']:.3f}): {title}",
+                                     xlabel="confidence", ylabel="accuracy")
+    if "ood" in d:
+        out["ood_scores"] = plots.histogram({"in-distribution": d["ood"][0], "out-of-distribution": d["ood"][1]},
+                                            out_dir / "robustness_ood.png", title=f"MCM scores: {title}",
+                                            xlabel="MCM score (max softmax of cosines, T = 1)")
+    return {k: Path(v).name for k, v in out.items()}
+
+
+SUMMARY = ("accuracy_clean", "mean_corruption_accuracy", "relative_drop", "mean_drift", "ece", "nll", "ood_auroc",
+           "ood_fpr95")
