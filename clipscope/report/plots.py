@@ -205,3 +205,26 @@ def image_grid(images: list, captions: list[str], path, *, title: str, ncols: in
             ax.set_title(captions[k], fontsize=7)
     fig.suptitle(_wrap(title, 110), fontsize=10)
     return _save(fig, path)
+
+
+def drift_projection(X, Y, moved, path, *, title: str, seed: int = 0, max_points: int = 1500) -> str:
+    """Old and new rows in one PCA projection; arrows for the most-moved rows."""
+    from sklearn.decomposition import PCA
+
+    plt = _plt()
+    rng = np.random.default_rng(seed)
+    idx = np.unique(np.concatenate([rng.choice(len(X), min(len(X), max_points), replace=False), moved]))
+    P = PCA(n_components=2, random_state=seed).fit(np.concatenate([X[idx], Y[idx]]))
+    a, b = P.transform(X[idx]), P.transform(Y[idx])
+    fig, ax = plt.subplots(figsize=(6.4, 5.6))
+    ax.scatter(a[:, 0], a[:, 1], s=6, c="grey", alpha=0.5, label="old (aligned)")
+    ax.scatter(b[:, 0], b[:, 1], s=6, c=IMAGE_COLOUR, alpha=0.5, label="new")
+    pos = {r: k for k, r in enumerate(idx)}
+    for r in moved:
+        k = pos[int(r)]
+        ax.annotate("", xy=b[k], xytext=a[k], arrowprops={"arrowstyle": "->", "color": TEXT_COLOUR, "lw": 1})
+    ax.set_xlabel("PCA 1")
+    ax.set_ylabel("PCA 2")
+    ax.set_title(_wrap(title), fontsize=10)
+    ax.legend()
+    return _save(fig, path)

@@ -1,0 +1,142 @@
+"""`drift`: how far the embedding space moved between two caches of the same items."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from clipscope.analysis import geometry, metric
+from clipscope.analysis.drift import knn_overlap, linear_cka, procrustes, row_cosines
+from clipscope.analysis.retrieval import cross_modal_recall
+from clipscope.errors import ClipscopeError
+from clipscope.tasks import TaskResult
+
+
+def _match(old_keys: list[str], new_keys: list[str]) -> tuple[np.ndarray, np.ndarray]:
+    pos = {}
+    for k, key in enumerate(new_keys):
+        pos.setdefault(key, k)
+    seen, a, b = set(), [], []
+    for k, key in enumerate(old_keys):
+        if key in pos and key not in seen:
+            seen.add(key)
+            a.append(k)
+            b.append(pos[key])
+    return np.asarray(a, np.int64), np.asarray(b, np.int64)
+
+
+def _modality(name, X, Y, ids, *, k, top, device, metrics, tables, plot):
+    metrics[f"cka_{name}"] = metric(linear_cka(X, Y), higher_is_better=True,
+                                    description=f"linear CKA between old and new {name} rows (1: same up to rotation and scale)")
+    overlap = knn_overlap(X, Y, k=k, device=device)
+    metrics[f"knn_overlap_{name}"] = metric(overlap.mean(), higher_is_better=True,
+                                            description=f"mean Jaccard overlap of each {name} row's {k} nearest neighbours, old vs new")
+    plot[f"overlap_{name}"] = overlap
+    if X.shape[1] == Y.shape[1]:
+        raw = row_cosines(X, Y)
+        R, residual = procrustes(X, Y)
+        aligned = row_cosines(X @ R, Y)
+        metrics[f"procrustes_residual_{name}"] = metric(residual, higher_is_better=False,
+                                                        description=f"||old R - new||^2 / ||new||^2 after orthogonal Procrustes ({name})")
+        metrics[f"aligned_angle_{name}"] = metric(np.degrees(np.arccos(np.clip(aligned, -1, 1))).mean(), higher_is_better=False,
+                                                  description=f"mean angle (degrees) between old and new {name} rows after alignment")
+        metrics[f"raw_cosine_{name}"] = metric(raw.mean(), higher_is_better=True,
+                                               description=f"mean cosine between old and new {name} rows, unaligned")
+        drift = 1.0 - aligned
+        order = np.argsort(-drift, kind="stable")[:top]
+        tables[f"most_moved_{name}"] = [{"id": ids[i], "drift": float(drift[i]), "aligned_cosine": float(aligned[i]),
+                                         "raw_cosine": float(raw[i])} for i in order]
+        plot[f"drift_{name}"] = drift
+        plot[f"aligned_{name}"] = (X @ R, Y, order)
+    else:
+        drift = 1.0 - overlap
+        order = np.argsort(-drift, kind="stable")[:top]
+        tables[f"most_moved_{name}"] = [{"id": ids[i], "drift": float(drift[i])} for i in order]
+        plot[f"drift_{name}"] = drift
+    hist, edges = np.histogram(drift, bins=20)
+    tables[f"drift_distribution_{name}"] = {"counts": hist.tolist(), "edges": edges.tolist(),
+                                            "quantiles": {q: float(np.quantile(drift, float(q))) for q in ("0.5", "0.9", "0.99")}}
+
+
+def evaluate(old, new, *, k: int = 10, top: int = 20, device: str = "cpu") -> TaskResult:
+    metrics, tables, notes, plot = {}, {}, [], {}
+    ia, ib = _match(old.image_ids, new.image_ids)
+    if len(ia) == 0:
+        raise ClipscopeError(f"{old.path} and {new.path} share no image ids; drift compares two caches of the same data")
+    if len(ia) <= k:
+        raise ClipscopeError(f"only {len(ia)} matched images: need more than --k {k}")
+    Xi = old.normalized_image_embeddings()[ia]
+    Yi = new.normalized_image_embeddings()[ib]
+    ids = [old.image_ids[i] for i in ia]
+    _modality("image", Xi, Yi, ids, k=k, top=top, device=device, metrics=metrics, tables=tables, plot=plot)
+    counts = {"images_old": old.n_images, "images_new": new.n_images, "images_matched": len(ia)}
+    if Xi.shape[1] == Yi.shape[1] and len(ia) < 4 * Xi.shape[1]:
+        notes.append(f"{len(ia)} rows in {Xi.shape[1]} dimensions: an orthogonal map has ~D^2/2 free parameters, "
+                     "so Procrustes aligns almost any two spaces this small; read its residual and aligned drift "
+                     "with care, CKA and kNN overlap are not affected")
+    if old.n_texts and new.n_texts:
+        ta, tb = _match(old.text_captions, new.text_captions)
+        counts["texts_matched"] = len(ta)
+        if len(ta) > k:
+            Xt = old.normalized_text_embeddings()[ta]
+            Yt = new.normalized_text_embeddings()[tb]
+            _modality("text", Xt, Yt, [old.text_captions[i] for i in ta], k=k, top=top, device=device,
+                      metrics=metrics, tables=tables, plot=plot)
+            # Pairs present in both caches, in matched-row coordinates.
+            pos_i = {int(r): n for n, r in enumerate(ia)}
+            pos_t = {int(r): n for n, r in enumerate(ta)}
+            pairs = np.array([(pos_i[a], pos_t[b]) for a, b in old.pairs if a in pos_i and b in pos_t], np.int64).reshape(-1, 2)
+            counts["pairs_matched"] = len(pairs)
+            if len(pairs):
+                for tag, (I, T) in {"old": (Xi, Xt), "new": (Yi, Yt)}.items():
+                    Ip, Tp = I[pairs[:, 0]], T[pairs[:, 1]]
+                    metrics[f"gap_{tag}"] = metric(geometry.centroid_distance(I, T), higher_is_better=False,
+                                                   description=f"modality gap (centroid distance) of the {tag} model")
+                    metrics[f"paired_cosine_{tag}"] = metric(geometry.paired_cosine(Ip, Tp), higher_is_better=True,
+                                                             description=f"mean paired image-text cosine of the {tag} model")
+                metrics["gap_change"] = metric(metrics["gap_new"]["value"] - metrics["gap_old"]["value"], higher_is_better=None,
+                                               description="new minus old modality gap")
+                metrics["paired_cosine_change"] = metric(metrics["paired_cosine_new"]["value"] - metrics["paired_cosine_old"]["value"],
+                                                         higher_is_better=True, description="new minus old paired cosine")
+                if Xi.shape[1] == Yi.shape[1]:
+                    # Backward compatibility: queries from one model against the other's gallery.
+                    new_q = cross_modal_recall(Xi, Yt, pairs)  # old images x new texts
+                    old_q = cross_modal_recall(Yi, Xt, pairs)  # new images x old texts
+                    for kk in (1, 5):
+                        metrics[f"compat_new_text_old_image_recall@{kk}"] = metric(
+                            new_q[f"t2i_recall@{kk}"], higher_is_better=True,
+                            description=f"new-model text queries against the old image gallery, recall@{kk}")
+                        metrics[f"compat_old_text_new_image_recall@{kk}"] = metric(
+                            old_q[f"t2i_recall@{kk}"], higher_is_better=True,
+                            description=f"old-model text queries against the new image gallery, recall@{kk}")
+                else:
+                    notes.append("the models differ in dimension: Procrustes, per-row cosines and backward "
+                                 "compatibility need equal D; drift per row is 1 - kNN overlap")
+    notes.append("Mod-X spatial-disorder measures (Ni et al. 2023) are not reported: their exact definitions could "
+                 "not be verified from the paper here")
+    config = {"k": k, "top": top, "old": {"model": old.attrs.get("model"), "pretrained": old.attrs.get("pretrained")},
+              "new": {"model": new.attrs.get("model"), "pretrained": new.attrs.get("pretrained")}}
+    return TaskResult(metrics, tables, notes, config=config, counts=counts, plot_data=plot)
+
+
+def figures(result: TaskResult, out_dir: Path, title: str, *, seed: int = 0, **_) -> dict:
+    from clipscope.report import plots
+
+    d = result.plot_data
+    out = {}
+    series = {name: d[f"drift_{name}"] for name in ("image", "text") if f"drift_{name}" in d}
+    out["drift_histogram"] = plots.histogram(series, out_dir / "drift_rows.png", title=f"Per-row drift: {title}",
+                                             xlabel="1 - cosine(old aligned, new)")
+    ov = {name: d[f"overlap_{name}"] for name in ("image", "text") if f"overlap_{name}" in d}
+    out["knn_overlap"] = plots.histogram(ov, out_dir / "drift_knn_overlap.png", title=f"Neighbourhood overlap: {title}",
+                                         xlabel="Jaccard overlap of k nearest neighbours", bins=12)
+    if "aligned_image" in d:
+        X, Y, order = d["aligned_image"]
+        out["projection"] = plots.drift_projection(X, Y, order[:15], out_dir / "drift_projection.png",
+                                                   title=f"Old (aligned) and new image rows, most moved: {title}", seed=seed)
+    return {k: Path(v).name for k, v in out.items()}
+
+
+SUMMARY = ("cka_image", "cka_text", "knn_overlap_image", "knn_overlap_text", "procrustes_residual_image",
+           "aligned_angle_image", "gap_change", "compat_new_text_old_image_recall@1")

@@ -1,0 +1,101 @@
+"""Drift: analytic cases, CKA against the Gram-matrix definition, the fixtures."""
+
+import numpy as np
+import pytest
+from scipy.stats import ortho_group
+
+from clipscope.analysis.drift import knn_overlap, linear_cka, procrustes, row_cosines
+from clipscope.linalg import l2_normalize
+
+
+def gram_cka(X, Y):
+    """CKA from the N x N linear Gram matrices with HSIC's centring matrix H (Kornblith et al. 2019)."""
+    n = len(X)
+    H = np.eye(n) - np.ones((n, n)) / n
+    K, L = H @ (X @ X.T) @ H, H @ (Y @ Y.T) @ H
+    return (K * L).sum() / (np.linalg.norm(K) * np.linalg.norm(L))
+
+
+def test_feature_space_cka_equals_gram_definition():
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(80, 12))
+    Y = X @ rng.normal(size=(12, 7)) + 0.5 * rng.normal(size=(80, 7))  # another dimension
+    assert linear_cka(X, Y) == pytest.approx(gram_cka(X, Y), abs=1e-6)
+    Z = rng.normal(size=(80, 20))
+    assert linear_cka(X, Z) == pytest.approx(gram_cka(X, Z), abs=1e-6)
+
+
+def test_self_and_rotation():
+    rng = np.random.default_rng(1)
+    X = l2_normalize(rng.normal(size=(300, 16)))
+    assert linear_cka(X, X) == pytest.approx(1.0, abs=1e-9)
+    assert knn_overlap(X, X, k=10).mean() == 1.0
+    R = ortho_group.rvs(16, random_state=2).astype(np.float32)
+    Y = X @ R
+    assert linear_cka(X, Y) == pytest.approx(1.0, abs=1e-6)
+    R_hat, residual = procrustes(X, Y)
+    assert residual == pytest.approx(0.0, abs=1e-8)
+    np.testing.assert_allclose(R_hat, R, atol=1e-4)
+    assert knn_overlap(X, Y, k=10).mean() == 1.0
+    assert row_cosines(X, Y).mean() < 0.9  # the raw rows moved
+    np.testing.assert_allclose(row_cosines(X @ R_hat, Y), 1.0, atol=1e-5)
+
+
+def test_controlled_perturbations():
+    rng = np.random.default_rng(3)
+    X = l2_normalize(rng.normal(size=(400, 32)))
+    ckas, overlaps = [], []
+    for noise in (0.05, 0.2, 0.8):
+        Y = l2_normalize(X + noise * rng.normal(size=X.shape))
+        ckas.append(linear_cka(X, Y))
+        overlaps.append(knn_overlap(X, Y, k=10).mean())
+    assert ckas[0] > ckas[1] > ckas[2]
+    assert overlaps[0] > overlaps[1] > overlaps[2]
+    # moving a known subset: only those rows lose their neighbourhoods and drift after alignment
+    Y = X.copy()
+    moved = np.arange(0, 400, 10)
+    Y[moved] = l2_normalize(rng.normal(size=(len(moved), 32)))
+    R, _ = procrustes(X, Y)
+    drift = 1 - row_cosines(X @ R, Y)
+    assert set(np.argsort(-drift)[:len(moved)]) == set(moved)
+
+
+def test_knn_overlap_hand_case():
+    # four points on a line in 2-D angles: neighbours of each are fixed; swapping two changes overlaps
+    ang = np.array([0.0, 0.1, 0.3, 0.7])
+    X = np.stack([np.cos(ang), np.sin(ang)], 1)
+    Y = X[[0, 1, 3, 2]]  # rows 2 and 3 exchange positions
+    ov = knn_overlap(X, Y, k=1)
+    # X: nn(0)=1, nn(1)=0, nn(2)=1, nn(3)=2. Y: nn(0)=1, nn(1)=0, nn(2)=3 (at 0.3), nn(3)=1 (at 0.1)
+    np.testing.assert_allclose(ov, [1.0, 1.0, 0.0, 0.0])
+
+
+def test_fixture_releases_drift_apart(mtg, run_cli, tmp_path):
+    import json
+
+    for name in ("features_convirt.npy", "features_convirt_random.npy"):
+        assert run_cli("import", "--pair-array", mtg / name, "--out", tmp_path / f"{name}.h5")[0] == 0
+    code, out, err = run_cli("drift", tmp_path / "features_convirt_random.npy.h5", tmp_path / "features_convirt.npy.h5",
+                             "--out", tmp_path / "run")
+    assert code == 0, err
+    rep = json.loads((tmp_path / "run" / "drift.json").read_text())
+    m = {k: v["value"] for k, v in rep["metrics"].items()}
+    assert m["cka_image"] < 0.2 and m["cka_text"] < 0.2
+    assert m["knn_overlap_image"] < 0.1 and m["knn_overlap_text"] < 0.1
+    assert rep["data"]["counts"]["images_matched"] == 500
+    assert len(rep["tables"]["most_moved_image"]) == 20
+    code, out, err = run_cli("drift", tmp_path / "features_convirt.npy.h5", tmp_path / "features_convirt.npy.h5",
+                             "--json", "-")
+    same = json.loads(out)["metrics"]
+    assert same["cka_image"]["value"] == pytest.approx(1.0) and same["knn_overlap_text"]["value"] == 1.0
+    assert same["aligned_angle_image"]["value"] == pytest.approx(0.0, abs=0.1)
+
+
+def test_drift_needs_shared_ids(run_cli, tmp_path):
+    np.save(tmp_path / "a.npy", np.eye(20, 8, dtype=np.float32) + 0.1)
+    (tmp_path / "ida.txt").write_text("\n".join(f"a{i}" for i in range(20)))
+    (tmp_path / "idb.txt").write_text("\n".join(f"b{i}" for i in range(20)))
+    run_cli("import", "--image-embeddings", tmp_path / "a.npy", "--ids", tmp_path / "ida.txt", "--out", tmp_path / "a.h5")
+    run_cli("import", "--image-embeddings", tmp_path / "a.npy", "--ids", tmp_path / "idb.txt", "--out", tmp_path / "b.h5")
+    code, _, err = run_cli("drift", tmp_path / "a.h5", tmp_path / "b.h5", "--out", tmp_path / "run")
+    assert code == 1 and "share no image ids" in err
