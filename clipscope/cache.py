@@ -338,3 +338,13 @@ def _walk(f) -> list[str]:
     out = []
     f.visit(lambda name: out.append(name) if hasattr(f[name], "shape") else None)
     return out
+
+
+def layout(path: str | os.PathLike) -> dict:
+    """The cache's root attributes and each dataset's dtype kind and shape (for schema checks)."""
+    with Cache.open(path) as c:
+        datasets = {}
+        for name in _walk(c._f):
+            ds = c._f[name]
+            datasets[name] = {"kind": ds.dtype.kind, "shape": list(ds.shape)}
+        return {"attrs": {k: v for k, v in c.attrs.items() if v is not None}, "datasets": datasets}

@@ -61,10 +61,12 @@ def class_embeddings(encoder, classnames: list[str], templates: list[str]) -> tu
 
 
 def _crop224(img):
-    """ImageNet-C protocol: shorter side to 256, centre crop 224."""
+    """ImageNet-C protocol: shorter side to 256, centre crop 224. Images smaller than 256 px
+    (e.g. the 128-px probes) are resized to 224 on the shorter side instead, so the crop does
+    not cut off content that was never there to spare."""
     from torchvision.transforms import functional as TF
 
-    img = TF.resize(img, 256)
+    img = TF.resize(img, 256 if min(img.size) >= 256 else CROP)
     return TF.center_crop(img, CROP)
 
 
@@ -154,7 +156,8 @@ def evaluate(encoder, source, *, corruptions: list[str], severities: list[int], 
         "ece": metric(ece, higher_is_better=False, description="expected calibration error, 15 equal-width bins, clean images"),
         "nll": metric(nll, higher_is_better=False, description="negative log-likelihood with the model's logit scale, clean images"),
     }
-    notes = [f"{len(crops)} images (224-pixel centre crops, ImageNet-C protocol); {len(templates)} template(s); "
+    notes = [f"{len(crops)} images (224-pixel centre crops, ImageNet-C protocol; images under 256 px resized to 224 "
+             f"without loss); {len(templates)} template(s); "
              f"logit scale {scale:.2f}"]
     tables = {"corruptions": table, "reliability": reliability}
     if len(templates) > 1:

@@ -1,0 +1,27 @@
+"""commands/ has one page per subcommand, and each page names every option."""
+
+import click
+
+from clipscope.cli.main import COMMANDS, cli
+from conftest import REPO
+
+
+def test_every_subcommand_and_option_is_documented():
+    ctx = click.Context(cli)
+    for name in COMMANDS:
+        page = REPO / "commands" / f"{name}.md"
+        assert page.exists(), f"commands/{name}.md is missing (python tools/gen_command_docs.py)"
+        text = page.read_text()
+        assert f"# clipscope {name}" in text
+        for sub in ("## Usage", "## Options", "## Outputs", "## Examples"):
+            assert sub in text, (name, sub)
+        for p in cli.get_command(ctx, name).params:
+            for opt in getattr(p, "opts", []):
+                if opt.startswith("-"):
+                    assert f"`{opt}`" in text, f"{opt} of {name} is missing from commands/{name}.md"
+
+
+def test_help_of_every_command_has_an_example(run_cli):
+    for name in COMMANDS:
+        code, out, _ = run_cli(name, "--help")
+        assert code == 0 and "Example" in out, name

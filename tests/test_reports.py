@@ -1,0 +1,189 @@
+"""Report schema for every command, HTML escaping, compare's rules and exit codes, check, the demo gate."""
+
+import copy
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from clipscope.report import build_report, validate_report
+from clipscope.report.compare import compare_reports
+from conftest import REPO
+
+
+def make_report(command="gap", metrics=None, **kw):
+    metrics = metrics or {"centroid_distance": {"value": 0.8, "ci95": None, "higher_is_better": False, "description": "gap"}}
+    return build_report(command, model={"name": "m", "pretrained": "none"}, data={"spec": "probes", "counts": {"images": 3}},
+                        seed=0, config={}, metrics=metrics, **kw)
+
+
+def m(value, hib, ci=None):
+    return {"value": value, "ci95": ci, "higher_is_better": hib, "description": "x"}
+
+
+def test_tolerance_direction_and_z_test():
+    base = make_report(metrics={"acc": m(0.80, True), "gap": m(0.50, False), "info": m(1.0, None),
+                                "tight": m(0.500, True, [0.499, 0.501]), "wide": m(0.50, True, [0.30, 0.70])})
+    new = copy.deepcopy(base)
+    rows = {r.metric: r for r in compare_reports(base, new)}
+    assert all(r.status == "ok" for r in rows.values())
+    new["metrics"]["acc"]["value"] = 0.79   # within the default tolerance 0.02
+    new["metrics"]["gap"]["value"] = 0.53   # worse by 0.03 > 0.02
+    new["metrics"]["info"]["value"] = 5.0   # no direction: never a regression
+    new["metrics"]["tight"].update(value=0.495, ci95=[0.494, 0.496])  # small but significant drop
+    new["metrics"]["wide"].update(value=0.49, ci95=[0.29, 0.69])      # within tolerance and not significant
+    rows = {r.metric: r for r in compare_reports(base, new)}
+    assert rows["acc"].status == "ok"
+    assert rows["gap"].status == "regression" and rows["gap"].delta == pytest.approx(0.03)
+    assert rows["info"].status == "changed"
+    assert rows["tight"].status == "regression" and rows["tight"].p_value < 1e-6
+    se = 0.4 / 3.919927969080108  # each side: interval width / (2 * 1.96)
+    z = 0.01 / math.hypot(se, se)
+    assert rows["wide"].p_value == pytest.approx(math.erfc(z / math.sqrt(2)), rel=1e-6)
+    assert rows["wide"].status == "ok"
+    # overrides: a wider tolerance for gap clears it; a global zero tolerance flags acc
+    rows = {r.metric: r for r in compare_reports(base, new, overrides={"gap": 0.05}, tolerance=0.0)}
+    assert rows["gap"].status == "ok" and rows["acc"].status == "regression"
+    new["metrics"]["acc"]["value"] = 0.9
+    assert {r.metric: r for r in compare_reports(base, new)}["acc"].status == "improvement"
+
+
+def test_compare_cli_exit_codes_and_formats(run_cli, tmp_path):
+    base = make_report(metrics={"acc": m(0.8, True)})
+    good, bad = copy.deepcopy(base), copy.deepcopy(base)
+    bad["metrics"]["acc"]["value"] = 0.5
+    for name, rep in (("base", base), ("good", good), ("bad", bad)):
+        (tmp_path / f"{name}.json").write_text(json.dumps(rep))
+    assert run_cli("compare", tmp_path / "base.json", tmp_path / "good.json")[0] == 0
+    code, out, _ = run_cli("compare", tmp_path / "base.json", tmp_path / "bad.json", "--format", "markdown")
+    assert code == 3 and "| acc |" in out and "regression" in out
+    code, out, _ = run_cli("compare", tmp_path / "base.json", tmp_path / "bad.json", "--format", "json")
+    assert code == 3 and json.loads(out)["regressions"] == 1
+    assert run_cli("compare", tmp_path / "base.json", tmp_path / "bad.json", "--metric", "acc=0.5")[0] == 0
+    (tmp_path / "junk.json").write_text("{not json")
+    code, _, err = run_cli("compare", tmp_path / "base.json", tmp_path / "junk.json")
+    assert code == 1 and err.startswith("Error: ") and "not a JSON report" in err
+    other = make_report("uniformity", metrics={"acc": m(0.8, True)})
+    (tmp_path / "other.json").write_text(json.dumps(other))
+    code, _, err = run_cli("compare", tmp_path / "base.json", tmp_path / "other.json")
+    assert code == 1 and "cannot compare" in err
+    code, _, err = run_cli("compare", tmp_path / "base.json", tmp_path / "base.json", "--metric", "acc")
+    assert code == 1 and "NAME=TOLERANCE" in err
+
+
+def test_html_escapes_data_strings(run_cli, tmp_path):
+    evil = "<img src=x onerror=alert(1)>"
+    rep = make_report(metrics={"acc": m(0.8, True)}, tables={"per_class_gain": [{"class": evil, "gain": 1.0}]},
+                      notes=[f"caption {evil}"])
+    rep["data"]["spec"] = f"folder:{evil}"
+    run = tmp_path / "run" / "invert"
+    run.mkdir(parents=True)
+    rep["command"] = "invert"
+    (run / "invert.json").write_text(json.dumps(rep))
+    code, _, err = run_cli("report", tmp_path / "run", "-o", tmp_path / "r.html")
+    assert code == 0, err
+    page = (tmp_path / "r.html").read_text()
+    assert evil not in page
+    assert "&lt;img src=x onerror=alert(1)&gt;" in page
+    assert "<script" not in page.lower()
+
+
+def test_check_suite_thresholds_and_baseline(run_cli, tmp_path, mtg):
+    cache = tmp_path / "c.h5"
+    assert run_cli("import", "--pair-array", mtg / "features_clasp.npy", "--out", cache)[0] == 0
+    suite = tmp_path / "suite.toml"
+    suite.write_text(f'''
+[suite]
+cache = "{cache}"
+out = "{tmp_path / 'runs'}"
+
+[[run]]
+command = "uniformity"
+
+[[run]]
+command = "gap"
+options = {{ bootstrap = 20, projection = "pca", no_plots = true }}
+
+[thresholds]
+"gap.centroid_distance" = {{ max = 2.0 }}
+"uniformity.alignment" = {{ max = 5.0 }}
+''')
+    code, out, err = run_cli("check", suite, "--format", "markdown", "--summary", tmp_path / "summary.md")
+    assert code == 0, err
+    assert "no regression" in out and (tmp_path / "summary.md").exists()
+    assert (tmp_path / "runs" / "gap" / "gap.json").exists()
+    strict = suite.read_text().replace("max = 2.0", "max = 0.5")
+    suite.write_text(strict + f'\n[tolerances]\n"uniformity_image" = 0.0\n')
+    code, out, _ = run_cli("check", suite, "--baseline", tmp_path / "runs")
+    assert code == 3 and "gap (threshold)" in out
+
+
+def test_schema_rejects_malformed_reports():
+    from clipscope.errors import ClipscopeError
+
+    rep = make_report()
+    validate_report(rep)
+    bad = copy.deepcopy(rep)
+    bad["metrics"]["centroid_distance"]["ci95"] = [1.0]
+    with pytest.raises(ClipscopeError, match="metrics/centroid_distance/ci95"):
+        validate_report(bad)
+    bad = copy.deepcopy(rep)
+    del bad["seed"]
+    with pytest.raises(ClipscopeError, match="seed"):
+        validate_report(bad)
+
+
+@pytest.fixture(scope="module")
+def demo_dir(tmp_path_factory):
+    from clipscope.cli.main import main
+
+    out = tmp_path_factory.mktemp("demo")
+    assert main(["demo", "--out", str(out)]) == 0
+    return out
+
+
+def test_demo_writes_report_and_matches_the_baseline(demo_dir, run_cli):
+    """Acceptance (issue 8): the demo runs offline and the project gates itself with compare."""
+    page = (demo_dir / "report.html").read_text()
+    for cmd in ("gap", "uniformity", "invert", "blindpairs", "robustness"):
+        assert f"id='{cmd}'" in page
+    assert "data:image/png;base64," in page
+    code, out, err = run_cli("compare", REPO / "reports" / "baseline", demo_dir)
+    assert code == 0, out + err
+    assert "no regression" in out
+
+
+def test_every_command_report_validates(demo_dir, tmp_path, run_cli, mtg):
+    """Acceptance (issue 7): the schema test covers every command that writes a report."""
+    from clipscope.report import load_report
+
+    found = {p.stem: p for p in demo_dir.rglob("*.json")}
+    for name in ("features_convirt.npy", "features_convirt_random.npy"):
+        run_cli("import", "--pair-array", mtg / name, "--out", tmp_path / f"{name}.h5")
+    assert run_cli("drift", tmp_path / "features_convirt.npy.h5", tmp_path / "features_convirt_random.npy.h5",
+                   "--out", tmp_path / "drift", "--no-plots")[0] == 0
+    found["drift"] = tmp_path / "drift" / "drift.json"
+    from clipscope.cli.main import COMMANDS
+
+    reporting = {"gap", "uniformity", "invert", "blindpairs", "robustness", "drift"}
+    assert reporting <= set(COMMANDS)
+    for cmd in reporting:
+        rep = load_report(found[cmd])
+        validate_report(rep)
+        assert rep["command"] == cmd
+        for art in rep["artifacts"].values():
+            assert (found[cmd].parent / art).is_file()
+
+
+def test_demo_cache_matches_cache_schema(demo_dir):
+    import jsonschema
+
+    from clipscope.cache import layout
+
+    schema = json.loads((REPO / "reports" / "schema" / "cache.schema.json").read_text())
+    doc = layout(demo_dir / "cache.h5")
+    jsonschema.Draft202012Validator(schema, format_checker=jsonschema.FormatChecker()).validate(doc)
+    assert doc["attrs"]["pretrained"] == "bundled"
+    assert doc["datasets"]["image/oti_embeddings"]["shape"] == [256, 64]

@@ -1,0 +1,96 @@
+"""Write commands/<name>.md from the click definitions plus the outputs described here.
+
+Run after changing a command's options: ``python tools/gen_command_docs.py``.
+tests/test_docs.py fails when a page misses a subcommand or an option.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+OUTPUTS = {
+    "extract": "An HDF5 cache at `--out` (layout in the README and `reports/schema/cache.md`); while running, a journal "
+               "folder `<out>.partial/` that a rerun resumes from. Exit 0 also when some inputs were unreadable: they "
+               "are listed in `/failed` (see `clipscope info CACHE --failed`).",
+    "import": "An HDF5 cache at `--out` with the given rows; ids default to the row index.",
+    "info": "Provenance and counts on stdout (`--json` for machine-readable output).",
+    "gap": "`gap.json` (metrics `centroid_distance`, `centroid_cosine`, `paired_distance`, `paired_cosine`, `rmg`, "
+           "`cone_image`, `cone_text`, `linear_separability`; tables `per_dimension_gap`, `shift_sweep`) and PNGs "
+           "`gap_projection.png`, `gap_cosines.png`, `gap_dimensions.png`, `gap_shift_sweep.png`.",
+    "uniformity": "`uniformity.json` (metrics `uniformity_image`, `uniformity_text`, `uniformity_union`, "
+                  "`uniformity_cross`, `alignment`, `relative_alignment`, each with `exact` and `pairs_used`) and PNGs "
+                  "`uniformity_distances.png`, `uniformity_values.png`.",
+    "invert": "`invert.json` (metrics `initial_cosine`, `final_cosine`; with labels `image_to_image_*` vs `oti_to_image_*` "
+              "or `text_to_text_*` vs `ovi_to_text_*` for map, map_at_r, precision_at_r, recall_at_1; tables "
+              "`loss_curve`, `per_class_gain`), PNGs `invert_<mode>_loss.png`, `invert_<mode>_gains.png`; the inverted "
+              "features are stored in the cache as `/image/oti_embeddings` or `/text/ovi_embeddings` with "
+              "`*_cosine` (first and last step) and `*_curve`.",
+    "blindpairs": "`blindpairs.json`. Mining: metrics `n_blind_pairs`, `blind_pair_fraction`, `images_in_blind_pair`, "
+                  "`n_clip_similar_pairs`; table `blind_pairs` (objects with `a`, `b`, `clip_cosine`, "
+                  "`reference_cosine`, paths when known); `blindpairs_contact_sheet.png`. Benchmark: metrics "
+                  "`pair_accuracy_mean` and `pair_accuracy_<pattern>`; tables `pair_scores`, `per_pattern`; PNGs "
+                  "`blindpairs_patterns.png`, `blindpairs_examples.png`.",
+    "robustness": "`robustness.json` (metrics `accuracy_clean`, `mean_corruption_accuracy`, `relative_drop`, "
+                  "`mean_drift`, `ece`, `nll`, with --ood-data `ood_auroc`, `ood_fpr95`, with several templates "
+                  "`prompt_accuracy_std`, `prompt_accuracy_range`; tables `corruptions` (objects with `corruption`, "
+                  "`severity`, `accuracy`, `drift`), `reliability`, `templates`) and PNGs `robustness_accuracy.png`, "
+                  "`robustness_drift.png`, `robustness_strip.png`, `robustness_reliability.png`, `robustness_ood.png`.",
+    "drift": "`drift.json` (metrics `cka_*`, `knn_overlap_*`, `procrustes_residual_*`, `aligned_angle_*`, `raw_cosine_*` "
+             "per modality, `gap_old`, `gap_new`, `gap_change`, `paired_cosine_*`, "
+             "`compat_new_text_old_image_recall@k`, `compat_old_text_new_image_recall@k`; tables `most_moved_*`, "
+             "`drift_distribution_*`) and PNGs `drift_rows.png`, `drift_knn_overlap.png`, `drift_projection.png`.",
+    "report": "A self-contained HTML file (plots embedded; every string from data escaped).",
+    "compare": "A per-metric table (text, markdown or JSON) on stdout. Exit 3 when anything regressed, 0 otherwise, "
+               "1 on unreadable or incompatible reports.",
+    "check": "The suite's reports under its run folder, a comparison table on stdout (and `--summary FILE`). Exit 3 on "
+             "a regression or a violated threshold.",
+    "demo": "`DIR/cache.h5`, one folder per step with its report and plots, and `DIR/report.html`.",
+}
+
+COMMON = ("Exit codes: 0 ok, 1 error (one line `Error: ...`; `--debug` before the command shows the traceback), "
+          "2 usage, 3 regression (compare, check).")
+
+
+def page(name: str, cmd: click.Command) -> str:
+    ctx = click.Context(cmd, info_name=f"clipscope {name}")
+    usage = cmd.get_usage(ctx).replace("Usage: ", "")
+    doc = (cmd.help or "").replace("\b\n", "")
+    lines = [f"# clipscope {name}", "", " ".join(doc.split("\n\n")[0].split()), "", "## Usage", "", "```", usage, "```",
+             "", "## Options", "", "| option | meaning |", "|---|---|"]
+    for p in cmd.params:
+        if isinstance(p, click.Option):
+            names = ", ".join(f"`{o}`" for o in p.opts + p.secondary_opts)
+            default = "" if p.default is None or p.default is False or p.default == () or p.is_flag else f" (default: `{p.default}`)"
+            meaning = (p.help or "") + default
+            if isinstance(p.type, click.Choice):
+                meaning += f" One of {', '.join(f'`{c}`' for c in p.type.choices)}."
+            lines.append(f"| {names} | {meaning.replace('|', '/')} |")
+        else:
+            lines.append(f"| `{p.name.upper()}` (argument) | {'required' if p.required else 'optional'} |")
+    lines += ["| `--help` | Show the help and exit. |", "", "## Outputs", "", OUTPUTS[name], "", COMMON, "", "## Examples", ""]
+    text = cmd.help or ""
+    if "Example" in text:
+        ex = text.split("Example", 1)[1].split(":", 1)[1]
+        lines += ["```", *[ln.strip() if not ln.startswith("          ") else "    " + ln.strip() for ln in ex.strip("\n").splitlines() if ln.strip()], "```"]
+    return "\n".join(lines) + "\n"
+
+
+def main():
+    from clipscope.cli.main import COMMANDS, cli
+
+    out = ROOT / "commands"
+    out.mkdir(exist_ok=True)
+    ctx = click.Context(cli)
+    for name in COMMANDS:
+        (out / f"{name}.md").write_text(page(name, cli.get_command(ctx, name)))
+    print(f"wrote {len(COMMANDS)} pages to {out}")
+
+
+if __name__ == "__main__":
+    main()
