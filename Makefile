@@ -6,7 +6,7 @@ VENV   ?= .venv
 PY      = $(VENV)/bin/python
 STAMP   = $(VENV)/.clipscope-installed
 
-.PHONY: demo test install bench clean
+.PHONY: demo test install bench clean baseline
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -28,3 +28,8 @@ bench: $(STAMP)
 
 clean:
 	rm -rf demo-out .pytest_cache
+
+baseline: $(STAMP)
+	rm -rf .baseline-run && $(VENV)/bin/clipscope demo --out .baseline-run
+	cd .baseline-run && find . -name '*.json' -exec install -D -m 644 {} ../reports/baseline/{} \;
+	rm -rf .baseline-run
