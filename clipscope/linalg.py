@@ -97,3 +97,27 @@ def blocked_topk(queries: np.ndarray, gallery: np.ndarray, k: int, *, exclude_se
         best_v[i0:i1] = top_v
         best_i[i0:i1] = torch.gather(cand_i, 1, order)
     return best_v.cpu().numpy(), best_i.cpu().numpy()
+
+
+def row_dots(A: np.ndarray, B: np.ndarray, block: int = 65536) -> np.ndarray:
+    """``<A_i, B_i>`` for every row, as float64, in row blocks (no full-size temporary)."""
+    out = np.empty(len(A), np.float64)
+    for i in range(0, len(A), block):
+        out[i:i + block] = np.einsum("ij,ij->i", A[i:i + block].astype(np.float64), B[i:i + block])
+    return out
+
+
+def row_distances(A: np.ndarray, B: np.ndarray, block: int = 65536) -> np.ndarray:
+    """``||A_i - B_i||`` for every row, as float64, in row blocks."""
+    out = np.empty(len(A), np.float64)
+    for i in range(0, len(A), block):
+        out[i:i + block] = np.linalg.norm(A[i:i + block].astype(np.float64) - B[i:i + block], axis=1)
+    return out
+
+
+def column_sums(X: np.ndarray, block: int = 65536) -> np.ndarray:
+    """``sum_i X_i`` in float64, in row blocks."""
+    acc = np.zeros(X.shape[1], np.float64)
+    for i in range(0, len(X), block):
+        acc += X[i:i + block].sum(0, dtype=np.float64)
+    return acc

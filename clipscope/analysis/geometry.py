@@ -24,30 +24,30 @@ import numpy as np
 
 from clipscope.analysis import metric
 from clipscope.analysis.pairwise import DEFAULT_MAX_PAIRS, DEFAULT_SAMPLE_PAIRS, Z95, PairMean, gaussian_pair_mean
-from clipscope.linalg import DEFAULT_BLOCK, similarity_tiles
+from clipscope.linalg import DEFAULT_BLOCK, column_sums, row_distances, row_dots, similarity_tiles
 
 RMG_MIN_DISTANCE = 1e-3
 
 
 def centroid_distance(I: np.ndarray, T: np.ndarray) -> float:
     """L2M, the modality gap: ``||mean(I) - mean(T)||`` (Liang et al. 2022; Schrodi et al. 2025)."""
-    return float(np.linalg.norm(I.mean(0, dtype=np.float64) - T.mean(0, dtype=np.float64)))
+    return float(np.linalg.norm(column_sums(I) / len(I) - column_sums(T) / len(T)))
 
 
 def centroid_cosine(I: np.ndarray, T: np.ndarray) -> float:
     """Cosine between the modality centroids, ``<mean I, mean T> / (||mean I|| ||mean T||)`` (Fahim et al. 2024)."""
-    ci, ct = I.mean(0, dtype=np.float64), T.mean(0, dtype=np.float64)
+    ci, ct = column_sums(I) / len(I), column_sums(T) / len(T)
     return float(ci @ ct / (np.linalg.norm(ci) * np.linalg.norm(ct)))
 
 
 def paired_distance(I: np.ndarray, T: np.ndarray) -> float:
     """L2I: ``mean_i ||I_i - T_i||`` over pairs (Schrodi et al. 2025)."""
-    return float(np.linalg.norm(I.astype(np.float64) - T, axis=1).mean())
+    return float(row_distances(I, T).mean())
 
 
 def paired_cosine(I: np.ndarray, T: np.ndarray) -> float:
     """``mean_i <I_i, T_i>`` over pairs."""
-    return float(np.einsum("ij,ij->i", I, T, dtype=np.float64).mean())
+    return float(row_dots(I, T).mean())
 
 
 def cone(X: np.ndarray) -> float:
@@ -56,8 +56,8 @@ def cone(X: np.ndarray) -> float:
     ``(||sum_i x_i||^2 - n) / (n (n - 1))`` for unit rows, so O(n d) with no pairwise matrix.
     """
     n = len(X)
-    s = X.sum(0, dtype=np.float64)
-    return float((s @ s - np.einsum("ij,ij->", X, X, dtype=np.float64)) / (n * (n - 1)))
+    s = column_sums(X)
+    return float((s @ s - row_dots(X, X).sum()) / (n * (n - 1)))
 
 
 def relative_modality_gap(paired_cos: float, cone_image: float, cone_text: float) -> float:
@@ -75,7 +75,7 @@ def relative_modality_gap(paired_cos: float, cone_image: float, cone_text: float
 
 def alignment(I: np.ndarray, T: np.ndarray, *, alpha: float = 2.0) -> float:
     """Alignment (Wang & Isola 2020): ``mean_i ||I_i - T_i||^alpha`` over pairs (alpha = 2)."""
-    d2 = np.maximum(0.0, 2.0 - 2.0 * np.einsum("ij,ij->i", I, T, dtype=np.float64))
+    d2 = np.maximum(0.0, 2.0 - 2.0 * row_dots(I, T))
     return float((d2 ** (alpha / 2)).mean())
 
 
@@ -103,7 +103,7 @@ def relative_alignment_rows(I: np.ndarray, T: np.ndarray, rows: np.ndarray | Non
     import torch
 
     q = np.arange(len(T)) if rows is None else np.asarray(rows)
-    Tq = T[q]
+    Tq = T if rows is None else T[q]
     best = torch.full((len(q),), -torch.inf, dtype=torch.float32, device=device)
     qt = torch.from_numpy(q).to(device)
     for i0, i1, j0, j1, s in similarity_tiles(Tq, I, block=block, device=device):
@@ -113,7 +113,7 @@ def relative_alignment_rows(I: np.ndarray, T: np.ndarray, rows: np.ndarray | Non
             r = torch.nonzero(hit).squeeze(1)
             s[r, own[r] - j0] = -torch.inf
         best[i0:i1] = torch.maximum(best[i0:i1], s.max(1).values)
-    own_cos = np.einsum("ij,ij->i", Tq, I[q], dtype=np.float64)
+    own_cos = row_dots(Tq, I if rows is None else I[q])
     return 2.0 * (best.cpu().numpy().astype(np.float64) - own_cos)
 
 
@@ -148,7 +148,7 @@ def _ci(samples: np.ndarray) -> list[float] | None:
     return [float(np.percentile(samples, 2.5)), float(np.percentile(samples, 97.5))]
 
 
-def _poisson_bootstrap(I, T, Ip, Tp, B: int, seed: int, block: int = 65536) -> dict[str, np.ndarray]:
+def _poisson_bootstrap(I, T, Ip, Tp, B: int, seed: int, block: int = 16384) -> dict[str, np.ndarray]:
     """Bootstrap replicates of the O(n d) gap metrics, by Poisson weights (resampling with
     independent Poisson(1) counts per row or pair; it streams in blocks of rows).
 
@@ -162,10 +162,10 @@ def _poisson_bootstrap(I, T, Ip, Tp, B: int, seed: int, block: int = 65536) -> d
         w_sq_self = np.zeros(B)  # sum_i w_i ||x_i||^2 (= sum w for unit rows)
         for i in range(0, len(X), block):
             w = rng.poisson(1.0, size=(B, min(block, len(X) - i))).astype(np.float64)
-            xb = X[i:i + block].astype(np.float64)
+            xb = X[i:i + block]
             sums += w @ xb
             w_tot += w.sum(1)
-            w_sq_self += w @ np.einsum("ij,ij->i", xb, xb)
+            w_sq_self += w @ row_dots(xb, xb)
         return sums, w_tot, w_sq_self
 
     si, wi, qi = weighted(I)
@@ -178,7 +178,7 @@ def _poisson_bootstrap(I, T, Ip, Tp, B: int, seed: int, block: int = 65536) -> d
         "cone_text": (np.einsum("bd,bd->b", st, st) - qt) / (wt * (wt - 1)),
     }
     # Paired metrics are means of per-pair values: reweight those.
-    cos = np.einsum("ij,ij->i", Ip, Tp, dtype=np.float64)
+    cos = row_dots(Ip, Tp)
     dist = np.sqrt(np.maximum(0.0, 2.0 - 2.0 * cos))
     acc = {k: np.zeros(B) for k in ("cos", "dist", "d2", "w")}
     for i in range(0, len(cos), block):
@@ -263,10 +263,10 @@ def uniformity_metrics(I: np.ndarray, T: np.ndarray, Ip: np.ndarray | None, Tp: 
 
     add_pair_mean("uniformity_image", uniformity(I, **kw))
     add_pair_mean("uniformity_text", uniformity(T, **kw))
-    add_pair_mean("uniformity_union", uniformity(np.concatenate([I, T]), **kw))
+    add_pair_mean("uniformity_union", uniformity((I, T), **kw))
     if Ip is not None:
         add_pair_mean("uniformity_cross", cross_uniformity(Tp, Ip, **kw))
-        d2 = np.maximum(0.0, 2.0 - 2.0 * np.einsum("ij,ij->i", Ip, Tp, dtype=np.float64))
+        d2 = np.maximum(0.0, 2.0 - 2.0 * row_dots(Ip, Tp))
         out["alignment"] = _m("alignment", d2.mean(), _mean_ci(d2))
         n = len(Ip)
         exact = n * (n - 1) <= max_pairs
@@ -300,7 +300,7 @@ def _mean_ci(values: np.ndarray) -> list[float] | None:
 def per_dimension_gap(I: np.ndarray, T: np.ndarray, top: int = 20) -> dict:
     """The dimensions carrying the gap: |mean_I - mean_T| per dimension, the top ``top``, and
     the share of the squared gap ||mean_I - mean_T||^2 they carry."""
-    diff = I.mean(0, dtype=np.float64) - T.mean(0, dtype=np.float64)
+    diff = column_sums(I) / len(I) - column_sums(T) / len(T)
     sq = diff ** 2
     order = np.argsort(-np.abs(diff), kind="stable")[:top]
     total = sq.sum()
@@ -337,7 +337,7 @@ def shift_sweep(I: np.ndarray, T: np.ndarray, pairs: np.ndarray | None, *, class
     """
     from clipscope.analysis.retrieval import cross_modal_recall, zero_shot_accuracy
 
-    diff = I.mean(0, dtype=np.float64) - T.mean(0, dtype=np.float64)
+    diff = column_sums(I) / len(I) - column_sums(T) / len(T)
     gap = float(np.linalg.norm(diff))
     g = (diff / gap).astype(np.float32) if gap > 0 else np.zeros_like(diff, np.float32)
     sub_pairs = None
@@ -353,20 +353,25 @@ def shift_sweep(I: np.ndarray, T: np.ndarray, pairs: np.ndarray | None, *, class
         zs_rows = np.arange(len(I))
         if len(I) > max_rows:
             zs_rows = np.sort(np.random.default_rng(seed + 1).choice(len(I), max_rows, replace=False))
+    def shifted_mean(X, step, block=65536):
+        # mean of renormalised shifted rows, in blocks: never a full shifted copy
+        acc = np.zeros(X.shape[1])
+        for i in range(0, len(X), block):
+            acc += _renorm(X[i:i + block] + step * g).sum(0, dtype=np.float64)
+        return acc / len(X)
+
     rows = []
     for variant in ("image_only", "symmetric"):
         for f in fractions:
             delta = f * gap
             si, st = (delta, 0.0) if variant == "image_only" else (delta / 2, delta / 2)
             row = {"variant": variant, "fraction": float(f), "delta": float(delta)}
-            I2 = _renorm(I - si * g)
-            T2 = _renorm(T + st * g)
-            row["centroid_distance"] = centroid_distance(I2, T2)
+            row["centroid_distance"] = float(np.linalg.norm(shifted_mean(I, -si) - shifted_mean(T, st)))
             if sub_pairs is not None:
-                row.update(cross_modal_recall(I2[img_rows], T2[txt_rows], local_pairs))
+                row.update(cross_modal_recall(_renorm(I[img_rows] - si * g), _renorm(T[txt_rows] + st * g), local_pairs))
             if zs_rows is not None:
                 C2 = _renorm(class_text + st * g)
-                row["zero_shot_accuracy"] = zero_shot_accuracy(I2[zs_rows], C2, labels[zs_rows])
+                row["zero_shot_accuracy"] = zero_shot_accuracy(_renorm(I[zs_rows] - si * g), C2, labels[zs_rows])
             rows.append(row)
     return {"rows": rows, "gap": gap, "pairs_used": 0 if sub_pairs is None else int(len(sub_pairs)),
             "pairs_total": 0 if pairs is None else int(len(pairs))}

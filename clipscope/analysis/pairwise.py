@@ -64,21 +64,36 @@ def _gaussian_kernel_sums(a, b, t: float, *, block: int, device: str, same: bool
     return rows.cpu().numpy(), (None if same else cols.cpu().numpy())
 
 
-def gaussian_pair_mean(a: np.ndarray, b: np.ndarray | None = None, *, t: float = 2.0,
+def _rows(a, idx: np.ndarray | None = None) -> np.ndarray:
+    """Rows of ``a``, or of the virtual concatenation of a tuple of arrays (no full copy)."""
+    if not isinstance(a, tuple):
+        return a if idx is None else a[idx]
+    if idx is None:
+        return np.concatenate(a)
+    offsets = np.cumsum([0] + [len(x) for x in a])
+    out = np.empty((len(idx), a[0].shape[1]), a[0].dtype)
+    for k, x in enumerate(a):
+        sel = (idx >= offsets[k]) & (idx < offsets[k + 1])
+        out[sel] = x[idx[sel] - offsets[k]]
+    return out
+
+
+def gaussian_pair_mean(a, b: np.ndarray | None = None, *, t: float = 2.0,
                        max_pairs: int = DEFAULT_MAX_PAIRS, sample_pairs: int = DEFAULT_SAMPLE_PAIRS,
                        seed: int = 0, block: int = DEFAULT_BLOCK, device: str = "cpu") -> PairMean:
     """Mean of exp(-t ||x - y||^2) over pairs.
 
     ``b is None``: unordered pairs i < j of ``a``. Otherwise ordered pairs (a_i, b_j), i != j,
-    with ``a`` and ``b`` row-aligned (row i of one pairs with row i of the other).
+    with ``a`` and ``b`` row-aligned (row i of one pairs with row i of the other). ``a`` may be
+    a tuple of arrays, read as their concatenation (copied only in exact mode).
     """
     same = b is None
-    n = len(a)
+    n = sum(len(x) for x in a) if isinstance(a, tuple) else len(a)
     total = n * (n - 1) // 2 if same else n * (n - 1)
     if total < 1:
         raise ValueError("need at least two rows")
     if total <= max_pairs:
-        rows, cols = _gaussian_kernel_sums(a, b, t, block=block, device=device, same=same)
+        rows, cols = _gaussian_kernel_sums(_rows(a), b, t, block=block, device=device, same=same)
         # With one set, each kernel value was added to both of its rows: the row sums count it twice.
         mean = rows.sum() / (2 * total) if same else rows.sum() / total
         if same:
@@ -96,7 +111,7 @@ def gaussian_pair_mean(a: np.ndarray, b: np.ndarray | None = None, *, t: float =
     for k in range(N_SUBSETS):
         idx = np.sort(order[k * m:(k + 1) * m])
         sub_b = None if same else b[idx]
-        rows, _ = _gaussian_kernel_sums(a[idx], sub_b, t, block=block, device=device, same=same)
+        rows, _ = _gaussian_kernel_sums(_rows(a, idx), sub_b, t, block=block, device=device, same=same)
         estimates.append(rows.sum() / (m * (m - 1) if same else m * (m - 1)))
     est = np.asarray(estimates)
     pairs_used = N_SUBSETS * (m * (m - 1) // 2 if same else m * (m - 1))

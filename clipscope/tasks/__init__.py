@@ -33,8 +33,15 @@ def modality_rows(cache):
     T = cache.normalized_text_embeddings()
     pairs = cache.pairs
     if len(pairs):
-        return I, T, I[pairs[:, 0]], T[pairs[:, 1]], pairs
+        return I, T, _take(I, pairs[:, 0]), _take(T, pairs[:, 1]), pairs
     return I, T, None, None, None
+
+
+def _take(X: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    """X[rows], as a view (no copy) when rows is 0..n-1, as for imported pair arrays."""
+    if len(rows) == len(X) and np.array_equal(rows, np.arange(len(X))):
+        return X
+    return X[rows]
 
 
 def class_text(cache) -> np.ndarray | None:
