@@ -11,7 +11,7 @@ STAMP   = $(VENV)/.clipscope-installed
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[dev]'
+	$(PY) -m pip install --quiet -e '.[dev,distributed]'
 	touch $(STAMP)
 
 install: $(STAMP)

@@ -41,7 +41,7 @@ def main():
     clip = unit(rng.normal(size=(args.n, 512)).astype(np.float32))
     ref = unit(rng.normal(size=(args.n, 768)).astype(np.float32))
     for k in range(0, 200, 2):  # plant 100 blind pairs
-        clip[k + 1] = unit(clip[k] + 0.01 * rng.normal(size=512).astype(np.float32))
+        clip[k + 1] = unit(clip[k:k + 1] + 0.01 * rng.normal(size=(1, 512)).astype(np.float32))[0]
         ref[k + 1] = -ref[k]
     paths = {}
     for name, arr in (("clip", clip), ("ref", ref)):

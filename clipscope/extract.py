@@ -82,7 +82,8 @@ def _progress(total: int, initial: int, desc: str, enabled: bool):
 
 
 def extract(source, encoder, out: str | os.PathLike, *, batch_size: int = 64, workers: int = 0,
-            dtype: str = "float32", overwrite: bool = False, progress: bool = True, texts: bool = True) -> dict:
+            dtype: str = "float32", overwrite: bool = False, progress: bool = True, texts: bool = True,
+            with_classes: bool = True, extra_attrs: dict | None = None) -> dict:
     """Encode ``source`` with ``encoder`` into the cache ``out``; resume a journal if one exists.
 
     Returns a summary: counts of images, texts, failures, and whether the run resumed.
@@ -91,7 +92,7 @@ def extract(source, encoder, out: str | os.PathLike, *, batch_size: int = 64, wo
 
     out = Path(out)
     journal_dir = Path(str(out) + ".partial")
-    attrs = cache_attrs(encoder, source, dtype)
+    attrs = {**cache_attrs(encoder, source, dtype), **(extra_attrs or {})}
     if dtype not in ("float32", "float16"):
         raise ClipscopeError(f"--dtype {dtype}: use float32 or float16")
 
@@ -162,7 +163,7 @@ def extract(source, encoder, out: str | os.PathLike, *, batch_size: int = 64, wo
     pairs = pairs[pairs[:, 0] >= 0] if len(pairs) else pairs
     failed = [(source.image_ids[i], r) for i, r in img_j.state["failed"]]
     class_prompts = class_emb = None
-    if source.classnames and encoder.has_text:
+    if with_classes and source.classnames and encoder.has_text:
         from clipscope.data import CLASS_TEMPLATE
 
         class_prompts = [CLASS_TEMPLATE.format(c=c) for c in source.classnames]

@@ -17,7 +17,13 @@ from clipscope.cli.options import data_options, model_options
               help="Storage type of the embeddings.")
 @click.option("--overwrite", is_flag=True, help="Start over: replace the cache and any unfinished extraction.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bars or summary.")
-def extract_cmd(model, pretrained, device, precision, batch_size, workers, data, out, dtype, overwrite, quiet):
+@click.option("--engine", default="local", show_default=True, type=click.Choice(["local", "ray"]),
+              help="local: this process; ray: shards on a Ray cluster (pip install 'clipscope[distributed]').")
+@click.option("--address", default=None, metavar="auto|ray://HOST:PORT", help="Ray cluster to join (default: start a local one).")
+@click.option("--num-shards", default=None, type=click.IntRange(1), help="Shards for --engine ray (default: GPUs, else CPUs).")
+@click.option("--merge", is_flag=True, help="With --engine ray: one merged file instead of virtual datasets over the shards.")
+def extract_cmd(model, pretrained, device, precision, batch_size, workers, data, out, dtype, overwrite, quiet, engine,
+                address, num_shards, merge):
     """Encode a data set with a model into an HDF5 embedding cache (resumable).
 
     \b
@@ -25,7 +31,8 @@ def extract_cmd(model, pretrained, device, precision, batch_size, workers, data,
       clipscope extract --model ViT-B-32 --pretrained openai --data folder:./imgs --out cache.h5
       clipscope extract --model clipscope-tiny --data probes:512 --out probes.h5
 
-    Rerunning an interrupted command continues after the last flushed batch.
+    Rerunning an interrupted command continues after the last flushed batch. With --engine ray
+    the input is split into deterministic shards, one Ray task each; a rerun skips finished shards.
     """
     from clipscope.data import open_source
     from clipscope.extract import extract
@@ -36,6 +43,18 @@ def extract_cmd(model, pretrained, device, precision, batch_size, workers, data,
         raise click.UsageError("--model is required (e.g. --model ViT-B-32, or clipscope-tiny offline)")
     if not data:
         raise click.UsageError("--data is required (e.g. --data folder:./imgs or --data probes)")
+    if engine == "ray":
+        from clipscope.distributed import extract_sharded
+
+        summary = extract_sharded(model=model, pretrained=pretrained, data=data, out=out, num_shards=num_shards,
+                                  address=address, batch_size=batch_size, dtype=dtype, device=device,
+                                  precision=precision, merge=merge, overwrite=overwrite, progress=not quiet)
+        if not quiet:
+            click.echo(f"extract: done on Ray: {summary['cache']} ({summary['shards']} shards, "
+                       f"{summary['skipped_shards']} already done, {'merged' if merge else 'virtual datasets'})")
+            click.echo(f"  images {summary['images']}, texts {summary['texts']}, pairs {summary['pairs']}, "
+                       f"failed {summary['failed']}")
+        return
     source = open_source(data)
     encoder = load_encoder(model, pretrained, device=device, precision=precision)
     summary = extract(source, encoder, out, batch_size=batch_size,

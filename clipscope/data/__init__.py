@@ -80,9 +80,15 @@ def open_image_file(path: str | os.PathLike) -> Image.Image:
 
 
 def decode_image_bytes(data: bytes) -> Image.Image:
-    with Image.open(io.BytesIO(data)) as im:
-        im.load()  # forces a full decode: truncated data raises here
-        return im.convert("RGB")
+    from PIL import UnidentifiedImageError
+
+    try:
+        with Image.open(io.BytesIO(data)) as im:
+            im.load()  # forces a full decode: truncated data raises here
+            return im.convert("RGB")
+    except UnidentifiedImageError:
+        # PIL's message names a memory address; reasons in /failed must be reproducible.
+        raise OSError("not an image in a known format") from None
 
 
 def _file_stats(paths: list[Path]) -> list:

@@ -1,0 +1,187 @@
+"""Sharded extraction on Ray, joined without copying through an HDF5 virtual dataset.
+
+The input is split into contiguous, deterministic shards whose boundaries are multiples of the
+batch size, so every shard encodes exactly the batches a single process would. Each Ray task
+runs the ordinary :func:`clipscope.extract.extract` on its shard into
+``<out>.shards/shard-KKKKK-of-NNNNN.h5`` (same journal, same resume guarantees); a rerun skips
+finished shards, and Ray retries tasks whose worker died. The result ``<out>`` maps
+``/image/embeddings`` and ``/text/embeddings`` onto the shard files as virtual datasets
+(relative paths, so the folder can move) and holds the small datasets (ids, captions, labels,
+pairs, failures) itself; ``merge=True`` writes one self-contained file instead. Either reads
+exactly like a single-process cache.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import os
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+
+from clipscope.errors import ClipscopeError
+
+
+def plan_shards(n: int, num_shards: int, batch_size: int) -> list[tuple[int, int]]:
+    """Contiguous [lo, hi) ranges over n items, boundaries on multiples of batch_size."""
+    batches = (n + batch_size - 1) // batch_size
+    num_shards = max(1, min(num_shards, batches))
+    edges = [min(n, batch_size * ((batches * k) // num_shards)) for k in range(num_shards + 1)]
+    return [(edges[k], edges[k + 1]) for k in range(num_shards) if edges[k] < edges[k + 1]]
+
+
+def shard_source(source, img: tuple[int, int], txt: tuple[int, int], k: int, n: int):
+    """The part of a data source one shard encodes (no pairs: they are joined globally)."""
+    lo, hi = img
+    parent_load = source.load_image
+    return replace(
+        source, spec=f"{source.spec}#shard{k}of{n}", image_ids=source.image_ids[lo:hi],
+        load_image=lambda i: parent_load(lo + i), texts=source.texts[txt[0]:txt[1]],
+        pairs=np.zeros((0, 2), np.int64), labels=None if source.labels is None else source.labels[lo:hi],
+        paths=None if source.paths is None else source.paths[lo:hi],
+        fingerprint_parts=[source.fingerprint, list(img), list(txt)])
+
+
+def _shard_name(k: int, n: int) -> str:
+    return f"shard-{k:05d}-of-{n:05d}.h5"
+
+
+def _run_shard(model, pretrained, device, precision, spec, k, n, img, txt, batch_size, dtype, path, with_classes):
+    from clipscope.data import open_source
+    from clipscope.extract import extract
+    from clipscope.models import load_encoder
+
+    source = open_source(spec)
+    encoder = load_encoder(model, pretrained, device=device, precision=precision)
+    sub = shard_source(source, img, txt, k, n)
+    return extract(sub, encoder, path, batch_size=batch_size, workers=0, dtype=dtype, progress=False,
+                   with_classes=with_classes, extra_attrs={"shard": f"{k}/{n}"})
+
+
+def _import_ray():
+    try:
+        import ray
+    except ImportError:
+        raise ClipscopeError("--engine ray needs Ray: pip install 'clipscope[distributed]'") from None
+    return ray
+
+
+def extract_sharded(*, model: str, pretrained: str | None, data: str, out: str | os.PathLike, num_shards: int | None = None,
+                    address: str | None = None, batch_size: int = 64, dtype: str = "float32", device: str = "auto",
+                    precision: str = "auto", merge: bool = False, overwrite: bool = False, progress: bool = True,
+                    num_cpus: int | None = None) -> dict:
+    """Extract ``data`` with ``model`` on a Ray cluster into ``out`` (see the module docstring)."""
+    import shutil
+
+    from clipscope.cache import Cache
+    from clipscope.data import open_source
+
+    ray = _import_ray()
+    out = Path(out)
+    shard_dir = Path(str(out) + ".shards")
+    if overwrite:
+        shutil.rmtree(shard_dir, ignore_errors=True)
+        out.unlink(missing_ok=True)
+    source = open_source(data)
+    if not ray.is_initialized():
+        kwargs = {"address": address} if address else {"num_cpus": num_cpus}
+        import logging
+
+        ray.init(ignore_reinit_error=True, log_to_driver=False, include_dashboard=False, logging_level=logging.ERROR,
+                 **kwargs)
+    n = num_shards or max(1, int(ray.cluster_resources().get("GPU", 0)) or int(ray.cluster_resources().get("CPU", 1)))
+    img_ranges = plan_shards(len(source.image_ids), n, batch_size)
+    n = len(img_ranges)
+    txt_ranges = plan_shards(len(source.texts), n, batch_size) if source.texts else []
+    txt_ranges += [(len(source.texts), len(source.texts))] * (n - len(txt_ranges))
+    gpus = 1 if ray.cluster_resources().get("GPU", 0) >= 1 else 0
+    task = ray.remote(num_gpus=gpus, max_retries=3)(_run_shard)
+    shard_dir.mkdir(parents=True, exist_ok=True)
+    paths = [shard_dir / _shard_name(k, n) for k in range(n)]
+    refs = [task.remote(model, pretrained, device if gpus else "cpu", precision, data, k, n, img_ranges[k],
+                        txt_ranges[k], batch_size, dtype, str(paths[k]), k == 0) for k in range(n)]
+    summaries = []
+    for k, ref in enumerate(refs):
+        summaries.append(ray.get(ref))
+        if progress:
+            import click
+
+            click.echo(f"shard {k + 1}/{n} {'already done' if summaries[-1].get('skipped') else 'done'}", err=True)
+    join_shards(paths, out, source, merge=merge)
+    with Cache.open(out) as c:
+        counts = {"images": c.n_images, "texts": c.n_texts, "pairs": int(len(c.pairs)), "failed": len(c.failed)}
+    return {"cache": str(out), "shards": n, "skipped_shards": sum(bool(s.get("skipped")) for s in summaries),
+            "merged": merge, **counts}
+
+
+def join_shards(paths: list[Path], out: Path, source, *, merge: bool = False) -> Path:
+    """Join shard caches into one cache: virtual datasets over the shards, or one merged file."""
+    import h5py
+
+    from clipscope.cache import Cache, write_cache
+
+    caches = [Cache.open(p) for p in paths]
+    try:
+        first = caches[0].attrs
+        attrs = {k: v for k, v in first.items() if k not in ("shard", "clipscope_schema", "clipscope_version")}
+        attrs.update(data_spec=source.spec, data_fingerprint=source.fingerprint, shards=len(paths),
+                     engine="ray", created_utc=_dt.datetime.now(_dt.timezone.utc).replace(microsecond=0).isoformat())
+        # Global rows: shards are contiguous and in order; each dropped its own unreadable inputs.
+        pos = {i: k for k, i in enumerate(source.image_ids)}
+        ok_global = np.asarray([pos[i] for c in caches for i in c.image_ids], np.int64)
+        failed = [f for c in caches for f in c.failed]
+        remap = -np.ones(len(source.image_ids), np.int64)
+        remap[ok_global] = np.arange(len(ok_global))
+        n_txt = sum(c.n_texts for c in caches)
+        pairs = source.pairs if n_txt else np.zeros((0, 2), np.int64)
+        if len(pairs):
+            pairs = np.stack([remap[pairs[:, 0]], pairs[:, 1]], 1)
+            pairs = pairs[pairs[:, 0] >= 0]
+        labels = source.labels[ok_global] if source.labels is not None else None
+        cls_emb = caches[0]["classes/embeddings"][:] if "classes/embeddings" in caches[0] else None
+        cls_prompts = [v.decode() if isinstance(v, bytes) else v for v in caches[0]["classes/prompts"][:]] if cls_emb is not None else None
+        dim = int(first["embed_dim"])
+        dtype = np.float16 if first.get("dtype") == "float16" else np.float32
+        if merge:
+            img = np.concatenate([c.image_embeddings[:] for c in caches]) if ok_global.size else np.zeros((0, dim), dtype)
+            txt = np.concatenate([c.text_embeddings[:] for c in caches if c.text_embeddings is not None]) if n_txt else None
+            write_cache(out, attrs=attrs, image_embeddings=img, image_ids=[source.image_ids[i] for i in ok_global],
+                        image_labels=labels, classnames=source.classnames, text_embeddings=txt,
+                        text_captions=source.texts if n_txt else None, pairs=pairs, failed=failed,
+                        class_embeddings=cls_emb, class_prompts=cls_prompts, dtype=dtype)
+            return out
+        # Virtual datasets: write the small parts as a normal cache, then add the two mappings.
+        write_cache(out, attrs=attrs, image_embeddings=np.zeros((0, dim), dtype), image_ids=[],
+                    classnames=source.classnames, pairs=pairs, failed=failed, class_embeddings=cls_emb,
+                    class_prompts=cls_prompts, dtype=dtype)
+        with h5py.File(out, "a") as f:
+            for key in ("image/embeddings", "image/ids"):
+                del f[key]
+            _virtual(f, "image/embeddings", caches, paths, out, dim, dtype)
+            from clipscope.cache import _write_strings
+
+            _write_strings(f["image"], "ids", [source.image_ids[i] for i in ok_global])
+            if labels is not None:
+                f["image"].create_dataset("labels", data=labels, track_times=False)
+            if n_txt:
+                _virtual(f, "text/embeddings", caches, paths, out, dim, dtype)
+                _write_strings(f["text"], "captions", source.texts)
+    finally:
+        for c in caches:
+            c.close()
+    return out
+
+
+def _virtual(f, key: str, caches, paths, out: Path, dim: int, dtype) -> None:
+    import h5py
+
+    sizes = [c[key].shape[0] if key in c else 0 for c in caches]
+    layout = h5py.VirtualLayout(shape=(sum(sizes), dim), dtype=dtype)
+    row = 0
+    for size, p in zip(sizes, paths):
+        if size:
+            rel = os.path.relpath(p, out.parent)  # relative: resolved from the virtual file's folder
+            layout[row:row + size] = h5py.VirtualSource(rel, key, shape=(size, dim))
+            row += size
+    f.create_virtual_dataset(key, layout, fillvalue=np.nan)
