@@ -44,12 +44,12 @@ def main():
     from clipscope.models import load_encoder
     from clipscope.runtime import default_workers
 
-    workers = default_workers() if args.workers is None else args.workers
     tmp = Path(tempfile.mkdtemp(prefix="clipscope-bench-"))
     try:
         make_images(tmp / "imgs", args.n)
         source = open_source(f"images:{tmp / 'imgs'}")
         enc = load_encoder(args.model, "none", device=args.device, precision=args.precision)
+        workers = default_workers(enc.device) if args.workers is None else args.workers
         pixels = torch.stack([enc.preprocess(source.load_image(i)) for i in range(args.n)])
         if enc.device.startswith("cuda"):
             pixels = pixels.pin_memory()

@@ -71,5 +71,13 @@ def autocast(precision: str, device: str):
     return torch.autocast(device_type=device.split(":")[0], dtype=dtype)
 
 
-def default_workers() -> int:
-    return max(0, min(4, (os.cpu_count() or 1) - 1))
+def default_workers(device: str = "cpu") -> int:
+    """DataLoader workers when --workers is not given.
+
+    On a GPU, decoding must run beside the model: up to 8 worker processes. On the CPU the
+    model already uses every core and decoding costs a few percent of a forward pass
+    (benchmarks/extract.py), so loading in the main process avoids oversubscription.
+    """
+    if device.startswith("cuda"):
+        return max(1, min(8, (os.cpu_count() or 2) - 1))
+    return 0

@@ -72,7 +72,7 @@ def blindpairs_cmd(cache, reference, reference_pretrained, reference_cache, clip
             source = open_source(spec)
             ref_encoder = load_encoder(reference, reference_pretrained, device=opts["device"], precision=opts["precision"])
             path = ensure_cache(ref_encoder, source, batch_size=opts["batch_size"], progress=not opts["quiet"],
-                                workers=default_workers() if opts["workers"] is None else opts["workers"])
+                                workers=default_workers(ref_encoder.device) if opts["workers"] is None else opts["workers"])
             ref = Cache.open(path)
         with ref:
             device = resolve_device(opts["device"])

@@ -58,7 +58,7 @@ def extract_cmd(model, pretrained, device, precision, batch_size, workers, data,
     source = open_source(data)
     encoder = load_encoder(model, pretrained, device=device, precision=precision)
     summary = extract(source, encoder, out, batch_size=batch_size,
-                      workers=default_workers() if workers is None else workers, dtype=dtype,
+                      workers=default_workers(encoder.device) if workers is None else workers, dtype=dtype,
                       overwrite=overwrite, progress=not quiet)
     if not quiet:
         prov = encoder.provenance

@@ -20,7 +20,7 @@ def model_options(fn):
     @click.option("--precision", default="auto", show_default=True,
                   type=click.Choice(["auto", "fp32", "fp16", "bf16"]), help="auto: fp32 on CPU, autocast on GPU.")
     @click.option("--batch-size", default=64, show_default=True, type=click.IntRange(1), help="Items per batch.")
-    @click.option("--workers", default=None, type=click.IntRange(0), help="DataLoader workers (default: cores - 1, at most 4).")
+    @click.option("--workers", default=None, type=click.IntRange(0), help="DataLoader workers (default: 0 on CPU, up to 8 on GPU).")
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
         return fn(*args, **kwargs)
@@ -71,7 +71,7 @@ def resolve_cache(cache_path, *, model, pretrained, data, device, precision, bat
     source = open_source(data or "probes")
     encoder = load_encoder(model, pretrained, device=device, precision=precision)
     path = ensure_cache(encoder, source, batch_size=batch_size,
-                        workers=default_workers() if workers is None else workers, progress=not quiet)
+                        workers=default_workers(encoder.device) if workers is None else workers, progress=not quiet)
     return Cache.open(path)
 
 
