@@ -3,9 +3,7 @@
 import copy
 import json
 import math
-from pathlib import Path
 
-import numpy as np
 import pytest
 
 from clipscope.report import build_report, validate_report
@@ -115,7 +113,7 @@ options = {{ bootstrap = 20, projection = "pca", no_plots = true }}
     assert "no regression" in out and (tmp_path / "summary.md").exists()
     assert (tmp_path / "runs" / "gap" / "gap.json").exists()
     strict = suite.read_text().replace("max = 2.0", "max = 0.5")
-    suite.write_text(strict + f'\n[tolerances]\n"uniformity_image" = 0.0\n')
+    suite.write_text(strict + '\n[tolerances]\n"uniformity_image" = 0.0\n')
     code, out, _ = run_cli("check", suite, "--baseline", tmp_path / "runs")
     assert code == 3 and "gap (threshold)" in out
 

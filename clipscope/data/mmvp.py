@@ -32,7 +32,7 @@ def load_mmvp(root: str | Path) -> list[dict]:
     rows = [r for r in rows if any(c.strip() for c in r)]
     pairs = []
     for k in range(0, len(rows) - 1, 2):
-        (q1, t1, s1), (q2, _t2, s2) = rows[k][:3], rows[k + 1][:3]
+        (q1, t1, s1), (q2, _, s2) = rows[k][:3], rows[k + 1][:3]
         try:
             q1, q2 = int(q1), int(q2)
         except ValueError:

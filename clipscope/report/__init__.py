@@ -115,3 +115,17 @@ def load_report(path: str | os.PathLike) -> dict:
     if report["schema_version"] != SCHEMA_VERSION:
         raise ClipscopeError(f"{p} uses report schema {report['schema_version']}; this clipscope reads {SCHEMA_VERSION}")
     return report
+
+
+def reports_under(folder: str | os.PathLike) -> list[tuple[dict, Path]]:
+    """Every clipscope report (a JSON with schema_version and command) below a folder, sorted
+    by path; other JSON files are ignored, a report of another schema version is an error."""
+    out = []
+    for p in sorted(Path(folder).rglob("*.json")):
+        try:
+            head = json.loads(p.read_text(encoding="utf-8"))
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            continue
+        if isinstance(head, dict) and "schema_version" in head and "command" in head:
+            out.append((load_report(p), p))
+    return out

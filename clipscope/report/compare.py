@@ -14,7 +14,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from clipscope.errors import ClipscopeError
-from clipscope.report import load_report
+from clipscope.report import load_report, reports_under
 
 DEFAULT_TOLERANCE = 0.02
 # Per-metric defaults where the general one does not fit the scale of the metric.
@@ -98,16 +98,7 @@ def _reports_in(path: Path) -> dict[str, tuple[dict, Path]]:
         return {r["command"]: (r, path)}
     if not path.is_dir():
         raise ClipscopeError(f"{path}: no such report file or run folder")
-    out = {}
-    for p in sorted(path.rglob("*.json")):
-        try:
-            head = json.loads(p.read_text(encoding="utf-8"))
-        except (json.JSONDecodeError, UnicodeDecodeError):
-            continue
-        if isinstance(head, dict) and "schema_version" in head and "command" in head:
-            r = load_report(p)
-            key = str(p.relative_to(path).with_suffix(""))
-            out[key] = (r, p)
+    out = {str(p.relative_to(path).with_suffix("")): (r, p) for r, p in reports_under(path)}
     if not out:
         raise ClipscopeError(f"no clipscope reports under {path}")
     return out

@@ -12,7 +12,7 @@ import json
 from pathlib import Path
 
 from clipscope.errors import ClipscopeError
-from clipscope.report import load_report, validate_report
+from clipscope.report import reports_under, validate_report
 
 ORDER = ["extract", "gap", "uniformity", "invert", "blindpairs", "robustness", "drift"]
 MAX_TABLE_ROWS = 25
@@ -103,16 +103,9 @@ def _section(report: dict, base: Path) -> str:
 
 
 def find_reports(run_dir: Path) -> list[tuple[dict, Path]]:
-    found = []
-    for p in sorted(run_dir.rglob("*.json")):
-        try:
-            rep = json.loads(p.read_text(encoding="utf-8"))
-        except (json.JSONDecodeError, UnicodeDecodeError):
-            continue
-        if isinstance(rep, dict) and "schema_version" in rep and "command" in rep:
-            rep = load_report(p)
-            validate_report(rep)
-            found.append((rep, p.parent))
+    found = [(rep, p.parent) for rep, p in reports_under(run_dir)]
+    for rep, _ in found:
+        validate_report(rep)
     found.sort(key=lambda rp: (ORDER.index(rp[0]["command"]) if rp[0]["command"] in ORDER else 99, str(rp[1])))
     return found
 
