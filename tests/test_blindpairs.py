@@ -156,3 +156,25 @@ def test_blindpairs_probe_benchmark_cli(run_cli, tmp_path):
     for row in rep["tables"]["pair_scores"]:
         by_pattern.setdefault(row["pattern"], []).append(row["correct"])
     assert {p: 100 * np.mean(v) for p, v in by_pattern.items()} == pytest.approx(per)
+
+
+def test_mining_with_a_timm_reference_encoder(run_cli, tmp_path):
+    """--reference timm:NAME extracts an images-only reference cache over the same data and mines."""
+    import json
+
+    from clipscope import Cache
+
+    code, out, err = run_cli("blindpairs", "--model", "clipscope-tiny", "--data", "probes:12",
+                             "--reference", "timm:vit_tiny_patch16_224", "--reference-pretrained", "none",
+                             "--clip-threshold", "0.5", "--ref-threshold", "1.01", "--top", "5", "--out", tmp_path / "run")
+    assert code == 0, err
+    rep = json.loads((tmp_path / "run" / "blindpairs.json").read_text())
+    assert rep["config"]["reference_model"] == "timm:vit_tiny_patch16_224"
+    assert rep["metrics"]["n_blind_pairs"]["value"] == rep["metrics"]["n_clip_similar_pairs"]["value"] > 0
+    assert len(rep["tables"]["blind_pairs"]) == 5
+    shapes = {}
+    for p in (tmp_path / "content-cache").glob("*.h5"):
+        with Cache.open(p) as c:
+            shapes[c.attrs["model"]] = (c.n_texts, c.image_embeddings.shape)
+    assert shapes["timm:vit_tiny_patch16_224"] == (0, (12, 192))
+    assert "contact_sheet" in rep["artifacts"]

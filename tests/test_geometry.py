@@ -175,3 +175,23 @@ def test_bootstrap_interval_covers_value():
     for k in ("centroid_distance", "paired_cosine", "rmg", "cone_image"):
         lo, hi = m[k]["ci95"]
         assert lo <= m[k]["value"] <= hi, k
+
+
+def test_gap_end_to_end_with_vit_b_32_random_init(run_cli, image_folder, tmp_path):
+    """Acceptance (issue 3): gap --model ViT-B-32 --pretrained none --data folder:DIR, through the content cache."""
+    import json
+
+    args = ("gap", "--model", "ViT-B-32", "--pretrained", "none", "--data", f"folder:{image_folder}",
+            "--out", tmp_path / "run", "--projection", "pca", "--bootstrap", "20", "--workers", "0")
+    code, out, err = run_cli(*args)
+    assert code == 0, err
+    rep = json.loads((tmp_path / "run" / "gap.json").read_text())
+    assert rep["model"] == {**rep["model"], "name": "ViT-B-32", "pretrained": "none", "init_seed": 0}
+    assert rep["data"]["counts"]["images"] == 6 and rep["data"]["counts"]["failed"] == 3
+    assert set(rep["artifacts"]) == {"projection", "cosine_histograms", "per_dimension_gap", "shift_sweep"}
+    cached = list((tmp_path / "content-cache").glob("*.h5"))
+    assert len(cached) == 1
+    mtime = cached[0].stat().st_mtime_ns
+    code, _, err = run_cli(*args)  # the second run reuses the content-keyed cache
+    assert code == 0, err
+    assert cached[0].stat().st_mtime_ns == mtime
