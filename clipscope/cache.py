@@ -234,7 +234,7 @@ class Cache:
     @property
     def provenance(self) -> dict:
         a = self.attrs
-        return {k: a.get(k) for k in ("model", "pretrained", "weights_sha256", "library", "open_clip_version",
+        return {k: a.get(k) for k in ("model", "pretrained", "init_seed", "weights_sha256", "library", "open_clip_version",
                                       "embed_dim", "preprocess", "data_spec", "data_fingerprint", "created_utc",
                                       "source", "clipscope_version")}
 

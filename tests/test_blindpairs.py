@@ -166,7 +166,7 @@ def test_mining_with_a_timm_reference_encoder(run_cli, tmp_path):
 
     code, out, err = run_cli("blindpairs", "--model", "clipscope-tiny", "--data", "probes:12",
                              "--reference", "timm:vit_tiny_patch16_224", "--reference-pretrained", "none",
-                             "--clip-threshold", "0.5", "--ref-threshold", "1.01", "--top", "5", "--out", tmp_path / "run")
+                             "--clip-threshold", "-1", "--ref-threshold", "1.01", "--top", "5", "--out", tmp_path / "run")
     assert code == 0, err
     rep = json.loads((tmp_path / "run" / "blindpairs.json").read_text())
     assert rep["config"]["reference_model"] == "timm:vit_tiny_patch16_224"
