@@ -170,13 +170,15 @@ def _poisson_bootstrap(I, T, Ip, Tp, B: int, seed: int, block: int = 16384) -> d
 
     si, wi, qi = weighted(I)
     st, wt, qt = weighted(T)
-    ci, ct = si / wi[:, None], st / wt[:, None]
-    out = {
-        "centroid_distance": np.linalg.norm(ci - ct, axis=1),
-        "centroid_cosine": (ci * ct).sum(1) / (np.linalg.norm(ci, axis=1) * np.linalg.norm(ct, axis=1)),
-        "cone_image": (np.einsum("bd,bd->b", si, si) - qi) / (wi * (wi - 1)),
-        "cone_text": (np.einsum("bd,bd->b", st, st) - qt) / (wt * (wt - 1)),
-    }
+    # A replicate that draws fewer than two rows of a modality is undefined (NaN); _ci leaves it out.
+    with np.errstate(invalid="ignore", divide="ignore"):
+        ci, ct = si / wi[:, None], st / wt[:, None]
+        out = {
+            "centroid_distance": np.linalg.norm(ci - ct, axis=1),
+            "centroid_cosine": (ci * ct).sum(1) / (np.linalg.norm(ci, axis=1) * np.linalg.norm(ct, axis=1)),
+            "cone_image": (np.einsum("bd,bd->b", si, si) - qi) / (wi * (wi - 1)),
+            "cone_text": (np.einsum("bd,bd->b", st, st) - qt) / (wt * (wt - 1)),
+        }
     # Paired metrics are means of per-pair values: reweight those.
     cos = row_dots(Ip, Tp)
     dist = np.sqrt(np.maximum(0.0, 2.0 - 2.0 * cos))
