@@ -5,7 +5,6 @@ import subprocess
 import sys
 
 import numpy as np
-import pytest
 
 from clipscope import Cache
 from clipscope.distributed import plan_shards

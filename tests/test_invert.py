@@ -127,3 +127,42 @@ def test_invert_cli_stores_results_and_validates(run_cli, tmp_path):
     code, _, err = run_cli("invert", cache, "--model", "ViT-B-32", "--pretrained", "none", "--mode", "oti",
                            "--out", tmp_path / "run2")
     assert code == 1 and "needs the model that made the cache" in err
+
+
+def test_inversion_resumes_after_an_interruption(tmp_path, monkeypatch):
+    """An inversion stopped after its first batch continues from the journal; the stored result
+    equals an uninterrupted run's."""
+    from clipscope import Cache
+    from clipscope.analysis.inversion import InversionConfig
+    from clipscope.data import open_source
+    from clipscope.extract import extract
+    from clipscope.tasks import invert
+
+    enc = load_encoder("clipscope-tiny", "none", device="cpu")
+    for name in ("a", "b"):
+        extract(open_source("probes:10"), enc, tmp_path / f"{name}.h5", batch_size=5, progress=False)
+    cfg = InversionConfig(steps=5, batch_size=4)
+    with Cache.open(tmp_path / "a.h5") as c:
+        invert.run_inversion(c, enc, mode="oti", config=cfg, progress=False)
+
+    real = invert.invert_batch
+    calls = {"n": 0}
+
+    def flaky(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(invert, "invert_batch", flaky)
+    with Cache.open(tmp_path / "b.h5") as c, pytest.raises(KeyboardInterrupt):
+        invert.run_inversion(c, enc, mode="oti", config=cfg, progress=False)
+    state = tmp_path / "b.h5.oti.partial" / "features.json"
+    assert state.exists()
+    monkeypatch.setattr(invert, "invert_batch", real)
+    with Cache.open(tmp_path / "b.h5") as c:
+        invert.run_inversion(c, enc, mode="oti", config=cfg, progress=False)
+    assert not (tmp_path / "b.h5.oti.partial").exists()
+    with Cache.open(tmp_path / "a.h5") as a, Cache.open(tmp_path / "b.h5") as b:
+        np.testing.assert_array_equal(a["image/oti_embeddings"][:], b["image/oti_embeddings"][:])
+        np.testing.assert_array_equal(a["image/oti_cosine"][:], b["image/oti_cosine"][:])

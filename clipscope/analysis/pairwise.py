@@ -112,7 +112,8 @@ def gaussian_pair_mean(a, b: np.ndarray | None = None, *, t: float = 2.0,
         idx = np.sort(order[k * m:(k + 1) * m])
         sub_b = None if same else b[idx]
         rows, _ = _gaussian_kernel_sums(_rows(a, idx), sub_b, t, block=block, device=device, same=same)
-        estimates.append(rows.sum() / (m * (m - 1) if same else m * (m - 1)))
+        # one set: m(m-1)/2 pairs, each counted twice in the row sums; two sets: m(m-1) pairs once
+        estimates.append(rows.sum() / (m * (m - 1)))
     est = np.asarray(estimates)
     pairs_used = N_SUBSETS * (m * (m - 1) // 2 if same else m * (m - 1))
     return PairMean(float(est.mean()), float(est.std(ddof=1) / math.sqrt(N_SUBSETS)), False, pairs_used)

@@ -65,7 +65,7 @@ def predict_classes(image: np.ndarray, class_text: np.ndarray, block: int = 6553
 
 
 def label_retrieval(queries: np.ndarray, gallery: np.ndarray, query_labels: np.ndarray, gallery_labels: np.ndarray,
-                    *, same_set: bool = False, block: int = 1024, per_query: bool = False) -> dict:
+                    *, same_set: bool = False, block: int | None = None, per_query: bool = False) -> dict:
     """Label-based retrieval metrics, averaged over queries (in percent, as Cross the Gap reports).
 
     A gallery row is relevant to a query when their labels are equal; with ``same_set`` the
@@ -83,6 +83,8 @@ def label_retrieval(queries: np.ndarray, gallery: np.ndarray, query_labels: np.n
     """
     qlab = np.asarray(query_labels)
     glab = np.asarray(gallery_labels)
+    # Each block ranks its queries against the whole gallery: keep block x gallery near 4M entries.
+    block = block or max(1, min(1024, 4_000_000 // max(1, len(gallery))))
     sums = {"mAP": 0.0, "mAP@R": 0.0, "precision@R": 0.0, "recall@1": 0.0}
     count = 0
     ap_all = np.full(len(queries), np.nan)

@@ -66,7 +66,7 @@ def uniformity_cmd(cache, t, max_pairs, sample_pairs, block, **opts):
     from clipscope.runtime import resolve_device
     from clipscope.tasks import uniformity
 
-    device = resolve_device(opts["device"]) if opts["model"] or opts["device"] != "auto" else resolve_device("auto")
+    device = resolve_device(opts["device"])
     _run("uniformity", uniformity, cache, opts,
          {"t": t, "max_pairs": max_pairs, "sample_pairs": sample_pairs, "block": block, "device": device}, {})
 

@@ -3,12 +3,9 @@
 from __future__ import annotations
 
 import functools
-import sys
 from pathlib import Path
 
 import click
-
-from clipscope.errors import ClipscopeError
 
 
 def model_options(fn):
@@ -122,15 +119,3 @@ def summary_text(command: str, report: dict, keys, out) -> str:
     if out is not None:
         lines.append(f"  report: {Path(out) / (command + '.json')}")
     return "\n".join(lines)
-
-
-def echo_err(msg: str) -> None:
-    click.echo(msg, err=True)
-
-
-def fail(msg: str):
-    raise ClipscopeError(msg)
-
-
-def stdout_is_report(json_out) -> bool:
-    return json_out == "-" or not sys.stdout.isatty()

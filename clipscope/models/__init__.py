@@ -162,8 +162,6 @@ def load_encoder(model: str, pretrained: str | None = None, *, device: str = "au
 
 
 def _load_open_clip(model: str, pretrained: str | None, device: str, precision: str) -> Encoder:
-    import torch
-
     open_clip = import_open_clip()
     pretrained = pretrained or default_pretrained(model)
     schema = model.split(":", 1)[0] if model.startswith(("hf-hub:", "local-dir:")) else None
@@ -229,7 +227,6 @@ def _load_open_clip(model: str, pretrained: str | None, device: str, precision: 
         "embed_dim": _embed_dim(net),
         "preprocess": json.loads(json.dumps(cfg, default=list)),
     }
-    del torch
     return Encoder(net, preprocess, tokenizer, device, precision, provenance)
 
 
@@ -243,7 +240,6 @@ def _embed_dim(net) -> int:
 def _load_timm(name: str, pretrained: str | None, device: str, precision: str) -> Encoder:
     _set_hub_mode()
     import timm
-    import torch
 
     if not timm.is_model(name.split(".")[0]):
         close = difflib.get_close_matches(name, timm.list_models(), n=3)
@@ -272,7 +268,6 @@ def _load_timm(name: str, pretrained: str | None, device: str, precision: str) -
         "library": "timm", "timm_version": timm.__version__, "embed_dim": int(net.num_features),
         "preprocess": json.loads(json.dumps(data_cfg, default=list)),
     }
-    del torch
     return Encoder(net, preprocess, None, device, precision, provenance, kind="timm")
 
 

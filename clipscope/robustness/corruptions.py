@@ -248,7 +248,6 @@ def _pil_roundtrip(x, fn):
 def corrupt_batch(x, name: str, severity: int, rng: np.random.Generator):
     """Corrupt a (B, 3, H, W) float tensor in [0, 1]; returns a tensor of the same shape in [0, 1]."""
     torch = _torch()
-    import torch.nn.functional as F
 
     if name not in PARAMS:
         raise ClipscopeError(f"unknown corruption {name!r}; choose from {', '.join(CORRUPTIONS)}")
@@ -337,7 +336,6 @@ def corrupt_batch(x, name: str, severity: int, rng: np.random.Generator):
             return Image.open(buf)
 
         out = _pil_roundtrip(x, jpeg)
-    del F
     return out.clamp(0, 1)
 
 
@@ -345,7 +343,6 @@ def _elastic(x, c, rng):
     """Random affine (three jittered points) then a smooth random displacement field, both
     resampled bilinearly with reflection at the borders."""
     torch = _torch()
-    import torch.nn.functional as F
 
     alpha, sigma, affine = c
     B, C, H, W = x.shape
@@ -367,7 +364,6 @@ def _elastic(x, c, rng):
         smooth = gaussian_blur(noise, sigma, truncate=3, mode="reflect") * alpha
         dx, dy = smooth[0, 0].numpy(), smooth[1, 0].numpy()
         out.append(_sample(img, xx + dx, yy + dy))
-    del F
     return torch.cat(out)
 
 
