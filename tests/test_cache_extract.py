@@ -315,3 +315,26 @@ def test_float16_storage(run_cli, tmp_path):
     with Cache.open(tmp_path / "c.h5") as c:
         assert c.image_embeddings.dtype == np.float16
         assert c.normalized_image_embeddings().dtype == np.float32
+
+
+def test_local_dir_model_equals_the_bundled_one(run_cli, tmp_path):
+    """local-dir:PATH (open_clip_config.json + checkpoint) loads offline and records the checkpoint's hash."""
+    import shutil
+
+    from clipscope.models import ASSETS
+
+    folder = tmp_path / "tiny-local"
+    folder.mkdir()
+    cfg = json.loads((ASSETS / "clipscope-tiny.json").read_text())
+    (folder / "open_clip_config.json").write_text(json.dumps({"model_cfg": cfg, "preprocess_cfg": {}}))
+    shutil.copy(ASSETS / "clipscope-tiny.safetensors", folder / "open_clip_model.safetensors")
+    assert run_cli("extract", "--model", "clipscope-tiny", "--data", "probes:6", "--out", tmp_path / "a.h5")[0] == 0
+    code, _, err = run_cli("extract", "--model", f"local-dir:{folder}", "--data", "probes:6", "--out", tmp_path / "b.h5")
+    assert code == 0, err
+    with Cache.open(tmp_path / "a.h5") as a, Cache.open(tmp_path / "b.h5") as b:
+        np.testing.assert_array_equal(a.image_embeddings[:], b.image_embeddings[:])
+        np.testing.assert_array_equal(a.text_embeddings[:], b.text_embeddings[:])
+        assert a.attrs["weights_sha256"] == b.attrs["weights_sha256"]
+        assert b.attrs["pretrained"] == f"local-dir:{folder}"
+    code, _, err = run_cli("extract", "--model", f"local-dir:{tmp_path}", "--data", "probes:2", "--out", tmp_path / "c.h5")
+    assert_one_line_error(code, err, "open_clip_config.json")

@@ -195,3 +195,18 @@ def test_gap_end_to_end_with_vit_b_32_random_init(run_cli, image_folder, tmp_pat
     code, _, err = run_cli(*args)  # the second run reuses the content-keyed cache
     assert code == 0, err
     assert cached[0].stat().st_mtime_ns == mtime
+
+
+def test_uniformity_cli_states_sampling(run_cli, tmp_path, mtg):
+    import json
+
+    cache = tmp_path / "c.h5"
+    assert run_cli("import", "--pair-array", mtg / "features_convirt.npy", "--out", cache)[0] == 0
+    code, out, err = run_cli("uniformity", cache, "--max-pairs", "10000", "--sample-pairs", "50000", "--json", "-")
+    assert code == 0, err
+    rep = json.loads(out)  # stdout holds the report alone
+    assert rep["metrics"]["uniformity_image"]["exact"] is False
+    assert any("unbiased seeded sample" in n for n in rep["notes"])
+    exact = expected_metrics(mtg)["features_convirt.npy"]["metrics"]["uniformity_image"]
+    lo, hi = rep["metrics"]["uniformity_image"]["ci95"]
+    assert lo - 0.05 < exact < hi + 0.05

@@ -166,3 +166,17 @@ def test_inversion_resumes_after_an_interruption(tmp_path, monkeypatch):
     with Cache.open(tmp_path / "a.h5") as a, Cache.open(tmp_path / "b.h5") as b:
         np.testing.assert_array_equal(a["image/oti_embeddings"][:], b["image/oti_embeddings"][:])
         np.testing.assert_array_equal(a["image/oti_cosine"][:], b["image/oti_cosine"][:])
+
+
+def test_invert_with_a_separate_gallery(run_cli, tmp_path):
+    """--gallery: queries from one set, the gallery from another (nothing removed from it)."""
+    import json
+
+    code, _, err = run_cli("invert", "--model", "clipscope-tiny", "--data", "probes:16", "--mode", "oti",
+                           "--steps", "5", "--gallery", "probes:40:7", "--out", tmp_path / "run")
+    assert code == 0, err
+    rep = json.loads((tmp_path / "run" / "invert.json").read_text())
+    # every query's class occurs among the 40 gallery probes of another seed: metrics are defined
+    for name in ("image_to_image_map", "oti_to_image_map", "oti_to_image_recall_at_1"):
+        assert 0 <= rep["metrics"][name]["value"] <= 100
+    assert rep["metrics"]["image_to_image_recall_at_1"]["value"] > 50  # the bundled model knows colour and shape

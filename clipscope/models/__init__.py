@@ -171,8 +171,15 @@ def _load_open_clip(model: str, pretrained: str | None, device: str, precision: 
     tag = pretrained
     if schema is not None:
         tag = "default"
-        if schema == "local-dir" and not Path(model.split(":", 1)[1]).is_dir():
-            raise ClipscopeError(f"{model}: no such folder; local-dir: needs a folder with open_clip_config.json and weights")
+        if schema == "local-dir":
+            folder = Path(model.split(":", 1)[1]).expanduser()
+            if not (folder / "open_clip_config.json").is_file():
+                raise ClipscopeError(f"{model}: no open_clip_config.json there; local-dir: needs a folder with "
+                                     "open_clip_config.json and a checkpoint (e.g. open_clip_model.safetensors)")
+            from open_clip.factory import _find_checkpoint_in_dir
+
+            found = _find_checkpoint_in_dir(folder)
+            weights_path = Path(found) if found else None
     elif pretrained.lower() == "none":
         tag = "none"
     elif pretrained == "bundled":
