@@ -149,6 +149,7 @@ def test_mixing_models_is_refused(run_cli, tmp_path):
     (["--model", "ViT-B-32", "--pretrained", "nosuchtag"], ["unknown pretrained tag", "openai"]),
     (["--model", "ViT-B-32", "--pretrained", "/nonexistent/ckpt.pt"], ["no such checkpoint"]),
     (["--model", "ViT-B-32", "--pretrained", "openai"], ["--pretrained PATH", "--pretrained none"]),
+    (["--model", "hf-hub:laion/CLIP-ViT-B-32-laion2B-s34B-b79K"], ["local-dir:PATH"]),
 ])
 def test_model_errors_are_one_line(run_cli, tmp_path, args, needles):
     t0 = time.time()
@@ -338,3 +339,12 @@ def test_local_dir_model_equals_the_bundled_one(run_cli, tmp_path):
         assert b.attrs["pretrained"] == f"local-dir:{folder}"
     code, _, err = run_cli("extract", "--model", f"local-dir:{tmp_path}", "--data", "probes:2", "--out", tmp_path / "c.h5")
     assert_one_line_error(code, err, "open_clip_config.json")
+
+
+def test_offline_error_is_one_line_in_a_real_process(tmp_path):
+    """Outside pytest's log capture too: open_clip's own log lines must not precede the error."""
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    p = subprocess.run([sys.executable, "-m", "clipscope.cli.main", "extract", "--model", "ViT-B-32", "--data", "probes:2",
+                        "--out", str(tmp_path / "c.h5")], env=env, cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert p.returncode == 1
+    assert p.stderr.strip().count("\n") == 0 and p.stderr.startswith("Error: could not fetch weights 'openai'")

@@ -133,6 +133,10 @@ def _unknown_model_error(model: str, names: list[str]) -> ClipscopeError:
 
 
 def _offline_error(model: str, pretrained: str, exc: Exception) -> ClipscopeError:
+    if model.startswith("hf-hub:"):
+        return ClipscopeError(
+            f"could not fetch {model} ({type(exc).__name__}; offline?): download the repository elsewhere and "
+            "pass --model local-dir:PATH, or use an open_clip name with --pretrained none for random init")
     return ClipscopeError(
         f"could not fetch weights {pretrained!r} for {model} ({type(exc).__name__}; offline?): "
         "pass a local checkpoint file with --pretrained PATH, or --pretrained none for random init")
@@ -199,7 +203,9 @@ def _load_open_clip(model: str, pretrained: str | None, device: str, precision: 
             listed = ", ".join(tags) if tags else "none published"
             raise ClipscopeError(f"unknown pretrained tag {pretrained!r} for {model} (open_clip tags: {listed}); "
                                  "or pass a local checkpoint path, or --pretrained none")
-    logging.getLogger().setLevel(max(logging.getLogger().level, logging.ERROR))  # open_clip warns on random init
+    # open_clip logs its own warnings and errors (random init, failed downloads); the user gets
+    # clipscope's one-line error instead.
+    logging.disable(logging.CRITICAL)
     try:
         if schema is not None:
             net, _, preprocess = open_clip.create_model_and_transforms(model, device=device)
@@ -221,6 +227,8 @@ def _load_open_clip(model: str, pretrained: str | None, device: str, precision: 
         if type(e).__module__.startswith(("huggingface_hub", "requests", "urllib", "httpx")):
             raise _offline_error(model, pretrained, e) from None
         raise
+    finally:
+        logging.disable(logging.NOTSET)
     net.eval()
     tokenizer = open_clip.get_tokenizer(model)
     cfg = open_clip.get_model_preprocess_cfg(net)
