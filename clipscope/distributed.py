@@ -151,22 +151,25 @@ def join_shards(paths: list[Path], out: Path, source, *, merge: bool = False) ->
                         text_captions=source.texts if n_txt else None, pairs=pairs, failed=failed,
                         class_embeddings=cls_emb, class_prompts=cls_prompts, dtype=dtype)
             return out
-        # Virtual datasets: write the small parts as a normal cache, then add the two mappings.
-        write_cache(out, attrs=attrs, image_embeddings=np.zeros((0, dim), dtype), image_ids=[],
+        # Virtual datasets: the small parts as a normal cache plus the two mappings, built under a
+        # temporary name in the same folder (same relative paths) and renamed when complete.
+        from clipscope.cache import _write_strings
+
+        tmp = out.with_name(out.name + ".joining")
+        write_cache(tmp, attrs=attrs, image_embeddings=np.zeros((0, dim), dtype), image_ids=[],
                     classnames=source.classnames, pairs=pairs, failed=failed, class_embeddings=cls_emb,
                     class_prompts=cls_prompts, dtype=dtype)
-        with h5py.File(out, "a") as f:
+        with h5py.File(tmp, "a") as f:
             for key in ("image/embeddings", "image/ids"):
                 del f[key]
             _virtual(f, "image/embeddings", caches, paths, out, dim, dtype)
-            from clipscope.cache import _write_strings
-
             _write_strings(f["image"], "ids", [source.image_ids[i] for i in ok_global])
             if labels is not None:
                 f["image"].create_dataset("labels", data=labels, track_times=False)
             if n_txt:
                 _virtual(f, "text/embeddings", caches, paths, out, dim, dtype)
                 _write_strings(f["text"], "captions", source.texts)
+        os.replace(tmp, out)
     finally:
         for c in caches:
             c.close()
