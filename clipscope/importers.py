@@ -37,10 +37,23 @@ def _check_rows(a: np.ndarray, what: str) -> np.ndarray:
     return a
 
 
-def _attrs(model_name: str | None, spec: str, dim: int) -> dict:
+def _attrs(model_name: str | None, spec: str, dim: int, files) -> dict:
+    """Provenance of an import; the data fingerprint hashes the imported files' contents."""
+    from clipscope.models import file_sha256
+
+    digest = file_sha256_many([f for f in files if f is not None], file_sha256)
     return {"model": model_name or "unknown (imported)", "pretrained": "unknown (imported)", "embed_dim": int(dim),
-            "data_spec": spec, "source": "import", "dtype": "float32",
+            "data_spec": spec, "data_fingerprint": digest, "source": "import", "dtype": "float32",
             "created_utc": _dt.datetime.now(_dt.timezone.utc).replace(microsecond=0).isoformat()}
+
+
+def file_sha256_many(files, hasher) -> str:
+    import hashlib
+
+    h = hashlib.sha256()
+    for f in files:
+        h.update(hasher(f).encode())
+    return h.hexdigest()[:16]
 
 
 def import_pair_array(path, out, *, model_name=None) -> dict:
@@ -51,7 +64,7 @@ def import_pair_array(path, out, *, model_name=None) -> dict:
                              "[0] image rows, [1] text rows")
     img, txt = _check_rows(a[0], "image rows ([0])"), _check_rows(a[1], "text rows ([1])")
     n = img.shape[0]
-    write_cache(out, attrs=_attrs(model_name, f"pair-array:{Path(path).name}", a.shape[2]),
+    write_cache(out, attrs=_attrs(model_name, f"pair-array:{Path(path).name}", a.shape[2], [path]),
                 image_embeddings=img, text_embeddings=txt, pairs=np.stack([np.arange(n)] * 2, 1))
     return {"cache": str(out), "images": n, "texts": n, "pairs": n}
 
@@ -95,7 +108,8 @@ def import_arrays(out, *, image_embeddings, text_embeddings=None, pairs=None, id
         lab = np.asarray(_load_npy(labels, "--labels")).astype(np.int64).reshape(-1)
         if len(lab) != len(img):
             raise ClipscopeError(f"--labels has {len(lab)} entries for {len(img)} image rows")
-    write_cache(out, attrs=_attrs(model_name, f"arrays:{Path(image_embeddings).name}", img.shape[1]),
+    write_cache(out, attrs=_attrs(model_name, f"arrays:{Path(image_embeddings).name}", img.shape[1],
+                                  [image_embeddings, text_embeddings, pairs, ids, captions, labels]),
                 image_embeddings=img, image_ids=id_list, image_labels=lab,
                 classnames=[str(c) for c in range(int(lab.max()) + 1)] if lab is not None else None,
                 text_embeddings=txt, text_captions=cap_list, pairs=p)
@@ -136,7 +150,7 @@ def import_clip_retrieval(folder, out, *, model_name=None) -> dict:
         if captions is not None and txt is not None and len(captions) != len(txt):
             captions = None
     n = len(img)
-    write_cache(out, attrs=_attrs(model_name, f"clip-retrieval:{root.name}", img.shape[1]),
+    write_cache(out, attrs=_attrs(model_name, f"clip-retrieval:{root.name}", img.shape[1], img_files + txt_files + meta_files),
                 image_embeddings=img, image_ids=ids, text_embeddings=txt, text_captions=captions,
                 pairs=np.stack([np.arange(n)] * 2, 1) if txt is not None else None)
     return {"cache": str(out), "images": n, "texts": 0 if txt is None else n, "pairs": n if txt is not None else 0}

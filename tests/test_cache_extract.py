@@ -348,3 +348,38 @@ def test_offline_error_is_one_line_in_a_real_process(tmp_path):
                         "--out", str(tmp_path / "c.h5")], env=env, cwd=REPO, capture_output=True, text=True, timeout=120)
     assert p.returncode == 1
     assert p.stderr.strip().count("\n") == 0 and p.stderr.startswith("Error: could not fetch weights 'openai'")
+
+
+def test_import_clip_retrieval_folder(run_cli, tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    rng = np.random.default_rng(0)
+    root = tmp_path / "cr"
+    for sub in ("img_emb", "text_emb", "metadata"):
+        (root / sub).mkdir(parents=True)
+    img = [rng.normal(size=(3, 8)).astype(np.float32), rng.normal(size=(2, 8)).astype(np.float32)]
+    txt = [rng.normal(size=(3, 8)).astype(np.float32), rng.normal(size=(2, 8)).astype(np.float32)]
+    for k in range(2):
+        np.save(root / "img_emb" / f"img_emb_{k}.npy", img[k])
+        np.save(root / "text_emb" / f"text_emb_{k}.npy", txt[k])
+        n = len(img[k])
+        pq.write_table(pa.table({"image_path": [f"s{k}/{i}.jpg" for i in range(n)],
+                                 "caption": [f"caption {k}-{i}" for i in range(n)]}), root / "metadata" / f"metadata_{k}.parquet")
+    code, _, err = run_cli("import", "--clip-retrieval", root, "--out", tmp_path / "c.h5", "--model-name", "ViT-L-14")
+    assert code == 0, err
+    with Cache.open(tmp_path / "c.h5") as c:
+        assert c.image_ids == ["s0/0.jpg", "s0/1.jpg", "s0/2.jpg", "s1/0.jpg", "s1/1.jpg"]
+        assert c.text_captions[3] == "caption 1-0"
+        np.testing.assert_array_equal(c.image_embeddings[:], np.concatenate(img))
+        np.testing.assert_array_equal(c.text_embeddings[:], np.concatenate(txt))
+        assert c.pairs.tolist() == [[i, i] for i in range(5)]
+        first = c.attrs["data_fingerprint"]
+    # same content, same fingerprint; other content, another one
+    assert run_cli("import", "--clip-retrieval", root, "--out", tmp_path / "d.h5")[0] == 0
+    np.save(root / "img_emb" / "img_emb_1.npy", img[1] + 1)
+    assert run_cli("import", "--clip-retrieval", root, "--out", tmp_path / "e.h5")[0] == 0
+    with Cache.open(tmp_path / "d.h5") as d, Cache.open(tmp_path / "e.h5") as e:
+        assert d.attrs["data_fingerprint"] == first != e.attrs["data_fingerprint"]
+    code, _, err = run_cli("import", "--clip-retrieval", tmp_path, "--out", tmp_path / "f.h5")
+    assert_one_line_error(code, err, "img_emb")
