@@ -104,14 +104,21 @@ command = "uniformity"
 command = "gap"
 options = {{ bootstrap = 20, projection = "pca", no_plots = true }}
 
+[[run]]
+name = "drift-self"
+command = "drift"
+cache = ["{cache}", "{cache}"]
+
 [thresholds]
 "gap.centroid_distance" = {{ max = 2.0 }}
 "uniformity.alignment" = {{ max = 5.0 }}
+"drift-self.cka_image" = {{ min = 0.999 }}
 ''')
     code, out, err = run_cli("check", suite, "--format", "markdown", "--summary", tmp_path / "summary.md")
     assert code == 0, err
     assert "no regression" in out and (tmp_path / "summary.md").exists()
     assert (tmp_path / "runs" / "gap" / "gap.json").exists()
+    assert (tmp_path / "runs" / "drift-self" / "drift.json").exists()
     strict = suite.read_text().replace("max = 2.0", "max = 0.5")
     suite.write_text(strict + '\n[tolerances]\n"uniformity_image" = 0.0\n')
     code, out, _ = run_cli("check", suite, "--baseline", tmp_path / "runs")

@@ -82,14 +82,18 @@ def _args_for(run: dict, suite: dict, out: Path) -> list[str]:
     command = run.get("command")
     if command not in ("gap", "uniformity", "invert", "blindpairs", "robustness", "drift"):
         raise ClipscopeError(f"suite run has command {command!r}; use gap, uniformity, invert, blindpairs, robustness or drift")
+    from clipscope.cli.main import cli
+
     s = suite.get("suite", {})
+    accepted = {o for p in cli.get_command(click.Context(cli), command).params for o in getattr(p, "opts", [])}
     args = [command]
     cache = run.get("cache", s.get("cache"))
-    if cache:
-        args.append(str(cache))
+    if cache:  # one cache, or a list (drift takes OLD and NEW)
+        args += [str(c) for c in cache] if isinstance(cache, list) else [str(cache)]
+    # Suite-wide settings go to the commands that take them (drift, for one, names two models itself).
     for key in ("model", "pretrained", "data", "device"):
         value = run.get(key, s.get(key))
-        if value is not None and not (cache and key == "data"):
+        if value is not None and f"--{key}" in accepted and not (cache and key == "data"):
             args += [f"--{key}", str(value)]
     for key, value in (run.get("options") or {}).items():
         flag = "--" + key.replace("_", "-")
@@ -125,8 +129,10 @@ def check_cmd(suite_file, out, baseline, fmt, summary):
     out_dir = Path(out or s.get("out") or "clipscope-check")
     rows: list[Row] = []
     warnings: list[str] = []
+    commands = {}  # run name -> command (a run's report is <out>/<name>/<command>.json)
     for k, run in enumerate(suite["run"]):
         name = run.get("name") or run.get("command", f"run{k}")
+        commands[name] = run.get("command")
         args = _args_for(run, suite, out_dir / name)
         click.echo(f"check: clipscope {' '.join(shlex.quote(a) for a in args)}", err=True)
         code = cli_main(args)
@@ -141,7 +147,7 @@ def check_cmd(suite_file, out, baseline, fmt, summary):
         warnings += w
     for key, bound in (suite.get("thresholds") or {}).items():
         run_name, _, metric = key.partition(".")
-        report_path = out_dir / run_name / f"{next((r['command'] for r in suite['run'] if (r.get('name') or r.get('command')) == run_name), run_name)}.json"
+        report_path = out_dir / run_name / f"{commands.get(run_name, run_name)}.json"
         if not report_path.exists():
             raise ClipscopeError(f"threshold {key}: no report at {report_path}")
         m = load_report(report_path)["metrics"].get(metric)
