@@ -74,15 +74,20 @@ def test_label_retrieval_hand_computed():
     X = np.stack([np.cos(ang), np.sin(ang)], 1).astype(np.float32)
     lab = np.array([0, 0, 1, 1, 0])
     r = label_retrieval(X, X, lab, lab, same_set=True, per_query=True)
-    # query 0: ranking 1(0),2(1),3(1),4(0) -> rel [1,0,0,1], R=2: AP=(1/1+2/4)/2=0.75; mAP@R=(1)/2=0.5; P@R=1/2
-    # query 1: ranking 0(0),2(1),3(1),4(0) -> rel [1,0,0,1]: 0.75
-    # query 2: ranking 1(0),0(0),3(1),4(0) -> rel [0,0,1,0] R=1: AP=1/3; mAP@R=0; P@R=0
-    # query 3: ranking 4(0),2(1),1,0 -> rel [0,1,0,0] R=1: AP=1/2; mAP@R=0
-    # query 4: ranking 3(1),2(1),1(0),0(0) -> rel [0,0,1,1] R=2: AP=(1/3+2/4)/2
+    # Same set: mAP@R sums over the top R+1 (the reference counts R before removing the query) over R.
+    # query 0: ranking 1(0),2(1),3(1),4(0) -> rel [1,0,0,1], R=2: AP=(1/1+2/4)/2=0.75; mAP@R=1/2; P@R=1/2
+    # query 1: ranking 0(0),2(1),3(1),4(0) -> rel [1,0,0,1]: 0.75, mAP@R 1/2
+    # query 2: ranking 1(0),0(0),3(1),4(0) -> rel [0,0,1,0] R=1: AP=1/3; mAP@R=0 (top 2); P@R=0
+    # query 3: ranking 4(0),2(1),1,0 -> rel [0,1,0,0] R=1: AP=1/2; mAP@R=(1/2)/1 (top 2); P@R=0
+    # query 4: ranking 3(1),2(1),1(0),0(0) -> rel [0,0,1,1] R=2: AP=(1/3+2/4)/2; mAP@R=(1/3)/2 (top 3)
     ap = np.array([0.75, 0.75, 1 / 3, 0.5, (1 / 3 + 0.5) / 2])
     np.testing.assert_allclose(r["ap"], 100 * ap, atol=1e-9)
     assert r["mAP"] == pytest.approx(100 * ap.mean())
-    assert r["mAP@R"] == pytest.approx(100 * np.mean([0.5, 0.5, 0, 0, 0]))
+    assert r["mAP@R"] == pytest.approx(100 * np.mean([0.5, 0.5, 0, 0.5, 1 / 6]))
+    # a separate gallery truncates at R itself (Musgrave et al.'s MAP@R)
+    sep = label_retrieval(X[:2], X[2:], lab[:2], lab[2:])  # queries 0, 1 (label 0) vs gallery 2, 3, 4
+    # both queries rank 2(1), 3(1), 4(0): R=1, top-1 irrelevant -> mAP@R 0; AP = 1/3
+    assert sep["mAP@R"] == 0.0 and sep["mAP"] == pytest.approx(100 / 3)
     assert r["precision@R"] == pytest.approx(100 * np.mean([0.5, 0.5, 0, 0, 0]))
     assert r["recall@1"] == pytest.approx(100 * np.mean([1, 1, 0, 0, 0]))
 
@@ -180,3 +185,37 @@ def test_invert_with_a_separate_gallery(run_cli, tmp_path):
     for name in ("image_to_image_map", "oti_to_image_map", "oti_to_image_recall_at_1"):
         assert 0 <= rep["metrics"][name]["value"] <= 100
     assert rep["metrics"]["image_to_image_recall_at_1"]["value"] > 50  # the bundled model knows colour and shape
+
+
+def _reference_style_metrics(S, ql, gl, same):
+    """A direct per-query transcription of the reference's evaluation loop (Cross the Gap,
+    src/retrieval.py compute_metrics and src/utils.py retrieval_average_precision_atk)."""
+    aps, aps_r, prs, r1 = [], [], [], []
+    for q in range(S.shape[0]):
+        sim, true = S[q], gl == ql[q]
+        relevant_before_removal = true.sum()
+        if same:
+            sim, true = np.delete(sim, q), np.delete(true, q)
+        order = np.argsort(-sim, kind="stable")
+        t = true[order]
+        prec = np.cumsum(t) / np.arange(1, len(t) + 1)
+        aps.append((prec * t).sum() / t.sum())
+        k = relevant_before_removal
+        aps_r.append((prec[:k] * t[:k]).sum() / min(t.sum(), k))
+        prs.append(t[: t.sum()].sum() / t.sum())
+        r1.append(t[0])
+    return {"mAP": 100 * np.mean(aps), "mAP@R": 100 * np.mean(aps_r), "precision@R": 100 * np.mean(prs),
+            "recall@1": 100 * np.mean(r1)}
+
+
+@pytest.mark.parametrize("same", [True, False])
+def test_label_retrieval_equals_the_reference_loop(same):
+    rng = np.random.default_rng(3)
+    X = rng.normal(size=(60, 6))
+    labels = rng.integers(0, 4, 60)
+    Q, ql = (X, labels) if same else (X[:20], labels[:20])
+    G, gl = (X, labels) if same else (X[20:], labels[20:])
+    ours = label_retrieval(Q, G, ql, gl, same_set=same, block=7)
+    ref = _reference_style_metrics(Q @ G.T, ql, gl, same)
+    for key in ref:
+        assert ours[key] == pytest.approx(ref[key], abs=1e-9), key

@@ -73,8 +73,10 @@ def label_retrieval(queries: np.ndarray, gallery: np.ndarray, query_labels: np.n
     the gallery ranked by decreasing cosine:
 
     - mAP: mean over queries of AP = (1/R) sum_{k: rel(k)} precision@k over the whole ranking;
-    - mAP@R: the same, truncated at rank R: (1/R) sum_{k<=R, rel(k)} precision@k;
-    - precision@R: (relevant rows in the top R) / R;
+    - mAP@R: the same, truncated at rank K: (1/min(R, K)) sum_{k<=K, rel(k)} precision@k, where
+      K = R for a separate gallery and, as in the reference code (``relevant_per_query`` is
+      counted before the query leaves the gallery), K = R + 1 when query and gallery are one set;
+    - precision@R: (relevant rows in the top R) / R, with R counted after the query is removed;
     - recall@1: whether the top-ranked row is relevant.
 
     Queries with no relevant row are left out. With ``per_query`` the result also holds
@@ -107,7 +109,9 @@ def label_retrieval(queries: np.ndarray, gallery: np.ndarray, query_labels: np.n
         ap_all[np.arange(i0, i0 + len(keep))[keep]] = ap
         sums["mAP"] += float(ap.sum())
         within_r = ranks[None, :] <= r[:, None]
-        sums["mAP@R"] += float(((prec * rel * within_r).sum(1) / r).sum())
+        k_map = r + 1 if same_set else r
+        within_k = ranks[None, :] <= k_map[:, None]
+        sums["mAP@R"] += float(((prec * rel * within_k).sum(1) / np.minimum(r, k_map)).sum())
         sums["precision@R"] += float(((rel * within_r).sum(1) / r).sum())
         sums["recall@1"] += float(rel[:, 0].sum())
         count += int(keep.sum())
