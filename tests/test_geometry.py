@@ -210,3 +210,35 @@ def test_uniformity_cli_states_sampling(run_cli, tmp_path, mtg):
     exact = expected_metrics(mtg)["features_convirt.npy"]["metrics"]["uniformity_image"]
     lo, hi = rep["metrics"]["uniformity_image"]["ci95"]
     assert lo - 0.05 < exact < hi + 0.05
+
+
+def test_shift_sweep_with_absolute_deltas_matches_the_reference_operation():
+    """Symmetric rows equal the reference's move_features: text + delta/2 g, image - delta/2 g, renormalised."""
+    rng = np.random.default_rng(9)
+    I = unit(rng.normal(size=(50, 8)) + 1.0)
+    T = unit(rng.normal(size=(50, 8)) - 1.0)
+    sweep = g.shift_sweep(I, T, np.stack([np.arange(50)] * 2, 1), deltas=[-0.5, 0.25, 1.0])
+    diff = I.mean(0, dtype=np.float64) - T.mean(0, dtype=np.float64)
+    direction = diff / np.linalg.norm(diff)
+    for row in (r for r in sweep["rows"] if r["variant"] == "symmetric"):
+        Tm = T + 0.5 * row["delta"] * direction
+        Im = I - 0.5 * row["delta"] * direction
+        Tm /= np.linalg.norm(Tm, axis=1, keepdims=True)
+        Im /= np.linalg.norm(Im, axis=1, keepdims=True)
+        assert row["centroid_distance"] == pytest.approx(np.linalg.norm(Tm.mean(0) - Im.mean(0)), abs=1e-6)
+        r1 = np.mean((Im @ Tm.T).argmax(1) == np.arange(50))
+        assert row["i2t_recall@1"] == pytest.approx(r1)
+    assert [r["delta"] for r in sweep["rows"][:3]] == [-0.5, 0.25, 1.0]
+
+
+def test_gap_cli_reference_delta_grid(run_cli, tmp_path, mtg):
+    import json
+
+    cache = tmp_path / "c.h5"
+    assert run_cli("import", "--pair-array", mtg / "features_clasp.npy", "--out", cache)[0] == 0
+    code, out, err = run_cli("gap", cache, "--shift-deltas", "-5:5:0.25", "--bootstrap", "0", "--json", "-")
+    assert code == 0, err
+    rows = json.loads(out)["tables"]["shift_sweep"]
+    assert [r["delta"] for r in rows if r["variant"] == "symmetric"] == pytest.approx(np.arange(-5, 5, 0.25).tolist())
+    code, _, err = run_cli("gap", cache, "--shift-deltas", "a:b", "--json", "-")
+    assert code == 2 and "--shift-deltas" in err

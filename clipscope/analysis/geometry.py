@@ -322,7 +322,7 @@ SHIFT_FRACTIONS = (-0.5, -0.25, 0.0, 0.25, 0.5, 0.75, 1.0, 1.25, 1.5)
 
 
 def shift_sweep(I: np.ndarray, T: np.ndarray, pairs: np.ndarray | None, *, class_text: np.ndarray | None = None,
-                labels: np.ndarray | None = None, fractions=SHIFT_FRACTIONS, max_rows: int = 5000,
+                labels: np.ndarray | None = None, fractions=SHIFT_FRACTIONS, deltas=None, max_rows: int = 5000,
                 seed: int = 0) -> dict:
     """Embedding shift experiment (Liang et al. 2022, Sec. 4.2).
 
@@ -333,7 +333,10 @@ def shift_sweep(I: np.ndarray, T: np.ndarray, pairs: np.ndarray | None, *, class
     - symmetric: ``I' = normalize(I - delta/2 g)``, ``T' = normalize(T + delta/2 g)``.
 
     f = 1 moves the centroids onto each other before renormalisation; negative f widens the
-    gap. At each delta: the remaining centroid distance; with pairs, image-to-text and
+    gap. The symmetric variant is the reference's ``move_features`` (Weixin-Liang/Modality-Gap,
+    shift_features.ipynb: text + delta/2 g, image - delta/2 g, renormalised), whose grid is the
+    absolute ``np.arange(-5, 5, 0.25)``; pass ``deltas`` to sweep absolute deltas instead of
+    fractions of the gap. At each delta: the remaining centroid distance; with pairs, image-to-text and
     text-to-image recall@1 and @5; with labels and class prompt embeddings, zero-shot
     accuracy. Pairs beyond ``max_rows`` are subsampled (seeded), which the result states.
     """
@@ -362,10 +365,11 @@ def shift_sweep(I: np.ndarray, T: np.ndarray, pairs: np.ndarray | None, *, class
             acc += _renorm(X[i:i + block] + step * g).sum(0, dtype=np.float64)
         return acc / len(X)
 
+    steps = [(float(d) / gap if gap > 0 else 0.0, float(d)) for d in deltas] if deltas is not None else \
+        [(float(f), float(f) * gap) for f in fractions]
     rows = []
     for variant in ("image_only", "symmetric"):
-        for f in fractions:
-            delta = f * gap
+        for f, delta in steps:
             si, st = (delta, 0.0) if variant == "image_only" else (delta / 2, delta / 2)
             row = {"variant": variant, "fraction": float(f), "delta": float(delta)}
             row["centroid_distance"] = float(np.linalg.norm(shifted_mean(I, -si) - shifted_mean(T, st)))

@@ -11,6 +11,8 @@ import numpy as np
 
 from clipscope.linalg import DEFAULT_BLOCK, similarity_tiles
 
+TIE_TOLERANCE = 1e-5  # float32 dot products of unit vectors agree to ~1e-6
+
 
 def _best_correct(queries: np.ndarray, gallery: np.ndarray, q_idx: np.ndarray, g_idx: np.ndarray) -> np.ndarray:
     sims = np.einsum("ij,ij->i", queries[q_idx], gallery[g_idx])
@@ -25,8 +27,10 @@ def recall_at_k(queries: np.ndarray, gallery: np.ndarray, correct: np.ndarray, k
 
     ``correct`` is an (M, 2) array of (query row, gallery row) matches; queries without any
     match are left out. Rows must be L2-normalised (cosine similarity). The rank of a query is
-    the number of gallery rows strictly more similar than its most similar correct row, so ties
-    count in the query's favour.
+    the number of gallery rows more similar than its most similar correct row by more than
+    ``TIE_TOLERANCE``, so ties count in the query's favour. (The tolerance absorbs float32
+    rounding: the correct row's similarity, computed once per pair, may differ in the last bits
+    from the same similarity inside a tile, and must never rank the row behind itself.)
     """
     import torch
 
@@ -36,7 +40,7 @@ def recall_at_k(queries: np.ndarray, gallery: np.ndarray, correct: np.ndarray, k
     best_t = torch.from_numpy(best).to(device)
     ahead = torch.zeros(len(queries), dtype=torch.long, device=device)
     for i0, i1, _j0, _j1, s in similarity_tiles(queries, gallery, block=block, device=device):
-        ahead[i0:i1] += (s > best_t[i0:i1, None]).sum(1)
+        ahead[i0:i1] += (s > best_t[i0:i1, None] + TIE_TOLERANCE).sum(1)
     rank = ahead.cpu().numpy()[has]
     return {k: float((rank < k).mean()) if len(rank) else float("nan") for k in ks}
 

@@ -30,7 +30,9 @@ def _run(command, task, cache, opts, evaluate_kw, figure_kw):
 @click.option("--bootstrap", default=200, show_default=True, type=click.IntRange(0), help="Bootstrap replicates for ci95 (0: off).")
 @click.option("--projection", default="umap", show_default=True, type=click.Choice(["umap", "pca"]), help="2-D projection plot.")
 @click.option("--sweep-max-rows", default=5000, show_default=True, type=click.IntRange(10), help="Pairs used by the shift sweep.")
-def gap_cmd(cache, bootstrap, projection, sweep_max_rows, **opts):
+@click.option("--shift-deltas", default=None, metavar="START:STOP:STEP|a,b,..",
+              help="Absolute shift deltas instead of fractions of the gap; '-5:5:0.25' is the reference grid.")
+def gap_cmd(cache, bootstrap, projection, sweep_max_rows, shift_deltas, **opts):
     """The modality gap: centroid distance and cosine, paired distance and cosine, RMG, cone,
     linear separability, per-dimension gap and the shift sweep.
 
@@ -41,7 +43,25 @@ def gap_cmd(cache, bootstrap, projection, sweep_max_rows, **opts):
     """
     from clipscope.tasks import gap
 
-    _run("gap", gap, cache, opts, {"bootstrap": bootstrap, "sweep_max_rows": sweep_max_rows}, {"projection": projection})
+    deltas = _parse_deltas(shift_deltas) if shift_deltas else None
+    _run("gap", gap, cache, opts, {"bootstrap": bootstrap, "sweep_max_rows": sweep_max_rows, "shift_deltas": deltas},
+         {"projection": projection})
+
+
+def _parse_deltas(text: str) -> list[float]:
+    import numpy as np
+
+    try:
+        if ":" in text:
+            start, stop, step = (float(v) for v in text.split(":"))
+            values = np.arange(start, stop, step).tolist()  # the reference's own construction
+        else:
+            values = [float(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise click.BadParameter("use START:STOP:STEP (e.g. -5:5:0.25) or a comma list", param_hint="--shift-deltas") from None
+    if not values:
+        raise click.BadParameter("no deltas in that range", param_hint="--shift-deltas")
+    return values
 
 
 @click.command("uniformity")

@@ -10,12 +10,13 @@ from clipscope.analysis import geometry
 from clipscope.tasks import TaskResult, class_text, modality_rows
 
 
-def evaluate(cache, *, bootstrap: int = 200, seed: int = 0, sweep_max_rows: int = 5000, top_dims: int = 20) -> TaskResult:
+def evaluate(cache, *, bootstrap: int = 200, seed: int = 0, sweep_max_rows: int = 5000, top_dims: int = 20,
+             shift_deltas=None) -> TaskResult:
     I, T, Ip, Tp, pairs = modality_rows(cache)
     metrics = geometry.gap_metrics(I, T, Ip, Tp, bootstrap=bootstrap, seed=seed)
     per_dim = geometry.per_dimension_gap(I, T, top=top_dims)
     sweep = geometry.shift_sweep(I, T, pairs, class_text=class_text(cache), labels=cache.image_labels,
-                                 max_rows=sweep_max_rows, seed=seed)
+                                 deltas=shift_deltas, max_rows=sweep_max_rows, seed=seed)
     notes = []
     if Ip is None:
         notes.append("no image-text pairs: paired metrics (paired_*, rmg) and the sweep's recall were skipped")
@@ -29,7 +30,8 @@ def evaluate(cache, *, bootstrap: int = 200, seed: int = 0, sweep_max_rows: int 
     }
     plot_data = {"I": I, "T": T, "pairs": pairs, "Ip": Ip, "Tp": Tp, "per_dim": per_dim, "sweep": sweep}
     return TaskResult(metrics, tables, notes,
-                      config={"bootstrap": bootstrap, "sweep_max_rows": sweep_max_rows, "top_dims": top_dims},
+                      config={"bootstrap": bootstrap, "sweep_max_rows": sweep_max_rows, "top_dims": top_dims,
+                              "shift_deltas": None if shift_deltas is None else [float(d) for d in shift_deltas]},
                       counts={"images": len(I), "texts": len(T), "pairs": 0 if pairs is None else len(pairs)},
                       plot_data=plot_data)
 
