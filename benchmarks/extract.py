@@ -70,10 +70,22 @@ def main():
         extract(source, enc, tmp / "cache.h5", batch_size=args.batch_size, workers=workers, progress=False)
         sync()
         full = args.n / (time.perf_counter() - t0)
+
+        # The loader alone (decode + preprocess in the same DataLoader, no model): its ceiling.
+        from clipscope.extract import _collate, _ImageDataset
+
+        loader = torch.utils.data.DataLoader(_ImageDataset(source, enc.preprocess, 0), batch_size=args.batch_size,
+                                             num_workers=workers, collate_fn=_collate,
+                                             prefetch_factor=4 if workers else None)
+        t0 = time.perf_counter()
+        for _ in loader:
+            pass
+        decode_only = args.n / (time.perf_counter() - t0)
         print(f"model {args.model} on {enc.device} ({args.precision}), batch {args.batch_size}, {args.n} JPEGs 320x240, "
               f"{workers} worker(s), {torch.get_num_threads()} torch threads")
         print(f"forward only (preloaded tensors): {forward:8.1f} images/s")
         print(f"extract (files -> cache):         {full:8.1f} images/s")
+        print(f"loader alone (decode+preprocess): {decode_only:8.1f} images/s")
         print(f"ratio extract / forward:          {full / forward:8.3f}   (goal >= 0.9)")
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
