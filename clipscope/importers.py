@@ -39,20 +39,21 @@ def _check_rows(a: np.ndarray, what: str) -> np.ndarray:
 
 def _attrs(model_name: str | None, spec: str, dim: int, files) -> dict:
     """Provenance of an import; the data fingerprint hashes the imported files' contents."""
-    from clipscope.models import file_sha256
-
-    digest = file_sha256_many([f for f in files if f is not None], file_sha256)
     return {"model": model_name or "unknown (imported)", "pretrained": "unknown (imported)", "embed_dim": int(dim),
-            "data_spec": spec, "data_fingerprint": digest, "source": "import", "dtype": "float32",
+            "data_spec": spec, "data_fingerprint": _content_digest(f for f in files if f is not None),
+            "source": "import", "dtype": "float32",
             "created_utc": _dt.datetime.now(_dt.timezone.utc).replace(microsecond=0).isoformat()}
 
 
-def file_sha256_many(files, hasher) -> str:
+def _content_digest(files) -> str:
+    """A short hash over the contents of the imported files, in order."""
     import hashlib
+
+    from clipscope.models import file_sha256
 
     h = hashlib.sha256()
     for f in files:
-        h.update(hasher(f).encode())
+        h.update(file_sha256(f).encode())
     return h.hexdigest()[:16]
 
 

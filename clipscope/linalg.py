@@ -17,20 +17,6 @@ from clipscope.errors import ClipscopeError
 DEFAULT_BLOCK = 4096
 
 
-def as_float_rows(x, name: str = "embeddings") -> np.ndarray:
-    """Validate a 2-D finite float array; return it as C-contiguous float32 (no copy if already)."""
-    x = np.asarray(x)
-    if x.ndim != 2:
-        raise ClipscopeError(f"{name} must be a 2-D array (rows x dims), got shape {x.shape}")
-    if x.shape[0] == 0:
-        raise ClipscopeError(f"{name} has no rows")
-    x = np.ascontiguousarray(x, dtype=np.float32)
-    if not np.isfinite(x).all():
-        bad = np.flatnonzero(~np.isfinite(x).all(axis=1))
-        raise ClipscopeError(f"{name} has NaN or inf in {bad.size} row(s) (first: row {bad[0]}); drop or fix them")
-    return x
-
-
 def l2_normalize(x, *, eps: float = 1e-12, copy: bool = True) -> np.ndarray:
     """Rows divided by their L2 norm (float32). Zero rows stay zero."""
     x = np.array(x, dtype=np.float32, copy=copy) if copy else np.asarray(x, dtype=np.float32)

@@ -49,9 +49,10 @@ def output_options(fn):
     return wrapper
 
 
-def resolve_cache(cache_path, *, model, pretrained, data, device, precision, batch_size, workers, quiet):
+def resolve_cache(cache_path, *, model, pretrained, data, device, precision, batch_size, workers, quiet, encoder=None):
     """The walk every analysis command shares: a given cache, or extraction on demand into the
-    content-keyed cache (reused by the next run with the same model, weights and data)."""
+    content-keyed cache (reused by the next run with the same model, weights and data).
+    ``encoder``: an already loaded encoder of ``model`` to extract with (else it is loaded)."""
     from clipscope.cache import Cache
 
     if cache_path and (model or data):
@@ -66,7 +67,7 @@ def resolve_cache(cache_path, *, model, pretrained, data, device, precision, bat
     from clipscope.runtime import default_workers
 
     source = open_source(data or "probes")
-    encoder = load_encoder(model, pretrained, device=device, precision=precision)
+    encoder = encoder or load_encoder(model, pretrained, device=device, precision=precision)
     path = ensure_cache(encoder, source, batch_size=batch_size,
                         workers=default_workers(encoder.device) if workers is None else workers, progress=not quiet)
     return Cache.open(path)

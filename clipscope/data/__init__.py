@@ -17,6 +17,7 @@ Grammar::
 from __future__ import annotations
 
 import csv
+import functools
 import glob
 import hashlib
 import io
@@ -54,7 +55,7 @@ class DataSource:
     paths: list[str] | None = None
     fingerprint_parts: list = field(default_factory=list)
 
-    @property
+    @functools.cached_property
     def fingerprint(self) -> str:
         """A content key: the ids, texts, pairs and (for files) their sizes and mtimes."""
         h = hashlib.sha256()

@@ -162,12 +162,6 @@ def render(scene: Scene, *, size: int = DEFAULT_SIZE, seed: int = 0, index: int 
     return img.resize((size, size), Image.Resampling.LANCZOS)
 
 
-def probe_item(seed: int, index: int, size: int = DEFAULT_SIZE) -> tuple[Image.Image, str, int]:
-    """Image, caption and colour-shape label of scene ``index``."""
-    sc = scene(seed, index)
-    return render(sc, size=size, seed=seed, index=index), sc.caption, sc.label
-
-
 _ALTERNATIVES = {
     "orientation": ("orientation", ORIENTATIONS),
     "colour": ("colour", tuple(COLOURS)),

@@ -23,7 +23,6 @@ import socket
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
 
 from clipscope.errors import ClipscopeError
 
@@ -284,7 +283,3 @@ def _load_timm(name: str, pretrained: str | None, device: str, precision: str) -
         "preprocess": json.loads(json.dumps(data_cfg, default=list)),
     }
     return Encoder(net, preprocess, None, device, precision, provenance, kind="timm")
-
-
-def as_numpy(t) -> np.ndarray:
-    return t.detach().cpu().numpy().astype(np.float32, copy=False)

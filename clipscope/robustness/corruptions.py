@@ -107,13 +107,6 @@ def _filter2d(x, kernel):
     return F.conv2d(x, kernel.to(x.device, x.dtype).expand(c, 1, kh, kw), groups=c)
 
 
-def _cv2_gaussian_kernel(ksize: int, sigma: float):
-    torch = _torch()
-    x = torch.arange(ksize, dtype=torch.float32) - (ksize - 1) / 2
-    k = torch.exp(-(x ** 2) / (2 * sigma ** 2))
-    return k / k.sum()
-
-
 def disk_kernel(radius: float, alias_blur: float):
     """The reference's anti-aliased disk: a binary disk smoothed by cv2.GaussianBlur."""
     torch = _torch()
@@ -126,7 +119,7 @@ def disk_kernel(radius: float, alias_blur: float):
     X, Y = np.meshgrid(L, L)
     d = torch.from_numpy(((X ** 2 + Y ** 2) <= radius ** 2).astype(np.float32))
     d /= d.sum()
-    g = _cv2_gaussian_kernel(ksize, alias_blur)
+    g = _gaussian_kernel1d(alias_blur, ksize // 2)  # cv2.GaussianBlur's kernel for odd ksize
     p = ksize // 2
     d = F.pad(d[None, None], (p, p, p, p), mode="reflect")
     d = F.conv2d(d, g.view(1, 1, 1, -1))

@@ -44,7 +44,8 @@ def mine(cache, ref, *, clip_threshold: float = 0.95, ref_threshold: float = 0.6
         "n_clip_similar_pairs": metric(bp.n_clip_similar, higher_is_better=None,
                                        description=f"pairs with CLIP cosine > {clip_threshold}"),
     }
-    paths = _paths_by_id(cache)
+    source = _source_of(cache)
+    paths = dict(zip(source.image_ids, source.paths)) if source is not None and source.paths else {}
     table = []
     for a, b, c, r in zip(bp.a, bp.b, bp.clip_cosine, bp.reference_cosine):
         row = {"a": ids[a], "b": ids[b], "clip_cosine": float(c), "reference_cosine": float(r)}
@@ -58,19 +59,17 @@ def mine(cache, ref, *, clip_threshold: float = 0.95, ref_threshold: float = 0.6
     return TaskResult(metrics, {"blind_pairs": table}, notes,
                       config={"clip_threshold": clip_threshold, "ref_threshold": ref_threshold, "top": top,
                               "reference_model": ref.attrs.get("model"), "reference_pretrained": ref.attrs.get("pretrained")},
-                      counts={"images": n}, plot_data={"cache": cache, "pairs": table[:12]})
+                      counts={"images": n}, plot_data={"source": source, "pairs": table[:12]})
 
 
-def _paths_by_id(cache) -> dict:
+def _source_of(cache):
+    """The data source a cache was extracted from, when it can still be opened (else None)."""
+    from clipscope.data import open_source
+
     try:
-        from clipscope.data import open_source
-
-        src = open_source(cache.attrs.get("data_spec") or "")
-    except Exception:  # data moved or not a file source: the table simply has no paths
-        return {}
-    if not src.paths:
-        return {}
-    return dict(zip(src.image_ids, src.paths))
+        return open_source(cache.attrs.get("data_spec") or "")
+    except Exception:  # data moved, or an import: no paths and no contact sheet
+        return None
 
 
 def score_benchmark(encoder, pairs: list[dict], *, benchmark: str, batch_size: int = 64) -> TaskResult:
@@ -128,20 +127,17 @@ def figures(result: TaskResult, out_dir: Path, title: str, **_) -> dict:
         out["examples"] = plots.image_grid(imgs, caps, out_dir / "blindpairs_examples.png",
                                            title=f"Pair probes: {title}")
     elif d.get("pairs"):
-        sheet = contact_sheet(d["cache"], d["pairs"], out_dir / "blindpairs_contact_sheet.png", title)
+        sheet = contact_sheet(d["source"], d["pairs"], out_dir / "blindpairs_contact_sheet.png", title)
         if sheet:
             out["contact_sheet"] = sheet
     return {k: Path(v).name for k, v in out.items()}
 
 
-def contact_sheet(cache, rows: list[dict], path: Path, title: str) -> str | None:
+def contact_sheet(src, rows: list[dict], path: Path, title: str) -> str | None:
     """Both images of the top pairs, with both cosines, when the images can be read."""
-    from clipscope.data import open_source
     from clipscope.report import plots
 
-    try:
-        src = open_source(cache.attrs.get("data_spec") or "")
-    except Exception:
+    if src is None:
         return None
     index = {i: k for k, i in enumerate(src.image_ids)}
     imgs, caps = [], []
