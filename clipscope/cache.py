@@ -25,12 +25,12 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
 
 from clipscope.errors import ClipscopeError
+from clipscope.fileio import atomic_path, ensure_space
 from clipscope.linalg import l2_normalize
 
 SCHEMA_VERSION = 1
@@ -66,70 +66,82 @@ def _write_rows(group, name: str, rows: np.ndarray, dtype=np.float32, block: int
 
 
 def _write_strings(group, name: str, values) -> None:
-    group.create_dataset(name, data=np.array(list(values), dtype=object), dtype=_str_dtype(), track_times=False)
+    """UTF-8 strings; a file name that is not valid UTF-8 (held by Python as surrogate escapes)
+    keeps its original bytes, so ids round-trip losslessly through :func:`_decode`."""
+    data = [v.encode("utf-8", "surrogateescape") if isinstance(v, str) else v for v in values]
+    group.create_dataset(name, data=np.array(data, dtype=object), dtype=_str_dtype(), track_times=False)
 
 
 def write_cache(path: str | os.PathLike, *, attrs: dict, image_embeddings=None, image_ids=None, image_labels=None,
                 classnames=None, text_embeddings=None, text_captions=None, pairs=None, failed=(),
-                class_embeddings=None, class_prompts=None, dtype=np.float32, extra: dict | None = None) -> Path:
+                class_embeddings=None, class_prompts=None, dtype=np.float32, extra: dict | None = None,
+                keep: str = "") -> Path:
     """Write a complete cache atomically (temporary file, then ``os.replace``).
 
     ``image_embeddings`` / ``text_embeddings`` may be any row-sliceable array (a memmap streams).
-    ``extra`` maps dataset paths (e.g. ``image/oti_embeddings``) to arrays.
+    ``extra`` maps dataset paths (e.g. ``image/oti_embeddings``) to arrays. ``keep`` is added
+    to a disk-full error (what survives for a rerun).
     """
     h5py = _h5py()
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        with h5py.File(tmp, "w", track_order=True) as f:
-            base = {"clipscope_schema": SCHEMA_VERSION}
-            from clipscope import __version__
+    itemsize = np.dtype(dtype).itemsize
+    size = sum(_nbytes(a, itemsize) for a in (image_embeddings, text_embeddings, class_embeddings, *(extra or {}).values()))
+    size += sum(_nbytes(v) for v in (image_ids, text_captions, classnames, class_prompts, [b for _, b in failed]))
+    size += 16 * (0 if pairs is None else len(pairs)) + 8 * (0 if image_labels is None else len(image_labels))
+    ensure_space(path.parent, size, path, keep)
+    with atomic_path(path, keep=keep) as tmp, h5py.File(tmp, "w", track_order=True) as f:
+        base = {"clipscope_schema": SCHEMA_VERSION}
+        from clipscope import __version__
 
-            base["clipscope_version"] = __version__
-            for k, v in {**base, **attrs}.items():
-                if v is None:
-                    continue
-                f.attrs[k] = json.dumps(v, sort_keys=True) if isinstance(v, (dict, list)) else v
-            img = f.create_group("image", track_order=True)
-            if image_embeddings is not None:
-                _write_rows(img, "embeddings", image_embeddings, dtype)
-                ids = image_ids if image_ids is not None else [str(i) for i in range(len(image_embeddings))]
-                _write_strings(img, "ids", ids)
-                if image_labels is not None:
-                    img.create_dataset("labels", data=np.asarray(image_labels, np.int64), track_times=False)
-            if classnames is not None:
-                _write_strings(f, "classnames", classnames)
-            if class_embeddings is not None:
-                cls = f.create_group("classes", track_order=True)
-                _write_rows(cls, "embeddings", class_embeddings, dtype)
-                _write_strings(cls, "prompts", class_prompts)
-            txt = f.create_group("text", track_order=True)
-            if text_embeddings is not None and len(text_embeddings):
-                _write_rows(txt, "embeddings", text_embeddings, dtype)
-                caps = text_captions if text_captions is not None else [str(i) for i in range(len(text_embeddings))]
-                _write_strings(txt, "captions", caps)
-            p = np.zeros((0, 2), np.int64) if pairs is None else np.asarray(pairs, np.int64).reshape(-1, 2)
-            f.create_dataset("pairs", data=p, maxshape=(None, 2), track_times=False)
-            fg = f.create_group("failed", track_order=True)
-            failed = list(failed)
-            _write_strings(fg, "ids", [a for a, _ in failed])
-            _write_strings(fg, "reasons", [b for _, b in failed])
-            for key, arr in (extra or {}).items():
-                arr = np.asarray(arr)
-                if arr.ndim == 2:
-                    _write_rows(f.require_group(key.rsplit("/", 1)[0]), key.rsplit("/", 1)[1], arr, dtype)
-                else:
-                    f.create_dataset(key, data=arr, track_times=False)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+        base["clipscope_version"] = __version__
+        for k, v in {**base, **attrs}.items():
+            if v is None:
+                continue
+            f.attrs[k] = json.dumps(v, sort_keys=True) if isinstance(v, (dict, list)) else v
+        img = f.create_group("image", track_order=True)
+        if image_embeddings is not None:
+            _write_rows(img, "embeddings", image_embeddings, dtype)
+            ids = image_ids if image_ids is not None else [str(i) for i in range(len(image_embeddings))]
+            _write_strings(img, "ids", ids)
+            if image_labels is not None:
+                img.create_dataset("labels", data=np.asarray(image_labels, np.int64), track_times=False)
+        if classnames is not None:
+            _write_strings(f, "classnames", classnames)
+        if class_embeddings is not None:
+            cls = f.create_group("classes", track_order=True)
+            _write_rows(cls, "embeddings", class_embeddings, dtype)
+            _write_strings(cls, "prompts", class_prompts)
+        txt = f.create_group("text", track_order=True)
+        if text_embeddings is not None and len(text_embeddings):
+            _write_rows(txt, "embeddings", text_embeddings, dtype)
+            caps = text_captions if text_captions is not None else [str(i) for i in range(len(text_embeddings))]
+            _write_strings(txt, "captions", caps)
+        p = np.zeros((0, 2), np.int64) if pairs is None else np.asarray(pairs, np.int64).reshape(-1, 2)
+        f.create_dataset("pairs", data=p, maxshape=(None, 2), track_times=False)
+        fg = f.create_group("failed", track_order=True)
+        failed = list(failed)
+        _write_strings(fg, "ids", [a for a, _ in failed])
+        _write_strings(fg, "reasons", [b for _, b in failed])
+        for key, arr in (extra or {}).items():
+            arr = np.asarray(arr)
+            if arr.ndim == 2:
+                _write_rows(f.require_group(key.rsplit("/", 1)[0]), key.rsplit("/", 1)[1], arr, dtype)
+            else:
+                f.create_dataset(key, data=arr, track_times=False)
     return path
 
 
-def add_datasets(path: str | os.PathLike, arrays: dict, attrs: dict | None = None) -> None:
+def _nbytes(values, itemsize: int | None = None) -> int:
+    """About how many bytes ``values`` (an array, or a list of strings) take in the file."""
+    if values is None:
+        return 0
+    if hasattr(values, "shape") and getattr(values, "dtype", object) != object:
+        n = int(np.prod(values.shape))
+        return n * (itemsize or values.dtype.itemsize)
+    return sum(len(str(v).encode("utf-8", "surrogateescape")) + 16 for v in values)
+
+
+def add_datasets(path: str | os.PathLike, arrays: dict, attrs: dict | None = None, *, keep: str = "") -> None:
     """Add (or replace) datasets in an existing cache, atomically: copy, write, replace.
 
     Copying keeps the original intact if anything fails midway; caches are embeddings only,
@@ -139,9 +151,8 @@ def add_datasets(path: str | os.PathLike, arrays: dict, attrs: dict | None = Non
 
     h5py = _h5py()
     path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
+    ensure_space(path.parent, path.stat().st_size + sum(_nbytes(a) for a in arrays.values()), path, keep)
+    with atomic_path(path, keep=keep) as tmp:
         shutil.copyfile(path, tmp)
         with h5py.File(tmp, "a") as f:
             for key, arr in arrays.items():
@@ -158,14 +169,18 @@ def add_datasets(path: str | os.PathLike, arrays: dict, attrs: dict | None = Non
                     f.create_dataset(key, data=arr, track_times=False)
             for k, v in (attrs or {}).items():
                 f.attrs[k] = json.dumps(v, sort_keys=True) if isinstance(v, (dict, list)) else v
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+
+
+INVERSION_MODES = ("oti", "ovi")
+
+
+def derived_partials(path: str | os.PathLike) -> list[Path]:
+    """Unfinished work of analyses that add datasets to the cache at ``path`` (``invert``)."""
+    return [Path(f"{path}.{mode}.partial") for mode in INVERSION_MODES if Path(f"{path}.{mode}.partial").exists()]
 
 
 def _decode(values) -> list[str]:
-    return [v.decode("utf-8") if isinstance(v, bytes) else str(v) for v in values]
+    return [v.decode("utf-8", "surrogateescape") if isinstance(v, bytes) else str(v) for v in values]
 
 
 class Cache:
@@ -192,13 +207,18 @@ class Cache:
             f = h5py.File(p, "r")
         except OSError:
             raise ClipscopeError(f"{p} is not an HDF5 cache (unreadable or corrupt); recreate it with extract or import") from None
-        if "clipscope_schema" not in f.attrs:
+        version = f.attrs.get("clipscope_schema")
+        try:
+            version = int(version) if version is not None else None
+        except (TypeError, ValueError):
+            version = -1
+        if version is None or version < 1:
             f.close()
-            raise ClipscopeError(f"{p} is an HDF5 file but not a clipscope cache (no clipscope_schema attribute)")
-        if int(f.attrs["clipscope_schema"]) > SCHEMA_VERSION:
+            raise ClipscopeError(f"{p} is an HDF5 file but not a clipscope cache (no valid clipscope_schema attribute)")
+        if version > SCHEMA_VERSION:
             f.close()
-            raise ClipscopeError(f"{p} uses cache schema {int(f.attrs['clipscope_schema'])}, newer than this "
-                                 f"clipscope reads ({SCHEMA_VERSION}); upgrade clipscope")
+            raise ClipscopeError(f"{p} uses cache schema {version}: it was made by a newer clipscope than this one "
+                                 f"(reads schema {SCHEMA_VERSION}); upgrade clipscope")
         return cls(p, f)
 
     def close(self) -> None:
@@ -256,7 +276,12 @@ class Cache:
 
     @property
     def pairs(self) -> np.ndarray:
-        return self._f["pairs"][:].astype(np.int64) if "pairs" in self._f else np.zeros((0, 2), np.int64)
+        """(M, 2) int64 (image row, text row); an index outside the rows is an error, never used."""
+        if "pairs" not in self._f:
+            return np.zeros((0, 2), np.int64)
+        from clipscope.pairing import check_pairs
+
+        return check_pairs(self._f["pairs"][:], self.n_images, self.n_texts, f"{self.path}:/pairs")
 
     @property
     def image_labels(self) -> np.ndarray | None:

@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from clipscope.errors import ClipscopeError
+from clipscope.pairing import drop_rows
 
 
 def plan_shards(n: int, num_shards: int, batch_size: int) -> list[tuple[int, int]]:
@@ -47,12 +48,13 @@ def _shard_name(k: int, n: int) -> str:
     return f"shard-{k:05d}-of-{n:05d}.h5"
 
 
-def _run_shard(model, pretrained, device, precision, spec, k, n, img, txt, batch_size, dtype, path, with_classes):
+def _run_shard(model, pretrained, device, precision, spec, k, n, img, txt, batch_size, dtype, path, with_classes,
+               verify=False):
     from clipscope.data import open_source
     from clipscope.extract import extract
     from clipscope.models import load_encoder
 
-    source = open_source(spec)
+    source = open_source(spec, verify=verify)
     encoder = load_encoder(model, pretrained, device=device, precision=precision)
     sub = shard_source(source, img, txt, k, n)
     return extract(sub, encoder, path, batch_size=batch_size, workers=0, dtype=dtype, progress=False,
@@ -70,6 +72,7 @@ def _import_ray():
 def extract_sharded(*, model: str, pretrained: str | None, data: str, out: str | os.PathLike, num_shards: int | None = None,
                     address: str | None = None, batch_size: int = 64, dtype: str = "float32", device: str = "auto",
                     precision: str = "auto", merge: bool = False, overwrite: bool = False, progress: bool = True,
+                    verify: bool = False,
                     num_cpus: int | None = None) -> dict:
     """Extract ``data`` with ``model`` on a Ray cluster into ``out`` (see the module docstring)."""
     import shutil
@@ -83,7 +86,7 @@ def extract_sharded(*, model: str, pretrained: str | None, data: str, out: str |
     if overwrite:
         shutil.rmtree(shard_dir, ignore_errors=True)
         out.unlink(missing_ok=True)
-    source = open_source(data)
+    source = open_source(data, verify=verify)
     if not ray.is_initialized():
         kwargs = {"address": address} if address else {"num_cpus": num_cpus}
         import logging
@@ -100,7 +103,7 @@ def extract_sharded(*, model: str, pretrained: str | None, data: str, out: str |
     shard_dir.mkdir(parents=True, exist_ok=True)
     paths = [shard_dir / _shard_name(k, n) for k in range(n)]
     refs = [task.remote(model, pretrained, device if gpus else "cpu", precision, data, k, n, img_ranges[k],
-                        txt_ranges[k], batch_size, dtype, str(paths[k]), k == 0) for k in range(n)]
+                        txt_ranges[k], batch_size, dtype, str(paths[k]), k == 0, verify) for k in range(n)]
     summaries = []
     for k, ref in enumerate(refs):
         summaries.append(ray.get(ref))
@@ -108,7 +111,10 @@ def extract_sharded(*, model: str, pretrained: str | None, data: str, out: str |
             import click
 
             click.echo(f"shard {k + 1}/{n} {'already done' if summaries[-1].get('skipped') else 'done'}", err=True)
-    join_shards(paths, out, source, merge=merge)
+    from clipscope.fileio import exclusive
+
+    with exclusive(out, quiet=not progress):
+        join_shards(paths, out, source, merge=merge)
     with Cache.open(out) as c:
         counts = {"images": c.n_images, "texts": c.n_texts, "pairs": int(len(c.pairs)), "failed": len(c.failed)}
     return {"cache": str(out), "shards": n, "skipped_shards": sum(bool(s.get("skipped")) for s in summaries),
@@ -130,14 +136,11 @@ def join_shards(paths: list[Path], out: Path, source, *, merge: bool = False) ->
         # Global rows: shards are contiguous and in order; each dropped its own unreadable inputs.
         pos = {i: k for k, i in enumerate(source.image_ids)}
         ok_global = np.asarray([pos[i] for c in caches for i in c.image_ids], np.int64)
-        failed = [f for c in caches for f in c.failed]
-        remap = -np.ones(len(source.image_ids), np.int64)
-        remap[ok_global] = np.arange(len(ok_global))
+        failed = [f for c in caches for f in c.failed] + list(source.failed)
+        ok = np.zeros(len(source.image_ids), bool)
+        ok[ok_global] = True
         n_txt = sum(c.n_texts for c in caches)
-        pairs = source.pairs if n_txt else np.zeros((0, 2), np.int64)
-        if len(pairs):
-            pairs = np.stack([remap[pairs[:, 0]], pairs[:, 1]], 1)
-            pairs = pairs[pairs[:, 0] >= 0]
+        pairs = drop_rows(source.pairs, len(ok), ok, column=0) if n_txt else np.zeros((0, 2), np.int64)
         labels = source.labels[ok_global] if source.labels is not None else None
         cls_emb = caches[0]["classes/embeddings"][:] if "classes/embeddings" in caches[0] else None
         cls_prompts = [v.decode() if isinstance(v, bytes) else v for v in caches[0]["classes/prompts"][:]] if cls_emb is not None else None
@@ -169,7 +172,7 @@ def join_shards(paths: list[Path], out: Path, source, *, merge: bool = False) ->
             if n_txt:
                 _virtual(f, "text/embeddings", caches, paths, out, dim, dtype)
                 _write_strings(f["text"], "captions", source.texts)
-        os.replace(tmp, out)
+        os.replace(tmp, out)  # built under its own name above: relative virtual paths must stay valid
     finally:
         for c in caches:
             c.close()

@@ -19,9 +19,13 @@ from pathlib import Path
 
 import numpy as np
 
-from clipscope.cache import PROVENANCE_KEYS, Cache, write_cache
+from clipscope.cache import PROVENANCE_KEYS, Cache, derived_partials, write_cache
 from clipscope.errors import ClipscopeError
-from clipscope.journal import Journal, atomic_json
+from clipscope.fileio import atomic_json, exclusive
+from clipscope.journal import Journal
+from clipscope.pairing import drop_rows
+
+RESUME_HINT = "the journal is kept: rerun the same command to resume"
 
 
 class _ImageDataset:
@@ -86,18 +90,29 @@ def extract(source, encoder, out: str | os.PathLike, *, batch_size: int = 64, wo
             with_classes: bool = True, extra_attrs: dict | None = None) -> dict:
     """Encode ``source`` with ``encoder`` into the cache ``out``; resume a journal if one exists.
 
+    The whole run holds an exclusive lock on ``out``: a second writer of the same cache waits,
+    then finds the cache complete (and reuses it) or resumes the journal where the first stopped.
     Returns a summary: counts of images, texts, failures, and whether the run resumed.
     """
-    import torch
-
     out = Path(out)
-    journal_dir = Path(str(out) + ".partial")
-    attrs = {**cache_attrs(encoder, source, dtype), **(extra_attrs or {})}
     if dtype not in ("float32", "float16"):
         raise ClipscopeError(f"--dtype {dtype}: use float32 or float16")
+    with exclusive(out, quiet=not progress):
+        return _extract_locked(source, encoder, out, batch_size=batch_size, workers=workers, dtype=dtype,
+                               overwrite=overwrite, progress=progress, texts=texts, with_classes=with_classes,
+                               extra_attrs=extra_attrs)
 
+
+def _extract_locked(source, encoder, out: Path, *, batch_size, workers, dtype, overwrite, progress, texts,
+                    with_classes, extra_attrs) -> dict:
+    import torch
+
+    journal_dir = Path(str(out) + ".partial")
+    attrs = {**cache_attrs(encoder, source, dtype), **(extra_attrs or {})}
     if overwrite:
         shutil.rmtree(journal_dir, ignore_errors=True)
+        for folder in derived_partials(out):  # progress of analyses on the old content
+            shutil.rmtree(folder, ignore_errors=True)
     elif out.exists():
         try:
             with Cache.open(out) as c:
@@ -154,14 +169,11 @@ def extract(source, encoder, out: str | os.PathLike, *, batch_size: int = 64, wo
         bar.close()
     txt_j.finish()
 
-    ok_rows = _succeeded(n_img, img_j.state["failed"])
-    remap = -np.ones(n_img, np.int64)
-    remap[ok_rows] = np.arange(len(ok_rows))
+    ok = _succeeded(n_img, img_j.state["failed"])
+    ok_rows = np.flatnonzero(ok)
     have_text = texts and encoder.has_text and len(source.texts) > 0
-    pairs = source.pairs if have_text else np.zeros((0, 2), np.int64)
-    pairs = np.stack([remap[pairs[:, 0]], pairs[:, 1]], 1) if len(pairs) else pairs
-    pairs = pairs[pairs[:, 0] >= 0] if len(pairs) else pairs
-    failed = [(source.image_ids[i], r) for i, r in img_j.state["failed"]]
+    pairs = drop_rows(source.pairs, n_img, ok, column=0) if have_text else np.zeros((0, 2), np.int64)
+    failed = [(source.image_ids[i], r) for i, r in img_j.state["failed"]] + list(source.failed)
     class_prompts = class_emb = None
     if with_classes and source.classnames and encoder.has_text:
         from clipscope.data import CLASS_TEMPLATE
@@ -174,16 +186,19 @@ def extract(source, encoder, out: str | os.PathLike, *, batch_size: int = 64, wo
         image_labels=source.labels[ok_rows] if source.labels is not None else None, classnames=source.classnames,
         text_embeddings=txt_j.rows() if have_text else None, text_captions=source.texts if have_text else None,
         pairs=pairs, failed=failed, class_embeddings=class_emb, class_prompts=class_prompts,
-        dtype=np.float16 if dtype == "float16" else np.float32)
+        dtype=np.float16 if dtype == "float16" else np.float32, keep=RESUME_HINT)
+    for folder in derived_partials(out):  # they belonged to the cache this one replaced
+        shutil.rmtree(folder, ignore_errors=True)
     shutil.rmtree(journal_dir, ignore_errors=True)
     return {"cache": str(out), "complete": True, "resumed": resumed, "skipped": False, **_counts(out)}
 
 
 def _succeeded(n: int, failed: list) -> np.ndarray:
+    """Boolean mask of the images that were encoded."""
     mask = np.ones(n, bool)
     for i, _ in failed:
         mask[i] = False
-    return np.flatnonzero(mask)
+    return mask
 
 
 def _counts(path: Path) -> dict:

@@ -13,14 +13,9 @@ from pathlib import Path
 
 import numpy as np
 
+from clipscope.fileio import atomic_json, disk_error, fault_point
 
-def atomic_json(path: Path, obj) -> None:
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    with open(tmp, "w") as fh:
-        json.dump(obj, fh, sort_keys=True)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
+KEPT = "the progress so far is kept: rerun the same command to resume"
 
 
 class Journal:
@@ -38,14 +33,21 @@ class Journal:
             fh.truncate(self.state["rows"] * dim * 4)
 
     def commit(self, rows: np.ndarray, next_index: int, failed: list) -> None:
-        with open(self.data, "ab") as fh:
-            fh.write(np.ascontiguousarray(rows, np.float32).tobytes())
-            fh.flush()
-            os.fsync(fh.fileno())
+        """Append ``rows`` and then, in one atomic step, record them as committed."""
+        try:
+            with open(self.data, "ab") as fh:
+                fh.write(np.ascontiguousarray(rows, np.float32).tobytes())
+                fh.flush()
+                os.fsync(fh.fileno())
+        except OSError as e:
+            # The uncommitted tail is dropped by the next run; what was committed stays.
+            raise disk_error(e, self.data, KEPT) or e from None
+        fault_point("journal-appended")
         self.state["rows"] += len(rows)
         self.state["next_index"] = next_index
         self.state["failed"].extend(failed)
-        atomic_json(self.state_path, self.state)
+        atomic_json(self.state_path, self.state, keep=KEPT)
+        fault_point("journal-committed")
 
     def finish(self) -> None:
         self.state["done"] = True

@@ -162,7 +162,7 @@ def test_inversion_resumes_after_an_interruption(tmp_path, monkeypatch):
     monkeypatch.setattr(invert, "invert_batch", flaky)
     with Cache.open(tmp_path / "b.h5") as c, pytest.raises(KeyboardInterrupt):
         invert.run_inversion(c, enc, mode="oti", config=cfg, progress=False)
-    state = tmp_path / "b.h5.oti.partial" / "features.json"
+    state = tmp_path / "b.h5.oti.partial" / "rows.json"
     assert state.exists()
     monkeypatch.setattr(invert, "invert_batch", real)
     with Cache.open(tmp_path / "b.h5") as c:

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from clipscope.errors import ClipscopeError
 from clipscope.linalg import DEFAULT_BLOCK, similarity_tiles
 
 DEFAULT_MAX_PAIRS = 5_000_000_000  # exact up to 100,000 rows per set
@@ -34,6 +35,9 @@ class PairMean:
 
     def log_with_ci(self) -> tuple[float, tuple[float, float] | None]:
         """log(mean) with a delta-method 95% interval."""
+        if not self.mean > 0:
+            raise ClipscopeError("every kernel value exp(-t ||x - y||^2) underflowed to 0, so its log is undefined: "
+                                 "t is too large for these rows; use a smaller --t (Wang & Isola use t = 2)")
         value = math.log(self.mean)
         if not np.isfinite(self.se) or self.se <= 0:
             return value, None

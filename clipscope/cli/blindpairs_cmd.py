@@ -40,7 +40,7 @@ def blindpairs_cmd(cache, reference, reference_pretrained, reference_cache, clip
     from clipscope.tasks import blindpairs, title_of
 
     common = dict(device=opts["device"], precision=opts["precision"], batch_size=opts["batch_size"],
-                  workers=opts["workers"], quiet=opts["quiet"])
+                  workers=opts["workers"], quiet=opts["quiet"], verify=opts["verify"])
     if benchmark:
         if not opts["model"]:
             raise click.UsageError("--benchmark scores a model: give --model (and --pretrained)")
@@ -69,7 +69,7 @@ def blindpairs_cmd(cache, reference, reference_pretrained, reference_cache, clip
             from clipscope.runtime import default_workers
 
             spec = opts["data"] or c.attrs.get("data_spec")
-            source = open_source(spec)
+            source = open_source(spec, verify=opts["verify"])
             ref_encoder = load_encoder(reference, reference_pretrained, device=opts["device"], precision=opts["precision"])
             path = ensure_cache(ref_encoder, source, batch_size=opts["batch_size"], progress=not opts["quiet"],
                                 workers=default_workers(ref_encoder.device) if opts["workers"] is None else opts["workers"])

@@ -42,7 +42,7 @@ def drift_cmd(old_cache, new_cache, old_model, old_pretrained, new_model, new_pr
     if bool(old_cache) != bool(new_cache):
         raise click.UsageError("give two caches (OLD NEW), or --old-model and --new-model with --data")
     common = dict(data=opts["data"], device=device, precision=precision, batch_size=batch_size, workers=workers,
-                  quiet=opts["quiet"])
+                  quiet=opts["quiet"], verify=opts["verify"])
     if old_cache:
         old, new = Cache.open(old_cache), Cache.open(new_cache)
     else:

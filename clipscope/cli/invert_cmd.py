@@ -52,7 +52,8 @@ def invert_cmd(cache, mode, tokens, steps, lr, weight_decay, template, inv_batch
         raise click.UsageError("--template must contain {} where the pseudo tokens go")
     encoder = load_encoder(opts["model"], opts["pretrained"], device=opts["device"], precision=opts["precision"])
     common = dict(pretrained=opts["pretrained"], device=opts["device"], precision=opts["precision"],
-                  batch_size=opts["batch_size"], workers=opts["workers"], quiet=opts["quiet"], encoder=encoder)
+                  batch_size=opts["batch_size"], workers=opts["workers"], quiet=opts["quiet"], encoder=encoder,
+                  verify=opts["verify"])
     if cache:
         c = Cache.open(cache)
     else:

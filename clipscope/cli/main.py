@@ -15,6 +15,8 @@ from clipscope.errors import ClipscopeError
 
 EXIT_ERROR = 1
 EXIT_REGRESSION = 3
+INTERRUPTED = ("interrupted; nothing written is lost: rerun the same command to resume "
+               "(extraction and inversion continue after their last saved batch)")
 
 # name -> (module:attribute, one-line help shown by `clipscope --help` without importing it)
 COMMANDS = {
@@ -74,8 +76,8 @@ def main(argv=None) -> int:
         rv = cli.main(args=argv, prog_name="clipscope", standalone_mode=False)
     except click.exceptions.Exit as e:
         return e.exit_code
-    except click.exceptions.Abort:
-        click.echo("Error: aborted", err=True)
+    except (click.exceptions.Abort, KeyboardInterrupt):  # click turns Ctrl-C into Abort
+        click.echo(f"Error: {INTERRUPTED}", err=True)
         return EXIT_ERROR
     except click.ClickException as e:
         e.show()
@@ -84,9 +86,6 @@ def main(argv=None) -> int:
         if debug:
             raise
         click.echo(f"Error: {e}", err=True)
-        return EXIT_ERROR
-    except KeyboardInterrupt:
-        click.echo("Error: interrupted (rerun the same command to resume an extraction)", err=True)
         return EXIT_ERROR
     except Exception as e:  # noqa: BLE001 - last resort: one line, no traceback unless --debug
         if debug:

@@ -28,6 +28,8 @@ def model_options(fn):
 def data_options(fn):
     @click.option("--data", "data", default=None, metavar="SPEC",
                   help="folder:DIR, images:DIR, captions:FILE, coco:ANN.json[:DIR], wds:PATTERN or probes[:N[:SEED]].")
+    @click.option("--verify", is_flag=True,
+                  help="Key the cache on each input file's SHA-256 (default: size, mtime, ctime and inode).")
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
         return fn(*args, **kwargs)
@@ -44,12 +46,20 @@ def output_options(fn):
     @click.option("--quiet", "-q", is_flag=True, help="No progress bars or summary.")
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
+        from clipscope.fileio import check_writable
+
+        # Fail before any work, not after minutes of it.
+        if kwargs.get("out"):
+            check_writable(kwargs["out"], folder=True)
+        if kwargs.get("json_out") not in (None, "-"):
+            check_writable(kwargs["json_out"], folder=False)
         return fn(*args, **kwargs)
 
     return wrapper
 
 
-def resolve_cache(cache_path, *, model, pretrained, data, device, precision, batch_size, workers, quiet, encoder=None):
+def resolve_cache(cache_path, *, model, pretrained, data, device, precision, batch_size, workers, quiet, encoder=None,
+                  verify=False):
     """The walk every analysis command shares: a given cache, or extraction on demand into the
     content-keyed cache (reused by the next run with the same model, weights and data).
     ``encoder``: an already loaded encoder of ``model`` to extract with (else it is loaded)."""
@@ -66,7 +76,7 @@ def resolve_cache(cache_path, *, model, pretrained, data, device, precision, bat
     from clipscope.models import load_encoder
     from clipscope.runtime import default_workers
 
-    source = open_source(data or "probes")
+    source = open_source(data or "probes", verify=verify)
     encoder = encoder or load_encoder(model, pretrained, device=device, precision=precision)
     path = ensure_cache(encoder, source, batch_size=batch_size,
                         workers=default_workers(encoder.device) if workers is None else workers, progress=not quiet)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+import re
 import shlex
 from pathlib import Path
 
@@ -38,11 +40,15 @@ def report_cmd(run_dir, output, title):
 @click.option("--metric", "metric_overrides", multiple=True, metavar="NAME=TOL", help="Tolerance of one metric (repeatable).")
 @click.option("--alpha", default=0.05, show_default=True, type=float, help="Level of the z-test when both sides have intervals.")
 @click.option("--format", "fmt", default="table", show_default=True, type=click.Choice(["table", "markdown", "json"]))
-def compare_cmd(base, new, tolerance, metric_overrides, alpha, fmt):
+@click.option("--allow-missing", is_flag=True,
+              help="A metric missing, null, NaN or infinite in NEW is listed, not a regression.")
+def compare_cmd(base, new, tolerance, metric_overrides, alpha, fmt, allow_missing):
     """Compare two reports (or two run folders) metric by metric.
 
     A change in the bad direction (from higher_is_better) beyond its tolerance, or significant
-    under a z-test when both sides have 95% intervals, is a regression: exit code 3.
+    under a z-test when both sides have 95% intervals, is a regression: exit code 3. So is a
+    metric the baseline has that NEW lacks or has as null, NaN or infinity (--allow-missing
+    lists those instead). Both sides are validated against the report schema first.
 
     \b
     Examples:
@@ -52,13 +58,18 @@ def compare_cmd(base, new, tolerance, metric_overrides, alpha, fmt):
     from clipscope.report.compare import compare_paths, format_rows, parse_metric_overrides
 
     rows, warnings = compare_paths(base, new, tolerance=tolerance, overrides=parse_metric_overrides(metric_overrides),
-                                   alpha=alpha)
+                                   alpha=alpha, allow_missing=allow_missing)
     click.echo(format_rows(rows, warnings, fmt))
     if any(r.status == "regression" for r in rows):
         raise click.exceptions.Exit(EXIT_REGRESSION)
 
 
+SUITE_COMMANDS = ("gap", "uniformity", "invert", "blindpairs", "robustness", "drift")
+RUN_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
+
+
 def _load_suite(path: Path) -> dict:
+    """Parse and validate a whole suite before any of it runs: every problem is one line, exit 1."""
     try:
         import tomllib
     except ModuleNotFoundError:  # Python 3.10
@@ -69,39 +80,54 @@ def _load_suite(path: Path) -> dict:
         suite = tomllib.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise ClipscopeError(f"no suite file at {path}") from None
-    except tomllib.TOMLDecodeError as e:
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
         raise ClipscopeError(f"{path} is not valid TOML ({e})") from None
-    if "run" not in suite or not isinstance(suite["run"], list):
+    if "run" not in suite or not isinstance(suite["run"], list) or not suite["run"]:
         raise ClipscopeError(f"{path} declares no [[run]] tables; each names a command and its options")
+    s = suite.get("suite", {})
+    if not isinstance(s, dict):
+        raise ClipscopeError(f"{path}: [suite] must be a table")
+    for key in ("tolerance", "alpha"):
+        if key in s and not _is_number(s[key]):
+            raise ClipscopeError(f"{path}: suite.{key} = {s[key]!r} must be a number")
+    if "allow_missing" in s and not isinstance(s["allow_missing"], bool):
+        raise ClipscopeError(f"{path}: suite.allow_missing must be true or false")
+    tolerances = suite.get("tolerances", {})
+    if not isinstance(tolerances, dict) or not all(_is_number(v) for v in tolerances.values()):
+        bad = next((k for k, v in tolerances.items() if not _is_number(v)), "") if isinstance(tolerances, dict) else ""
+        raise ClipscopeError(f"{path}: [tolerances] maps metric names to numbers ({bad or 'not a table'} is not)")
+    names = set()
+    for k, run in enumerate(suite["run"]):
+        if not isinstance(run, dict):
+            raise ClipscopeError(f"{path}: run {k + 1} is not a table")
+        name = run_name(run, k)
+        if not RUN_NAME.fullmatch(name) or set(name) == {"."}:
+            raise ClipscopeError(f"{path}: run name {name!r} must be a plain folder name (letters, digits, '.', '_', '-')")
+        if name in names:
+            raise ClipscopeError(f"{path}: two runs are named {name!r}; give each run a distinct name")
+        names.add(name)
+        if run.get("command") not in SUITE_COMMANDS:
+            raise ClipscopeError(f"{path}: run {name!r} has command {run.get('command')!r}; use {', '.join(SUITE_COMMANDS)}")
+        if not isinstance(run.get("options", {}), dict):
+            raise ClipscopeError(f"{path}: run {name!r}: options must be a table")
+    thresholds = suite.get("thresholds", {})
+    if not isinstance(thresholds, dict):
+        raise ClipscopeError(f"{path}: [thresholds] must be a table of RUN.METRIC = {{min = .., max = ..}}")
+    for key, bound in thresholds.items():
+        run, _, metric = key.partition(".")
+        if run not in names or not metric:
+            raise ClipscopeError(f"{path}: threshold {key!r} must be RUN.METRIC with RUN one of {', '.join(sorted(names))}")
+        if not isinstance(bound, dict) or not bound or set(bound) - {"min", "max"} or not all(_is_number(v) for v in bound.values()):
+            raise ClipscopeError(f"{path}: threshold {key!r} must be a table with a numeric min and/or max")
     return suite
 
 
-def _args_for(run: dict, suite: dict, out: Path) -> list[str]:
-    from clipscope.errors import ClipscopeError
+def _is_number(v) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
 
-    command = run.get("command")
-    if command not in ("gap", "uniformity", "invert", "blindpairs", "robustness", "drift"):
-        raise ClipscopeError(f"suite run has command {command!r}; use gap, uniformity, invert, blindpairs, robustness or drift")
-    from clipscope.cli.main import cli
 
-    s = suite.get("suite", {})
-    accepted = {o for p in cli.get_command(click.Context(cli), command).params for o in getattr(p, "opts", [])}
-    args = [command]
-    cache = run.get("cache", s.get("cache"))
-    if cache:  # one cache, or a list (drift takes OLD and NEW)
-        args += [str(c) for c in cache] if isinstance(cache, list) else [str(cache)]
-    # Suite-wide settings go to the commands that take them (drift, for one, names two models itself).
-    for key in ("model", "pretrained", "data", "device"):
-        value = run.get(key, s.get(key))
-        if value is not None and f"--{key}" in accepted and not (cache and key == "data"):
-            args += [f"--{key}", str(value)]
-    for key, value in (run.get("options") or {}).items():
-        flag = "--" + key.replace("_", "-")
-        if value is True:
-            args.append(flag)
-        elif value is not False and value is not None:
-            args += [flag, str(value)]
-    return args + ["--out", str(out), "--quiet"]
+def run_name(run: dict, k: int) -> str:
+    return str(run.get("name") or run.get("command") or f"run{k}")
 
 
 @click.command("check")
@@ -130,10 +156,13 @@ def check_cmd(suite_file, out, baseline, fmt, summary):
     rows: list[Row] = []
     warnings: list[str] = []
     commands = {}  # run name -> command (a run's report is <out>/<name>/<command>.json)
-    for k, run in enumerate(suite["run"]):
-        name = run.get("name") or run.get("command", f"run{k}")
+    planned = []
+    for k, run in enumerate(suite["run"]):  # every run's arguments are checked before the first runs
+        name = run_name(run, k)
         commands[name] = run.get("command")
-        args = _args_for(run, suite, out_dir / name)
+        planned.append((name, _args_for(run, suite, out_dir / name)))
+    allow_missing = bool(s.get("allow_missing", False))
+    for name, args in planned:
         click.echo(f"check: clipscope {' '.join(shlex.quote(a) for a in args)}", err=True)
         code = cli_main(args)
         if code != 0:
@@ -142,21 +171,25 @@ def check_cmd(suite_file, out, baseline, fmt, summary):
     if base:
         base_path = (path.parent / base) if not Path(base).is_absolute() and not Path(base).exists() else Path(base)
         r, w = compare_paths(base_path, out_dir, tolerance=s.get("tolerance"), overrides=suite.get("tolerances", {}),
-                             alpha=s.get("alpha", 0.05))
+                             alpha=s.get("alpha", 0.05), allow_missing=allow_missing)
         rows += r
         warnings += w
     for key, bound in (suite.get("thresholds") or {}).items():
-        run_name, _, metric = key.partition(".")
-        report_path = out_dir / run_name / f"{commands.get(run_name, run_name)}.json"
+        rname, _, metric = key.partition(".")
+        report_path = out_dir / rname / f"{commands[rname]}.json"
         if not report_path.exists():
             raise ClipscopeError(f"threshold {key}: no report at {report_path}")
-        m = load_report(report_path)["metrics"].get(metric)
-        if m is None or m.get("value") is None:
-            raise ClipscopeError(f"threshold {key}: the '{run_name}' report has no metric {metric}")
-        v = m["value"]
+        m = load_report(report_path, validate=True)["metrics"].get(metric)
+        v = None if m is None else m.get("value")
         lo, hi = bound.get("min"), bound.get("max")
+        if not (isinstance(v, (int, float)) and math.isfinite(v)):  # a threshold on nothing is not met
+            rows.append(Row(f"{rname} (threshold)", metric, lo if lo is not None else hi, None, None,
+                            None if m is None else m.get("higher_is_better"), 0.0, None,
+                            "missing" if allow_missing else "regression",
+                            f"threshold not checkable: {'no such metric' if m is None else 'value is null or not finite'}"))
+            continue
         bad = (lo is not None and v < lo) or (hi is not None and v > hi)
-        rows.append(Row(f"{run_name} (threshold)", metric, lo if lo is not None else hi, v, None, m.get("higher_is_better"),
+        rows.append(Row(f"{rname} (threshold)", metric, lo if lo is not None else hi, v, None, m.get("higher_is_better"),
                         0.0, None, "regression" if bad else "ok"))
     text = format_rows(rows, warnings, fmt)
     click.echo(text)

@@ -36,8 +36,8 @@ def robustness_cmd(corruptions, severities, templates, ood_data, max_images, **o
     names = robustness.parse_corruptions(corruptions)
     sevs = robustness.parse_severities(severities)
     tmpl = robustness.read_templates(templates)
-    source = open_source(opts["data"])
-    ood = open_source(ood_data) if ood_data else None
+    source = open_source(opts["data"], verify=opts["verify"])
+    ood = open_source(ood_data, verify=opts["verify"]) if ood_data else None
     encoder = load_encoder(opts["model"], opts["pretrained"], device=opts["device"], precision=opts["precision"])
     result = robustness.evaluate(encoder, source, corruptions=names, severities=sevs, templates=tmpl, ood_source=ood,
                                  batch_size=opts["batch_size"], max_images=max_images, seed=opts["seed"],

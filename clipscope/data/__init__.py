@@ -54,10 +54,16 @@ class DataSource:
     root: str | None = None
     paths: list[str] | None = None
     fingerprint_parts: list = field(default_factory=list)
+    failed: list[tuple[str, str]] = field(default_factory=list)  # inputs rejected before encoding
 
     @functools.cached_property
     def fingerprint(self) -> str:
-        """A content key: the ids, texts, pairs and (for files) their sizes and mtimes."""
+        """A content key over the ids, texts, pairs and the input files.
+
+        Files enter by size, modification time (ns), inode change time (ns) and inode: replacing
+        a file changes its inode change time even when the old mtime is restored. With
+        ``--verify`` (:func:`open_source` ``verify=True``) each file's SHA-256 is used instead.
+        """
         h = hashlib.sha256()
         h.update(self.kind.encode())
         for part in (self.image_ids, self.texts, self.fingerprint_parts):
@@ -86,18 +92,34 @@ def decode_image_bytes(data: bytes) -> Image.Image:
     try:
         with Image.open(io.BytesIO(data)) as im:
             im.load()  # forces a full decode: truncated data raises here
+            if im.mode in ("I;16", "I;16L", "I;16B", "I;16N", "I"):
+                return _wide_to_rgb(im)
             return im.convert("RGB")
     except UnidentifiedImageError:
         # PIL's message names a memory address; reasons in /failed must be reproducible.
         raise OSError("not an image in a known format") from None
 
 
-def _file_stats(paths: list[Path]) -> list:
+def _wide_to_rgb(im: Image.Image) -> Image.Image:
+    """16-bit (and 32-bit integer) greyscale scaled to 8 bits; PIL's convert('RGB') clips it to white."""
+    a = np.asarray(im, dtype=np.float64)
+    top = 65535.0 if im.mode.startswith("I;16") or a.max(initial=0) <= 65535 else float(a.max())
+    g = np.clip(np.rint(a * (255.0 / top)), 0, 255).astype(np.uint8)
+    return Image.fromarray(g, mode="L").convert("RGB")
+
+
+def _file_stats(paths: list[Path], verify: bool = False) -> list:
+    """Per file: its SHA-256 (``verify``), else size, mtime_ns, ctime_ns and inode; None if missing."""
+    from clipscope.models import file_sha256
+
     out = []
     for p in paths:
         try:
-            st = p.stat()
-            out.append([st.st_size, int(st.st_mtime)])
+            if verify:
+                out.append(file_sha256(p))
+            else:
+                st = p.stat()
+                out.append([st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino])
         except OSError:
             out.append(None)
     return out
@@ -118,7 +140,7 @@ def _require_dir(path: str, kind: str) -> Path:
     return p
 
 
-def folder_source(spec: str, path: str) -> DataSource:
+def folder_source(spec: str, path: str, verify: bool = False) -> DataSource:
     root = _require_dir(path, "folder")
     class_dirs = sorted(d for d in root.iterdir() if d.is_dir() and not d.name.startswith("."))
     if not class_dirs:
@@ -138,10 +160,10 @@ def folder_source(spec: str, path: str) -> DataSource:
         image_ids=[f.relative_to(root).as_posix() for f in paths], paths=[str(p) for p in paths],
         load_image=_loader(paths), texts=_class_prompts(classnames),
         pairs=np.stack([np.arange(len(paths)), labels], 1).astype(np.int64),
-        labels=labels, classnames=classnames, fingerprint_parts=_file_stats(paths))
+        labels=labels, classnames=classnames, fingerprint_parts=_file_stats(paths, verify))
 
 
-def images_source(spec: str, path: str) -> DataSource:
+def images_source(spec: str, path: str, verify: bool = False) -> DataSource:
     root = _require_dir(path, "images")
     paths = sorted(f for f in root.iterdir() if f.is_file() and f.suffix.lower() in IMAGE_EXTENSIONS)
     if not paths:
@@ -151,11 +173,11 @@ def images_source(spec: str, path: str) -> DataSource:
         side = f.with_suffix(".txt")
         if side.exists():
             pairs.append((i, len(texts)))
-            texts.append(side.read_text(encoding="utf-8").strip())
+            texts.append(side.read_text(encoding="utf-8", errors="replace").strip())
     return DataSource(
         spec=spec, kind="images", root=str(root.resolve()), image_ids=[f.name for f in paths],
         paths=[str(p) for p in paths], load_image=_loader(paths), texts=texts,
-        pairs=np.asarray(pairs, np.int64).reshape(-1, 2), fingerprint_parts=_file_stats(paths))
+        pairs=np.asarray(pairs, np.int64).reshape(-1, 2), fingerprint_parts=_file_stats(paths, verify))
 
 
 def _read_table(path: Path) -> list[dict]:
@@ -178,7 +200,7 @@ def _read_table(path: Path) -> list[dict]:
     raise ClipscopeError(f"--data captions:{path}: use a .csv, .tsv or .jsonl file")
 
 
-def captions_source(spec: str, path: str) -> DataSource:
+def captions_source(spec: str, path: str, verify: bool = False) -> DataSource:
     table = Path(path).expanduser()
     if not table.is_file():
         raise ClipscopeError(f"--data captions:{path}: no such file")
@@ -192,19 +214,25 @@ def captions_source(spec: str, path: str) -> DataSource:
     base = table.parent
     index: dict[str, int] = {}
     ids, texts, pairs, raw_labels = [], [], [], []
-    for row in rows:
+    for n, row in enumerate(rows, 1):
+        if not isinstance(row, dict) or row.get("image") in (None, ""):
+            raise ClipscopeError(f"--data captions:{path}: row {n} has no image; every row needs image and caption")
         img = str(row["image"])
         if img not in index:
             index[img] = len(ids)
             ids.append(img)
             raw_labels.append(row.get("label"))
         pairs.append((index[img], len(texts)))
-        texts.append(str(row["caption"]))
+        texts.append(row.get("caption"))  # None (missing) stays None: screened out with a reason
     labels = classnames = None
     if "label" in rows[0] and all(v not in (None, "") for v in raw_labels):
         values = [str(v) for v in raw_labels]
         if all(v.lstrip("-").isdigit() for v in values):
             labels = np.asarray([int(v) for v in values], np.int64)
+            if labels.min() < 0:
+                k = int(np.flatnonzero(labels < 0)[0])
+                raise ClipscopeError(f"--data captions:{path}: image {ids[k]!r} has label {labels[k]}; numeric labels "
+                                     "are class indices 0..C-1 (or give class names as labels)")
             classnames = [str(c) for c in range(int(labels.max()) + 1)]
         else:
             classnames = sorted(set(values))
@@ -213,20 +241,19 @@ def captions_source(spec: str, path: str) -> DataSource:
     return DataSource(
         spec=spec, kind="captions", root=str(base.resolve()), image_ids=ids, paths=[str(p) for p in paths],
         load_image=_loader(paths), texts=texts, pairs=np.asarray(pairs, np.int64), labels=labels,
-        classnames=classnames, fingerprint_parts=_file_stats(paths))
+        classnames=classnames, fingerprint_parts=_file_stats(paths, verify))
 
 
-def coco_source(spec: str, arg: str) -> DataSource:
+def coco_source(spec: str, arg: str, verify: bool = False) -> DataSource:
     ann_path, _, image_dir = arg.partition(":") if not Path(arg).exists() else (arg, "", "")
     ann = Path(ann_path).expanduser()
     if not ann.is_file():
         raise ClipscopeError(f"--data coco:{ann_path}: no such annotations file")
     try:
         data = json.loads(ann.read_text(encoding="utf-8"))
-        images = data["images"]
-        annotations = data["annotations"]
-    except (json.JSONDecodeError, KeyError, TypeError):
-        raise ClipscopeError(f"{ann} is not a COCO captions file (needs 'images' and 'annotations')") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise ClipscopeError(f"{ann} is not valid JSON ({e}); pass a COCO captions file") from None
+    images, annotations = _coco_lists(data, ann)
     if image_dir:
         root = _require_dir(image_dir, "coco")
     else:
@@ -236,19 +263,39 @@ def coco_source(spec: str, arg: str) -> DataSource:
         root = guess if guess.is_dir() else ann.parent
     by_id = {}
     ids, paths = [], []
-    for im in sorted(images, key=lambda m: m["id"]):
+    for im in sorted(images, key=lambda m: str(m["id"])):
         by_id[im["id"]] = len(ids)
         ids.append(im["file_name"])
         paths.append(root / im["file_name"])
     texts, pairs = [], []
-    for a in sorted(annotations, key=lambda a: (a["image_id"], a.get("id", 0))):
+    for a in sorted(annotations, key=lambda a: (str(a["image_id"]), str(a.get("id", 0)))):
         if a["image_id"] in by_id:
             pairs.append((by_id[a["image_id"]], len(texts)))
-            texts.append(a["caption"].strip())
+            texts.append(a["caption"].strip() if isinstance(a["caption"], str) else a["caption"])
+    if not pairs:
+        raise ClipscopeError(f"{ann}: no caption's image_id matches an image id; the file pairs nothing")
     return DataSource(
         spec=spec, kind="coco", root=str(root.resolve()), image_ids=ids, paths=[str(p) for p in paths],
         load_image=_loader(paths), texts=texts, pairs=np.asarray(pairs, np.int64).reshape(-1, 2),
-        fingerprint_parts=_file_stats(paths))
+        fingerprint_parts=_file_stats(paths, verify))
+
+
+def _coco_lists(data, ann: Path) -> tuple[list, list]:
+    """COCO's ``images`` and ``annotations``, each entry checked for the fields clipscope reads."""
+    hint = "a COCO captions file has 'images' [{id, file_name}] and 'annotations' [{image_id, caption}]"
+    if not isinstance(data, dict) or not isinstance(data.get("images"), list) or not isinstance(data.get("annotations"), list):
+        raise ClipscopeError(f"{ann} is not a COCO captions file: {hint}")
+    if not data["images"] or not data["annotations"]:
+        raise ClipscopeError(f"{ann} has no {'images' if not data['images'] else 'annotations'}: {hint}")
+    for what, entries, fields in (("images", data["images"], ("id", "file_name")),
+                                  ("annotations", data["annotations"], ("image_id", "caption"))):
+        for k, e in enumerate(entries):
+            missing = [f for f in fields if not isinstance(e, dict) or f not in e]
+            if missing:
+                raise ClipscopeError(f"{ann}: {what}[{k}] lacks {', '.join(missing)}: {hint}")
+            if what == "images" and not isinstance(e["file_name"], str):
+                raise ClipscopeError(f"{ann}: images[{k}].file_name is not a string: {hint}")
+    return data["images"], data["annotations"]
 
 
 def safe_member_name(name: str) -> str:
@@ -259,7 +306,7 @@ def safe_member_name(name: str) -> str:
     return name
 
 
-def wds_source(spec: str, pattern: str) -> DataSource:
+def wds_source(spec: str, pattern: str, verify: bool = False) -> DataSource:
     import braceexpand
 
     shards = sorted({p for pat in braceexpand.braceexpand(pattern) for p in (glob.glob(os.path.expanduser(pat)) or [])})
@@ -298,7 +345,7 @@ def wds_source(spec: str, pattern: str) -> DataSource:
             continue
         if "txt" in e:
             pairs.append((len(ids), len(texts)))
-            texts.append(read(e["txt"]).decode("utf-8").strip())
+            texts.append(read(e["txt"]).decode("utf-8", errors="replace").strip())
         if "cls" in e:
             labels.append(int(read(e["cls"]).decode().strip()))
         ids.append(key)
@@ -311,10 +358,10 @@ def wds_source(spec: str, pattern: str) -> DataSource:
         load_image=lambda i: decode_image_bytes(read(refs[i])), texts=texts,
         pairs=np.asarray(pairs, np.int64).reshape(-1, 2), labels=lab,
         classnames=[str(c) for c in range(int(lab.max()) + 1)] if lab is not None else None,
-        fingerprint_parts=[[s, os.path.getsize(s)] for s in shards])
+        fingerprint_parts=[[s, stat] for s, stat in zip(shards, _file_stats([Path(s) for s in shards], verify))])
 
 
-def probes_source(spec: str, arg: str) -> DataSource:
+def probes_source(spec: str, arg: str, verify: bool = False) -> DataSource:
     from clipscope.data import probes
 
     parts = [p for p in arg.split(":") if p] if arg else []
@@ -338,8 +385,13 @@ _SOURCES = {"folder": folder_source, "images": images_source, "captions": captio
             "coco": coco_source, "wds": wds_source, "probes": probes_source}
 
 
-def open_source(spec: str) -> DataSource:
-    """Resolve a ``--data`` spec; unknown kinds get an error that lists the grammar."""
+def open_source(spec: str, *, verify: bool = False) -> DataSource:
+    """Resolve a ``--data`` spec; unknown kinds get an error that lists the grammar.
+
+    ``verify``: key the data fingerprint on each file's SHA-256 rather than its metadata.
+    Captions that cannot be stored (missing, empty, or holding a NUL byte) are removed here,
+    before any encoding, and listed in ``source.failed`` with their reason.
+    """
     if not spec:
         raise ClipscopeError(f"no --data given; use {SPEC_HELP}")
     kind, _, arg = spec.partition(":")
@@ -347,4 +399,34 @@ def open_source(spec: str) -> DataSource:
         raise ClipscopeError(f"unknown --data kind {kind!r}; use {SPEC_HELP}")
     if kind != "probes" and not arg:
         raise ClipscopeError(f"--data {kind}: needs a path after the colon ({SPEC_HELP})")
-    return _SOURCES[kind](spec, arg)
+    return _screen_texts(_SOURCES[kind](spec, arg, verify))
+
+
+def caption_problem(text) -> str | None:
+    """Why a caption cannot be used, or None when it can."""
+    if text is None or (isinstance(text, float) and text != text):
+        return "missing caption (null)"
+    if not isinstance(text, str):
+        return f"caption is a {type(text).__name__}, not text"
+    if not text.strip():
+        return "empty caption"
+    if "\x00" in text:
+        return "caption contains a NUL byte"
+    return None
+
+
+def _screen_texts(source: DataSource) -> DataSource:
+    from clipscope.pairing import drop_rows
+
+    problems = [caption_problem(t) for t in source.texts]
+    if not any(problems):
+        return source
+    keep = np.array([p is None for p in problems])
+    owner = {int(t): int(i) for i, t in source.pairs}
+    for j, why in enumerate(problems):
+        if why:
+            img = source.image_ids[owner[j]] if j in owner else "?"
+            source.failed.append((f"{img} (caption {j})", why))
+    source.pairs = drop_rows(source.pairs, len(source.texts), keep, column=1)
+    source.texts = [t for t, ok in zip(source.texts, keep) if ok]
+    return source

@@ -131,14 +131,14 @@ def _unknown_model_error(model: str, names: list[str]) -> ClipscopeError:
                           "hf-hub:org/repo, local-dir:PATH, timm:NAME or clipscope-tiny")
 
 
-def _offline_error(model: str, pretrained: str, exc: Exception) -> ClipscopeError:
+def _offline_error(model: str, pretrained: str, exc: Exception, flag: str = "--pretrained") -> ClipscopeError:
     if model.startswith("hf-hub:"):
         return ClipscopeError(
             f"could not fetch {model} ({type(exc).__name__}; offline?): download the repository elsewhere and "
             "pass --model local-dir:PATH, or use an open_clip name with --pretrained none for random init")
     return ClipscopeError(
         f"could not fetch weights {pretrained!r} for {model} ({type(exc).__name__}; offline?): "
-        "pass a local checkpoint file with --pretrained PATH, or --pretrained none for random init")
+        f"pass a local checkpoint file with {flag} PATH, or {flag} none for random init")
 
 
 def load_encoder(model: str, pretrained: str | None = None, *, device: str = "auto",
@@ -208,9 +208,14 @@ def _load_open_clip(model: str, pretrained: str | None, device: str, precision: 
     try:
         if schema is not None:
             net, _, preprocess = open_clip.create_model_and_transforms(model, device=device)
+        elif weights_path is not None:
+            # A local file: build the architecture, then load with weights_only=True explicitly
+            # (pickled objects in a checkpoint are refused, whatever the library's default).
+            net, _, preprocess = open_clip.create_model_and_transforms(model, pretrained=None, device=device)
+            load_weights_file(lambda path: open_clip.load_checkpoint(net, path, weights_only=True), weights_path)
         else:
-            arg = None if tag == "none" else (str(weights_path) if weights_path else tag)
-            net, _, preprocess = open_clip.create_model_and_transforms(model, pretrained=arg, device=device)
+            net, _, preprocess = open_clip.create_model_and_transforms(model, pretrained=None if tag == "none" else tag,
+                                                                       device=device)
     except ClipscopeError:
         raise
     except RuntimeError as e:
@@ -244,6 +249,23 @@ def _load_open_clip(model: str, pretrained: str | None, device: str, precision: 
     return Encoder(net, preprocess, tokenizer, device, precision, provenance)
 
 
+def load_weights_file(load, path: Path) -> None:
+    """Call ``load(path)``; a checkpoint that weights-only loading refuses gets a one-line error
+    that says so (it is not a network problem), and so does an unreadable file."""
+    import pickle
+
+    try:
+        load(str(path))
+    except pickle.UnpicklingError as e:
+        raise ClipscopeError(f"checkpoint {path} was refused as unsafe: it holds pickled Python objects, and clipscope "
+                             "loads checkpoints with weights_only=True; save a plain state dict "
+                             f"(torch.save(model.state_dict(), ...)) or safetensors ({str(e).splitlines()[0][:120]})") from None
+    except RuntimeError as e:
+        if "size mismatch" in str(e) or "Missing key" in str(e) or "Unexpected key" in str(e):
+            raise
+        raise ClipscopeError(f"could not read checkpoint {path}: {str(e).splitlines()[0][:200]}") from None
+
+
 def _embed_dim(net) -> int:
     proj = getattr(net, "text_projection", None)
     if proj is not None:
@@ -261,17 +283,25 @@ def _load_timm(name: str, pretrained: str | None, device: str, precision: str) -
         raise ClipscopeError(f"unknown timm model {name!r}{hint}")
     use_weights = (pretrained or "default").lower() != "none"
     weights_path = None
-    try:
-        if use_weights and pretrained not in (None, "default") and Path(pretrained).is_file():
-            weights_path = Path(pretrained)
-            net = timm.create_model(name, pretrained=True, num_classes=0,
-                                    pretrained_cfg_overlay={"file": str(weights_path)})
-        else:
+    if use_weights and pretrained not in (None, "default"):
+        if not Path(pretrained).expanduser().is_file():
+            raise ClipscopeError(f"--reference-pretrained {pretrained}: no such checkpoint file; give a local file, "
+                                 "'default' (timm's weights) or 'none'")
+        weights_path = Path(pretrained).expanduser()
+    if weights_path is not None:
+        net = timm.create_model(name, pretrained=False, num_classes=0)
+        try:
+            load_weights_file(lambda path: timm.models.load_checkpoint(net, path, strict=False, weights_only=True),
+                              weights_path)
+        except RuntimeError as e:
+            raise ClipscopeError(f"checkpoint {weights_path} does not fit timm:{name}: {str(e).splitlines()[0][:160]}") from None
+    else:
+        try:
             net = timm.create_model(name, pretrained=use_weights, num_classes=0)
-    except Exception as e:
-        if use_weights:
-            raise _offline_error(f"timm:{name}", pretrained or "default", e) from None
-        raise
+        except Exception as e:
+            if use_weights:
+                raise _offline_error(f"timm:{name}", pretrained or "default", e, flag="--reference-pretrained") from None
+            raise
     net.eval().to(device)
     data_cfg = timm.data.resolve_data_config({}, model=net)
     preprocess = timm.data.create_transform(**data_cfg)

@@ -6,13 +6,13 @@ import datetime as _dt
 import json
 import math
 import os
-import tempfile
 from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
 
 from clipscope.errors import ClipscopeError
+from clipscope.fileio import atomic_write_text  # noqa: F401  (re-exported: the writers' one helper)
 
 SCHEMA_VERSION = 1
 SCHEMA_PATH = Path(__file__).resolve().parent / "schemas" / "report.schema.json"
@@ -72,52 +72,44 @@ def build_report(command: str, *, model: dict, data: dict, seed: int, config: di
     return _clean(report)
 
 
-def validate_report(report: dict) -> None:
-    """Raise ClipscopeError naming the first schema violation."""
+def validate_report(report: dict, where: str = "report") -> None:
+    """Raise ClipscopeError naming the first schema violation (``where``: the file, for messages)."""
     import jsonschema
 
     validator = jsonschema.Draft202012Validator(report_schema(), format_checker=jsonschema.FormatChecker())
     errors = sorted(validator.iter_errors(report), key=lambda e: list(e.path))
     if errors:
         e = errors[0]
-        where = "/".join(str(p) for p in e.path) or "(root)"
-        raise ClipscopeError(f"report does not match schema v{SCHEMA_VERSION} at {where}: {e.message}")
-
-
-def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+        at = "/".join(str(p) for p in e.path) or "(root)"
+        raise ClipscopeError(f"{where} does not match report schema v{SCHEMA_VERSION} at {at}: {e.message}")
 
 
 def dumps(report: dict) -> str:
     return json.dumps(report, indent=2, sort_keys=False, allow_nan=False) + "\n"
 
 
-def load_report(path: str | os.PathLike) -> dict:
+def load_report(path: str | os.PathLike, *, validate: bool = False) -> dict:
+    """Read a report; ``validate`` checks it against the schema (one-line error naming the file)."""
     p = Path(path)
     try:
         report = json.loads(p.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise ClipscopeError(f"no report at {p}") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+    except (OSError, json.JSONDecodeError, UnicodeDecodeError) as e:
         raise ClipscopeError(f"{p} is not a JSON report ({e}); pass a <command>.json written by clipscope") from None
     if not isinstance(report, dict) or "schema_version" not in report:
         raise ClipscopeError(f"{p} is not a clipscope report (no schema_version)")
-    if report["schema_version"] != SCHEMA_VERSION:
-        raise ClipscopeError(f"{p} uses report schema {report['schema_version']}; this clipscope reads {SCHEMA_VERSION}")
+    version = report["schema_version"]
+    if version != SCHEMA_VERSION:
+        newer = isinstance(version, int) and version > SCHEMA_VERSION
+        raise ClipscopeError(f"{p} uses report schema {version!r}; this clipscope reads {SCHEMA_VERSION}"
+                             + ("; it was made by a newer clipscope: upgrade clipscope" if newer else ""))
+    if validate:
+        validate_report(report, str(p))
     return report
 
 
-def reports_under(folder: str | os.PathLike) -> list[tuple[dict, Path]]:
+def reports_under(folder: str | os.PathLike, *, validate: bool = False) -> list[tuple[dict, Path]]:
     """Every clipscope report (a JSON with schema_version and command) below a folder, sorted
     by path; other JSON files are ignored, a report of another schema version is an error."""
     out = []
@@ -127,5 +119,5 @@ def reports_under(folder: str | os.PathLike) -> list[tuple[dict, Path]]:
         except (json.JSONDecodeError, UnicodeDecodeError):
             continue
         if isinstance(head, dict) and "schema_version" in head and "command" in head:
-            out.append((load_report(p), p))
+            out.append((load_report(p, validate=validate), p))
     return out

@@ -3,7 +3,13 @@
 A change is a regression when it goes in the bad direction (from ``higher_is_better``) and
 either exceeds the metric's absolute tolerance, or, when both reports carry 95% intervals, is
 significant under a two-sided z-test on the two standard errors (se = interval width / 3.92)
-at level ``alpha``. Metrics without a direction are listed but never regress.
+at level ``alpha``. Metrics without a direction are listed but never regress on their value.
+
+A gate must not be fooled by a broken run: a metric the baseline has a finite value for is a
+regression when the new report lacks it, or has it as null (NaN on writing), NaN or +-infinity,
+whatever its direction, unless ``allow_missing``. When the baseline itself has no finite value
+there is nothing to regress from: the row says ``undefined``. Both reports are validated
+against the report schema first; a malformed one is an error, not a pass.
 """
 
 from __future__ import annotations
@@ -37,11 +43,16 @@ class Row:
     higher_is_better: bool | None
     tolerance: float
     p_value: float | None
-    status: str  # ok, regression, improvement, changed, missing, new
+    status: str  # ok, regression, improvement, changed, missing, new, undefined
+    reason: str | None = None  # why a row is a regression when its value alone does not say
+
+
+def _finite(v) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
 
 
 def _se(ci) -> float | None:
-    if not ci:
+    if not ci or not all(_finite(c) for c in ci):
         return None
     return (ci[1] - ci[0]) / (2 * 1.959963984540054)
 
@@ -57,7 +68,7 @@ def tolerance_for(name: str, default: float | None, overrides: dict) -> float:
 
 
 def compare_reports(base: dict, new: dict, *, tolerance: float | None = None, overrides: dict | None = None,
-                    alpha: float = 0.05, label: str | None = None) -> list[Row]:
+                    alpha: float = 0.05, label: str | None = None, allow_missing: bool = False) -> list[Row]:
     if base["command"] != new["command"]:
         raise ClipscopeError(f"cannot compare a '{base['command']}' report with a '{new['command']}' report")
     overrides = overrides or {}
@@ -66,13 +77,13 @@ def compare_reports(base: dict, new: dict, *, tolerance: float | None = None, ov
     for name in list(dict.fromkeys([*base["metrics"], *new["metrics"]])):
         b, n = base["metrics"].get(name), new["metrics"].get(name)
         tol = tolerance_for(name, tolerance, overrides)
-        if b is None or n is None or b.get("value") is None or n.get("value") is None:
-            status = "new" if b is None else "missing"
-            rows.append(Row(label, name, b and b.get("value"), n and n.get("value"), None,
-                            (n or b).get("higher_is_better"), tol, None, status))
+        bv, nv = (b or {}).get("value"), (n or {}).get("value")
+        hib = (n or {}).get("higher_is_better")
+        hib = (b or {}).get("higher_is_better") if hib is None else hib
+        if not (_finite(bv) and _finite(nv)):
+            rows.append(_undefined_row(label, name, b, n, bv, nv, hib, tol, allow_missing))
             continue
-        hib = n.get("higher_is_better", b.get("higher_is_better"))
-        delta = n["value"] - b["value"]
+        delta = nv - bv
         p = None
         sb, sn = _se(b.get("ci95")), _se(n.get("ci95"))
         if sb is not None and sn is not None:
@@ -88,17 +99,35 @@ def compare_reports(base: dict, new: dict, *, tolerance: float | None = None, ov
             status = "improvement"
         else:
             status = "ok"
-        rows.append(Row(label, name, b["value"], n["value"], delta, hib, tol, p, status))
+        rows.append(Row(label, name, bv, nv, delta, hib, tol, p, status))
     return rows
+
+
+def _undefined_row(label, name, b, n, bv, nv, hib, tol, allow_missing) -> Row:
+    """A row where at least one side has no finite value."""
+    shown = lambda v: v if _finite(v) else None  # noqa: E731  (JSON output stays valid)
+    if b is None:
+        return Row(label, name, None, shown(nv), None, hib, tol, None, "new")
+    if not _finite(bv):
+        return Row(label, name, None, shown(nv), None, hib, tol, None, "new" if _finite(nv) else "undefined",
+                   "the baseline has no finite value")
+    if n is None:
+        why = "missing from the new report"
+    elif nv is None:
+        why = "null in the new report (not computed, or NaN)"
+    else:
+        why = f"{nv} in the new report"
+    status = "missing" if allow_missing else "regression"
+    return Row(label, name, bv, None, None, hib, tol, None, status, why)
 
 
 def _reports_in(path: Path) -> dict[str, tuple[dict, Path]]:
     if path.is_file():
-        r = load_report(path)
+        r = load_report(path, validate=True)
         return {r["command"]: (r, path)}
     if not path.is_dir():
         raise ClipscopeError(f"{path}: no such report file or run folder")
-    out = {str(p.relative_to(path).with_suffix("")): (r, p) for r, p in reports_under(path)}
+    out = {str(p.relative_to(path).with_suffix("")): (r, p) for r, p in reports_under(path, validate=True)}
     if not out:
         raise ClipscopeError(f"no clipscope reports under {path}")
     return out
@@ -133,6 +162,7 @@ def _num(v) -> str:
 
 def format_rows(rows: list[Row], warnings: list[str], fmt: str = "table") -> str:
     regressions = [r for r in rows if r.status == "regression"]
+    warnings = list(warnings) + [f"{r.report}.{r.metric}: {r.reason}" for r in rows if r.reason]
     if fmt == "json":
         return json.dumps({"regressions": len(regressions), "warnings": warnings, "rows": [asdict(r) for r in rows]}, indent=2)
     header = ["report", "metric", "base", "new", "delta", "tolerance", "p", "status"]

@@ -75,12 +75,28 @@ def _generic_table(name: str, rows) -> str:
     return f"<h3>{esc(name)}</h3><table><tr>{head}</tr>{body}</table>{more}"
 
 
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
 def _image(path: Path) -> str:
     data = base64.b64encode(path.read_bytes()).decode("ascii")
     return f"data:image/png;base64,{data}"
 
 
-def _section(report: dict, base: Path) -> str:
+def embeddable(rel: str, base: Path, root: Path) -> Path | None:
+    """The PNG an artifact names, when it lies inside the run folder ``root`` (after resolving
+    links) and is a PNG; None otherwise. A report is data: it must not pull arbitrary files
+    (absolute paths, ``..``, links out of the folder) into a page that gets shared."""
+    if Path(rel).is_absolute():
+        return None
+    p = (base / rel).resolve()
+    if not p.is_relative_to(root.resolve()) or p.suffix.lower() != ".png" or not p.is_file():
+        return None
+    with open(p, "rb") as fh:
+        return p if fh.read(8) == PNG_MAGIC else None
+
+
+def _section(report: dict, base: Path, root: Path) -> str:
     m, d = report["model"], report["data"]
     pre = m.get("pretrained", "none")
     badge = "<span class='badge warn'>random init: not a pretrained result</span>" if pre == "none" else ""
@@ -93,8 +109,8 @@ def _section(report: dict, base: Path) -> str:
     notes = "".join(f"<div class=note>{esc(n)}</div>" for n in report.get("notes", []))
     figs = []
     for name, rel in report.get("artifacts", {}).items():
-        p = base / rel
-        if p.suffix.lower() == ".png" and p.is_file():
+        p = embeddable(rel, base, root)
+        if p is not None:
             figs.append(f"<figure><img alt='{esc(name)}' src='{_image(p)}'><figcaption>{esc(name)}</figcaption></figure>")
     tables = "".join(_generic_table(k, v) for k, v in report.get("tables", {}).items())
     cmd = report["command"]
@@ -120,7 +136,7 @@ def render(run_dir: str | Path, title: str | None = None) -> str:
     nav = "".join(f"<a href='#{esc(r['command'])}'>{esc(r['command'])}</a>" for r, _ in reports)
     first = reports[0][0]
     sub = f"{first['model'].get('name')} (pretrained: {first['model'].get('pretrained')}) · {len(reports)} report(s)"
-    body = "".join(_section(r, base) for r, base in reports)
+    body = "".join(_section(r, base, run_dir) for r, base in reports)
     t = esc(title or f"clipscope report: {run_dir.name}")
     return (f"<!doctype html><html lang=en><head><meta charset=utf-8><title>{t}</title>"
             f"<meta name=viewport content='width=device-width,initial-scale=1'><style>{CSS}</style></head>"

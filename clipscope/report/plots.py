@@ -29,13 +29,17 @@ def _wrap(text: str, width: int = 70) -> str:
 
 
 def _save(fig, path) -> str:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.tight_layout()
-    fig.savefig(path)
     import matplotlib.pyplot as plt
 
-    plt.close(fig)
+    from clipscope.fileio import atomic_path
+
+    path = Path(path)
+    fig.tight_layout()
+    try:
+        with atomic_path(path) as tmp:
+            fig.savefig(tmp, format=path.suffix.lstrip(".") or "png")
+    finally:
+        plt.close(fig)
     return str(path)
 
 

@@ -29,6 +29,11 @@ def modality_rows(cache):
     if cache.text_embeddings is None:
         raise ClipscopeError(f"{cache.path} holds no text embeddings; the joint-space diagnostics need both "
                              "modalities (extract with texts, or import --text-embeddings)")
+    for what, n in (("image", cache.n_images), ("text", cache.n_texts)):
+        if n < 2:
+            why = " (every input failed: see clipscope info --failed)" if n == 0 and cache.failed else ""
+            raise ClipscopeError(f"{cache.path} holds {n} {what} row(s){why}; these metrics need at least 2 of each "
+                                 "modality: extract or import more data")
     I = cache.normalized_image_embeddings()
     T = cache.normalized_text_embeddings()
     pairs = cache.pairs

@@ -15,7 +15,8 @@ from clipscope.analysis.inversion import OTI_DEFAULTS, OVI_DEFAULTS, InversionCo
 from clipscope.analysis.retrieval import label_retrieval
 from clipscope.cache import add_datasets
 from clipscope.errors import ClipscopeError
-from clipscope.journal import Journal, atomic_json
+from clipscope.fileio import atomic_json
+from clipscope.journal import Journal
 from clipscope.linalg import l2_normalize
 from clipscope.tasks import TaskResult
 
@@ -38,10 +39,6 @@ def check_same_model(cache, encoder) -> None:
 
 def run_inversion(cache, encoder, *, mode: str, config: InversionConfig, progress: bool = True):
     """Invert every target row, resumably; store the results in the cache. Returns (features, history stats)."""
-    import torch
-
-    from clipscope.runtime import autocast_dtype
-
     src_key = "image/embeddings" if mode == "oti" else "text/embeddings"
     group = "image" if mode == "oti" else "text"
     if src_key not in cache:
@@ -52,42 +49,77 @@ def run_inversion(cache, encoder, *, mode: str, config: InversionConfig, progres
     if out_key in cache and cache.attrs.get(f"{mode}_config") == cfg:  # already done with this configuration
         return cache[out_key][:], cache[f"{group}/{mode}_curve"][:], cache[f"{group}/{mode}_cosine"][:]
 
-    targets = np.asarray(cache[src_key][:], np.float32)
-    n = len(targets)
-    folder = Path(f"{cache.path}.{mode}.partial")
-    manifest = {"config": cfg, "n": n, "model": encoder.provenance.get("model")}
-    if folder.exists() and json.loads((folder / "manifest.json").read_text()) != manifest:
-        shutil.rmtree(folder)  # another configuration: its partial results do not apply
-    folder.mkdir(parents=True, exist_ok=True)
-    atomic_json(folder / "manifest.json", manifest)
-    dim = int(encoder.provenance["embed_dim"])
-    feats_j = Journal(folder, "features", dim)
-    hist_j = Journal(folder, "history", config.steps + 1)
+    from clipscope.fileio import exclusive
+
+    with exclusive(cache.path, quiet=not progress):
+        _check_unchanged(cache)
+        targets = np.asarray(cache[src_key][:], np.float32)
+        rows = _invert_rows(cache, encoder, targets, mode=mode, config=config, progress=progress)
+        feats, hist = rows[:, :targets.shape[1]], rows[:, targets.shape[1]:]  # hist: (n, steps + 1) cosines
+        loss = 1.0 - hist
+        curve = np.stack([loss.mean(0), loss.std(0), np.percentile(loss, 10, axis=0), np.percentile(loss, 90, axis=0)], 1)
+        cos_first_last = np.stack([hist[:, 0], hist[:, -1]], 1)
+        add_datasets(cache.path, {out_key: feats, f"{group}/{mode}_cosine": cos_first_last.astype(np.float32),
+                                  f"{group}/{mode}_curve": curve.astype(np.float32)},
+                     attrs={f"{mode}_config": cfg}, keep="the inversion's progress is kept: rerun to finish")
+        shutil.rmtree(_partial_dir(cache, mode), ignore_errors=True)
+    return feats, curve, cos_first_last
+
+
+def _partial_dir(cache, mode: str) -> Path:
+    return Path(f"{cache.path}.{mode}.partial")
+
+
+def _check_unchanged(cache) -> None:
+    """The file at ``cache.path`` is still the one this run opened (it may have been replaced
+    while the run waited for the lock); inverting it would store results of other rows."""
+    from clipscope.cache import Cache
+
+    with Cache.open(cache.path) as now:
+        if any(now.attrs.get(k) != cache.attrs.get(k) for k in ("created_utc", "data_fingerprint", "model")):
+            raise ClipscopeError(f"{cache.path} was replaced by another process while this one waited; rerun the command")
+
+
+def _invert_rows(cache, encoder, targets: np.ndarray, *, mode: str, config: InversionConfig, progress: bool) -> np.ndarray:
+    """Inverted features and per-step cosines of every target row, as one (n, dim + steps + 1) array.
+
+    Progress is a journal in ``<cache>.<mode>.partial/``: each batch's features and history are
+    one row block, committed in one atomic step, so a crash can neither lose nor repeat a batch.
+    The journal is keyed by the cache's content (its provenance and a hash of the target rows),
+    so a cache re-extracted from other data never resumes another cache's inversions.
+    """
+    import hashlib
+
+    import torch
     from tqdm import tqdm
 
-    model = encoder.model
-    bar = tqdm(total=n, initial=feats_j.state["next_index"], desc=mode.upper(), unit="row", file=sys.stderr,
+    from clipscope.runtime import autocast_dtype
+
+    n, dim = targets.shape
+    a = cache.attrs
+    manifest = {"config": asdict(config), "n": n, "mode": mode,
+                "cache": {k: a.get(k) for k in ("model", "pretrained", "init_seed", "weights_sha256", "data_fingerprint",
+                                                "created_utc")},
+                "targets_sha256": hashlib.sha256(np.ascontiguousarray(targets).tobytes()).hexdigest()}
+    folder = _partial_dir(cache, mode)
+    manifest_path = folder / "manifest.json"
+    if folder.exists() and (not manifest_path.exists() or json.loads(manifest_path.read_text()) != manifest):
+        shutil.rmtree(folder)  # another configuration or other content: its partial results do not apply
+    folder.mkdir(parents=True, exist_ok=True)
+    atomic_json(manifest_path, manifest)
+    journal = Journal(folder, "rows", dim + config.steps + 1)
+    bar = tqdm(total=n, initial=journal.state["next_index"], desc=mode.upper(), unit="row", file=sys.stderr,
                disable=not progress, leave=False)
     dtype = autocast_dtype(encoder.precision, encoder.device)
-    for start in range(feats_j.state["next_index"], n, config.batch_size):
+    for start in range(journal.state["next_index"], n, config.batch_size):
         stop = min(n, start + config.batch_size)
-        feats, hist = invert_batch(model, torch.from_numpy(targets[start:stop]), mode=mode, config=config,
+        feats, hist = invert_batch(encoder.model, torch.from_numpy(targets[start:stop]), mode=mode, config=config,
                                    tokenizer=encoder.tokenizer, device=encoder.device, precision_dtype=dtype,
                                    generator_seed=config.seed * 1_000_003 + start // config.batch_size)
-        hist_j.commit(hist.T, stop, [])
-        feats_j.commit(feats.numpy(), stop, [])
+        journal.commit(np.concatenate([feats.numpy(), hist.T], 1), stop, [])
         bar.update(stop - start)
     bar.close()
-    feats = np.array(feats_j.rows())
-    hist = np.array(hist_j.rows())  # (n, steps + 1): cosine of each row at each step
-    loss = 1.0 - hist
-    curve = np.stack([loss.mean(0), loss.std(0), np.percentile(loss, 10, axis=0), np.percentile(loss, 90, axis=0)], 1)
-    cos_first_last = np.stack([hist[:, 0], hist[:, -1]], 1)
-    add_datasets(cache.path, {out_key: feats, f"{group}/{mode}_cosine": cos_first_last.astype(np.float32),
-                              f"{group}/{mode}_curve": curve.astype(np.float32)},
-                 attrs={f"{mode}_config": cfg})
-    shutil.rmtree(folder, ignore_errors=True)
-    return feats, curve, cos_first_last
+    return np.array(journal.rows())
 
 
 def text_labels(cache) -> np.ndarray | None:

@@ -2,18 +2,22 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import numpy as np
 
 from clipscope.analysis import geometry
 from clipscope.analysis.pairwise import DEFAULT_MAX_PAIRS, DEFAULT_SAMPLE_PAIRS
+from clipscope.errors import ClipscopeError
 from clipscope.linalg import DEFAULT_BLOCK
 from clipscope.tasks import TaskResult, modality_rows
 
 
 def evaluate(cache, *, t: float = 2.0, max_pairs: int = DEFAULT_MAX_PAIRS, sample_pairs: int = DEFAULT_SAMPLE_PAIRS,
              seed: int = 0, block: int = DEFAULT_BLOCK, device: str = "cpu") -> TaskResult:
+    if not (isinstance(t, (int, float)) and math.isfinite(t) and t > 0):
+        raise ClipscopeError(f"--t {t}: the kernel's temperature must be a positive number (Wang & Isola use 2)")
     I, T, Ip, Tp, pairs = modality_rows(cache)
     metrics = geometry.uniformity_metrics(I, T, Ip, Tp, t=t, max_pairs=max_pairs, sample_pairs=sample_pairs,
                                           seed=seed, block=block, device=device)
