@@ -21,7 +21,7 @@ import numpy as np
 
 from clipscope.cache import PROVENANCE_KEYS, Cache, derived_partials, write_cache
 from clipscope.errors import ClipscopeError
-from clipscope.fileio import atomic_json, exclusive
+from clipscope.fileio import atomic_json, exclusive, remove_stale_temps
 from clipscope.journal import Journal
 from clipscope.pairing import drop_rows
 
@@ -98,6 +98,7 @@ def extract(source, encoder, out: str | os.PathLike, *, batch_size: int = 64, wo
     if dtype not in ("float32", "float16"):
         raise ClipscopeError(f"--dtype {dtype}: use float32 or float16")
     with exclusive(out, quiet=not progress):
+        remove_stale_temps(out)
         return _extract_locked(source, encoder, out, batch_size=batch_size, workers=workers, dtype=dtype,
                                overwrite=overwrite, progress=progress, texts=texts, with_classes=with_classes,
                                extra_attrs=extra_attrs)

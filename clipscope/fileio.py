@@ -89,7 +89,7 @@ def atomic_path(target: str | os.PathLike, *, keep: str = ""):
         with open(tmp, "rb+") as fh:
             os.fsync(fh.fileno())
         os.chmod(tmp, 0o666 & ~_umask())
-        fault_point("before-replace")
+        fault_point(f"before-replace{target.suffix}")  # e.g. before-replace.h5
         os.replace(tmp, target)
     except BaseException as e:
         Path(tmp).unlink(missing_ok=True)
@@ -117,6 +117,16 @@ def ensure_space(folder: str | os.PathLike, nbytes: int, target: str | os.PathLi
         after = f"; {keep}" if keep else ""
         raise ClipscopeError(f"no space left on the device for {target}: it needs about {need / 1e6:.1f} MB, "
                              f"{free / 1e6:.1f} MB are free; free some space (or choose another folder) and rerun{after}")
+
+
+def remove_stale_temps(target: str | os.PathLike) -> None:
+    """Remove temporaries of ``target`` left by a killed writer. Call only under :func:`exclusive`
+    on ``target``: every writer of it holds that lock, so no temporary of a live one exists."""
+    target = Path(target)
+    import glob
+
+    for tmp in target.parent.glob(f".{glob.escape(target.name)}.*.tmp"):
+        tmp.unlink(missing_ok=True)
 
 
 def atomic_write_text(path: str | os.PathLike, text: str) -> Path:

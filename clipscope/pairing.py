@@ -45,3 +45,80 @@ def check_pairs(pairs: np.ndarray, n_images: int, n_texts: int, where: str) -> n
             raise ClipscopeError(f"{where}: pair {k} names {what} row {int(p[k, col])}, but rows are 0..{n - 1}; "
                                  "fix the pairs (0-based rows, no negative indices)")
     return p
+
+
+class Pairing:
+    """Which entries of an (A rows x B rows) similarity matrix are paired, for masking tiles.
+
+    Negatives are defined by identity: for a text row, every image row it is not paired with
+    in ``/pairs``; for an image row, every text it is not paired with. On COCO-style data an
+    image's other captions are therefore never negatives of it, and in a class-prompt layout
+    no image of a class is a negative of its prompt. Duplicate pairs count once.
+    """
+
+    def __init__(self, a_rows, b_rows, n_a: int, n_b: int):
+        p = np.unique(np.stack([np.asarray(a_rows, np.int64), np.asarray(b_rows, np.int64)], 1).reshape(-1, 2), axis=0)
+        self.a, self.b = p[:, 0], p[:, 1]  # sorted by a, then b
+        self.n_a, self.n_b = int(n_a), int(n_b)
+        self.ptr = np.searchsorted(self.a, np.arange(self.n_a + 1))
+
+    @classmethod
+    def texts_by_images(cls, pairs: np.ndarray, n_images: int, n_texts: int) -> "Pairing":
+        """Rows A = texts, columns B = images, from cache pairs (image row, text row)."""
+        pairs = np.asarray(pairs, np.int64).reshape(-1, 2)
+        return cls(pairs[:, 1], pairs[:, 0], n_texts, n_images)
+
+    def __len__(self) -> int:
+        return len(self.a)
+
+    @property
+    def is_identity(self) -> bool:
+        """Row i pairs with column i and nothing else (1:1 data in aligned order)."""
+        return self.n_a == self.n_b == len(self.a) and np.array_equal(self.a, self.b) and np.array_equal(
+            self.a, np.arange(self.n_a))
+
+    def degree_a(self) -> np.ndarray:
+        return np.diff(self.ptr)
+
+    def degree_b(self) -> np.ndarray:
+        return np.bincount(self.b, minlength=self.n_b)
+
+    def in_tile(self, a0: int, a1: int, b0: int, b1: int) -> tuple[np.ndarray, np.ndarray]:
+        """Tile-local (row, column) indices of the paired entries in rows a0:a1, columns b0:b1."""
+        lo, hi = self.ptr[a0], self.ptr[a1]
+        a, b = self.a[lo:hi], self.b[lo:hi]
+        keep = (b >= b0) & (b < b1)
+        return a[keep] - a0, b[keep] - b0
+
+    def subset(self, a_idx: np.ndarray | None = None, b_idx: np.ndarray | None = None) -> "Pairing":
+        """The pairing between rows ``a_idx`` and columns ``b_idx`` (sorted index arrays; None: all),
+        renumbered to positions within them."""
+        a_map = np.arange(self.n_a) if a_idx is None else _positions(a_idx, self.n_a)
+        b_map = np.arange(self.n_b) if b_idx is None else _positions(b_idx, self.n_b)
+        a, b = a_map[self.a], b_map[self.b]
+        keep = (a >= 0) & (b >= 0)
+        return Pairing(a[keep], b[keep], self.n_a if a_idx is None else len(a_idx),
+                       self.n_b if b_idx is None else len(b_idx))
+
+
+def _positions(idx: np.ndarray, n: int) -> np.ndarray:
+    pos = -np.ones(n, np.int64)
+    pos[np.asarray(idx, np.int64)] = np.arange(len(idx))
+    return pos
+
+
+def sample_unpaired(pairs: np.ndarray, n_images: int, n_texts: int, k: int, rng) -> tuple[np.ndarray, np.ndarray]:
+    """``k`` random (image row, text row) combinations that are not in ``pairs`` (rejection
+    sampling; fewer when almost every combination is paired)."""
+    pairs = np.asarray(pairs, np.int64).reshape(-1, 2)
+    paired = np.unique(pairs[:, 0] * n_texts + pairs[:, 1])
+    img, txt = [], []
+    for _ in range(8):
+        a = rng.integers(0, n_images, 2 * k)
+        b = rng.integers(0, n_texts, 2 * k)
+        ok = ~np.isin(a * n_texts + b, paired)
+        img.append(a[ok])
+        txt.append(b[ok])
+        if sum(len(x) for x in img) >= k:
+            break
+    return np.concatenate(img)[:k], np.concatenate(txt)[:k]

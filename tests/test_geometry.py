@@ -91,11 +91,13 @@ def test_blocked_equals_naive_with_ragged_blocks():
     assert g.uniformity(I, block=5).log_with_ci()[0] == pytest.approx(naive, abs=1e-6)
     C = 2 - 2 * T @ I.T
     mask = ~np.eye(37, dtype=bool)
-    assert g.cross_uniformity(T, I, block=6).log_with_ci()[0] == pytest.approx(np.log(np.exp(-2 * C[mask]).mean()), abs=1e-6)
+    ident = np.stack([np.arange(37)] * 2, 1)
+    assert g.cross_uniformity(T, I, ident, block=6).log_with_ci()[0] == pytest.approx(
+        np.log(np.exp(-2 * C[mask]).mean()), abs=1e-6)
     Cm = C.copy()
     np.fill_diagonal(Cm, np.inf)
     ra = (np.diag(C) - Cm.min(1))
-    np.testing.assert_allclose(g.relative_alignment_rows(I, T, block=4), ra, atol=1e-5)
+    np.testing.assert_allclose(g.relative_alignment_rows(I, T, ident, block=4), ra, atol=1e-5)
 
 
 def test_sampled_mode_is_close_and_says_so():

@@ -23,8 +23,10 @@ import math
 import numpy as np
 
 from clipscope.analysis import metric
-from clipscope.analysis.pairwise import DEFAULT_MAX_PAIRS, DEFAULT_SAMPLE_PAIRS, Z95, PairMean, gaussian_pair_mean
+from clipscope.analysis.pairwise import (DEFAULT_MAX_PAIRS, DEFAULT_SAMPLE_PAIRS, Z95, PairMean, gaussian_cross_mean,
+                                         gaussian_pair_mean)
 from clipscope.linalg import DEFAULT_BLOCK, column_sums, row_distances, row_dots, similarity_tiles
+from clipscope.pairing import Pairing
 
 RMG_MIN_DISTANCE = 1e-3
 
@@ -79,42 +81,57 @@ def alignment(I: np.ndarray, T: np.ndarray, *, alpha: float = 2.0) -> float:
     return float((d2 ** (alpha / 2)).mean())
 
 
-def uniformity(X: np.ndarray, *, t: float = 2.0, **kw) -> PairMean:
-    """Uniformity (Wang & Isola 2020): ``log mean_{i<j} exp(-t ||x_i - x_j||^2)`` (t = 2).
+def uniformity(X, *, t: float = 2.0, **kw) -> PairMean:
+    """Uniformity (Wang & Isola 2020, ``lunif`` in SsnL/align_uniform):
+    ``log mean_{i<j} exp(-t ||x_i - x_j||^2)`` over the distinct rows of X (t = 2).
 
     Returns the :class:`PairMean` of the kernel; ``.log_with_ci()`` gives the metric. For points
     uniform on S^(d-1) the value tends to ``-2t + t^2 / d`` as n grows (= -4 + 8/d at t = 2).
+    ``X`` may be a tuple of arrays (their union, e.g. image and text rows).
     """
-    return gaussian_pair_mean(X, None, t=t, **kw)
+    return gaussian_pair_mean(X, t=t, **kw)
 
 
-def cross_uniformity(T: np.ndarray, I: np.ndarray, *, t: float = 2.0, **kw) -> PairMean:
-    """Cross-modal uniformity (Fahim et al. 2024): ``log mean_{i != j} exp(-t ||T_i - I_j||^2)`` over unpaired rows."""
-    return gaussian_pair_mean(T, I, t=t, **kw)
+def cross_uniformity(T: np.ndarray, I: np.ndarray, pairs: np.ndarray, *, t: float = 2.0, **kw) -> PairMean:
+    """Cross-modal uniformity (Fahim et al. 2024): ``log mean exp(-t ||T_a - I_b||^2)`` over
+    every text row a and image row b that are not paired in ``pairs`` (image row, text row).
+
+    Negatives are defined by identity, not by row index: on COCO-style data an image's other
+    captions, and in a class-prompt layout every image of the prompt's class, are paired, not
+    negatives. On 1:1 data this is the mean over a != b.
+    """
+    return gaussian_cross_mean(T, I, Pairing.texts_by_images(pairs, len(I), len(T)), t=t, **kw)
 
 
-def relative_alignment_rows(I: np.ndarray, T: np.ndarray, rows: np.ndarray | None = None, *,
+def relative_alignment_rows(I: np.ndarray, T: np.ndarray, pairs: np.ndarray, rows: np.ndarray | None = None, *,
                             block: int = DEFAULT_BLOCK, device: str = "cpu") -> np.ndarray:
-    """Per-pair relative alignment (Oh et al. 2023): ``||T_i - I_i||^2 - min_{j != i} ||T_i - I_j||^2``.
+    """Per-pair relative alignment (Oh et al. 2023), for each pair (image i, text t) in ``pairs``:
 
-    For unit rows this is ``2 (max_{j != i} <T_i, I_j> - <T_i, I_i>)``; the maximum is found in
-    blocks over all image rows. ``rows`` restricts the queries i (a sample).
+        ||t - I_i||^2 - min_{j not paired with t} ||t - I_j||^2
+
+    i.e. ``2 (max_{j not paired with t} <t, I_j> - <t, I_i>)`` for unit rows. ``I`` and ``T``
+    hold each distinct row once; "not paired" means not in ``pairs``, never "another row index",
+    so an image paired with t through another caption's pair is not a negative. The maximum is
+    found in blocks over all image rows. ``rows`` restricts the computation to those pairs (a
+    sample). A text paired with every image has no negative: its pairs give NaN.
     """
     import torch
 
-    q = np.arange(len(T)) if rows is None else np.asarray(rows)
-    Tq = T if rows is None else T[q]
-    best = torch.full((len(q),), -torch.inf, dtype=torch.float32, device=device)
-    qt = torch.from_numpy(q).to(device)
+    pairs = np.asarray(pairs, np.int64).reshape(-1, 2)
+    P = pairs if rows is None else pairs[np.asarray(rows)]
+    q_texts, q_of_pair = np.unique(P[:, 1], return_inverse=True)
+    pairing = Pairing.texts_by_images(pairs, len(I), len(T)).subset(a_idx=q_texts)
+    Tq = T[q_texts]
+    best = torch.full((len(q_texts),), -torch.inf, dtype=torch.float32, device=device)
     for i0, i1, j0, j1, s in similarity_tiles(Tq, I, block=block, device=device):
-        own = qt[i0:i1]
-        hit = (own >= j0) & (own < j1)
-        if hit.any():
-            r = torch.nonzero(hit).squeeze(1)
-            s[r, own[r] - j0] = -torch.inf
+        r, c = pairing.in_tile(i0, i1, j0, j1)
+        if len(r):
+            s[torch.from_numpy(r).to(s.device), torch.from_numpy(c).to(s.device)] = -torch.inf  # paired: not a negative
         best[i0:i1] = torch.maximum(best[i0:i1], s.max(1).values)
-    own_cos = row_dots(Tq, I if rows is None else I[q])
-    return 2.0 * (best.cpu().numpy().astype(np.float64) - own_cos)
+    best_neg = best.cpu().numpy().astype(np.float64)
+    best_neg[~np.isfinite(best_neg)] = np.nan
+    own_cos = row_dots(Tq[q_of_pair.ravel()], I[P[:, 0]])
+    return 2.0 * (best_neg[q_of_pair.ravel()] - own_cos)
 
 
 def linear_separability(I: np.ndarray, T: np.ndarray, *, seed: int = 0, max_rows: int = 20000) -> tuple[float, int]:
@@ -211,9 +228,11 @@ DESCRIPTIONS = {
     "uniformity_image": ("log mean_{i<j} exp(-2||x_i - x_j||^2) over image rows", False),
     "uniformity_text": ("log mean_{i<j} exp(-2||x_i - x_j||^2) over text rows", False),
     "uniformity_union": ("uniformity over image and text rows together", False),
-    "uniformity_cross": ("log mean_{i != j} exp(-2||T_i - I_j||^2) over unpaired rows", False),
+    "uniformity_cross": ("log mean exp(-2||T_a - I_b||^2) over every text a and image b not paired in /pairs "
+                         "(Fahim et al. 2024)", False),
     "alignment": ("mean_i ||I_i - T_i||^2 over pairs", False),
-    "relative_alignment": ("mean_i ||T_i - I_i||^2 - min_{j != i} ||T_i - I_j||^2", False),
+    "relative_alignment": ("mean over pairs (i, t) of ||t - I_i||^2 - min_{j not paired with t} ||t - I_j||^2 "
+                           "(Oh et al. 2023)", False),
 }
 
 
@@ -248,13 +267,16 @@ def gap_metrics(I: np.ndarray, T: np.ndarray, Ip: np.ndarray | None, Tp: np.ndar
     return {k: out[k] for k in DESCRIPTIONS if k in out}
 
 
-def uniformity_metrics(I: np.ndarray, T: np.ndarray, Ip: np.ndarray | None, Tp: np.ndarray | None, *,
-                       t: float = 2.0, max_pairs: int = DEFAULT_MAX_PAIRS, sample_pairs: int = DEFAULT_SAMPLE_PAIRS,
-                       seed: int = 0, block: int = DEFAULT_BLOCK, device: str = "cpu") -> dict[str, dict]:
+def uniformity_metrics(I: np.ndarray, T: np.ndarray, Ip: np.ndarray | None, Tp: np.ndarray | None,
+                       pairs: np.ndarray | None = None, *, t: float = 2.0, max_pairs: int = DEFAULT_MAX_PAIRS,
+                       sample_pairs: int = DEFAULT_SAMPLE_PAIRS, seed: int = 0, block: int = DEFAULT_BLOCK,
+                       device: str = "cpu") -> dict[str, dict]:
     """The `uniformity` report's metrics, exact in blocks up to ``max_pairs`` pairs, else sampled.
 
-    Intervals: Hoeffding's U-statistic variance (exact mode) or the spread of disjoint random
-    subsets (sampled mode) for the pair means, the standard error over pairs for the others.
+    ``I``, ``T``: every distinct image and text row; ``Ip``, ``Tp``: the rows of each pair;
+    ``pairs``: (image row, text row), which defines the cross-modal negatives. Intervals:
+    Hoeffding's U-statistic variance (exact mode) or the spread of disjoint random subsets
+    (sampled mode) for the pair means, the standard error over pairs for the others.
     """
     kw = dict(t=t, max_pairs=max_pairs, sample_pairs=sample_pairs, seed=seed, block=block, device=device)
     out = {}
@@ -267,15 +289,20 @@ def uniformity_metrics(I: np.ndarray, T: np.ndarray, Ip: np.ndarray | None, Tp: 
     add_pair_mean("uniformity_text", uniformity(T, **kw))
     add_pair_mean("uniformity_union", uniformity((I, T), **kw))
     if Ip is not None:
-        add_pair_mean("uniformity_cross", cross_uniformity(Tp, Ip, **kw))
+        if pairs is None:  # row-aligned 1:1 rows
+            pairs = np.stack([np.arange(len(Ip))] * 2, 1)
+        add_pair_mean("uniformity_cross", cross_uniformity(T, I, pairs, **kw))
         d2 = np.maximum(0.0, 2.0 - 2.0 * row_dots(Ip, Tp))
         out["alignment"] = _m("alignment", d2.mean(), _mean_ci(d2))
-        n = len(Ip)
-        exact = n * (n - 1) <= max_pairs
-        rows = None if exact else np.sort(np.random.default_rng(seed).choice(n, max(2, min(n, sample_pairs // n)), replace=False))
-        ra = relative_alignment_rows(Ip, Tp, rows, block=block, device=device)
-        out["relative_alignment"] = _m("relative_alignment", ra.mean(), _mean_ci(ra), exact=exact,
-                                       pairs_used=int(len(ra) * (n - 1)))
+        n = len(pairs)
+        exact = n * len(I) <= max_pairs
+        rows = None if exact else np.sort(np.random.default_rng(seed).choice(n, max(2, min(n, sample_pairs // len(I))),
+                                                                              replace=False))
+        ra = relative_alignment_rows(I, T, pairs, rows, block=block, device=device)
+        undefined = int(np.isnan(ra).sum())
+        ra = ra[np.isfinite(ra)]
+        out["relative_alignment"] = _m("relative_alignment", ra.mean() if len(ra) else float("nan"), _mean_ci(ra),
+                                       exact=exact, pairs_used=int(len(ra) * len(I)), undefined_pairs=undefined)
     return out
 
 
@@ -350,9 +377,12 @@ def shift_sweep(I: np.ndarray, T: np.ndarray, pairs: np.ndarray | None, *, class
         sub_pairs = pairs
         if len(pairs) > max_rows:
             sub_pairs = pairs[np.sort(np.random.default_rng(seed).choice(len(pairs), max_rows, replace=False))]
-        img_rows, img_inv = np.unique(sub_pairs[:, 0], return_inverse=True)
-        txt_rows, txt_inv = np.unique(sub_pairs[:, 1], return_inverse=True)
-        local_pairs = np.stack([img_inv.ravel(), txt_inv.ravel()], 1)
+        img_rows = np.unique(sub_pairs[:, 0])
+        txt_rows = np.unique(sub_pairs[:, 1])
+        # Every pair among the sampled rows counts as a match, not only the sampled ones: an
+        # image's other caption that was drawn through another pair is a match, not a miss.
+        local = Pairing(pairs[:, 0], pairs[:, 1], len(I), len(T)).subset(img_rows, txt_rows)
+        local_pairs = np.stack([local.a, local.b], 1)
     zs_rows = None
     if labels is not None and class_text is not None:
         zs_rows = np.arange(len(I))

@@ -45,9 +45,11 @@ class PairMean:
         return value, (value - half, value + half)
 
 
-def _gaussian_kernel_sums(a, b, t: float, *, block: int, device: str, same: bool):
-    """Row sums (and, for two sets, column sums) of exp(-t ||a_i - b_j||^2) over j != i.
+def _gaussian_kernel_sums(a, b, t: float, *, block: int, device: str, same: bool, pairing=None):
+    """Row sums (and, for two sets, column sums) of exp(-t ||a_i - b_j||^2).
 
+    One set (``same``): over j != i. Two sets: over the (i, j) that ``pairing`` (a
+    :class:`clipscope.pairing.Pairing` of a's rows by b's rows) does not pair.
     Rows must be L2-normalised: ||a_i - b_j||^2 = 2 - 2 <a_i, b_j>.
     """
     import torch
@@ -59,10 +61,10 @@ def _gaussian_kernel_sums(a, b, t: float, *, block: int, device: str, same: bool
         k = s.mul_(2 * t).sub_(2 * t).exp_()
         if same and i0 == j0:
             k = torch.triu(k, diagonal=1)  # strict upper triangle of a diagonal tile
-        elif not same and i0 < j1 and j0 < i1:
-            lo, hi = max(i0, j0), min(i1, j1)
-            idx = torch.arange(lo, hi, device=k.device)
-            k[idx - i0, idx - j0] = 0.0  # i != j: drop the paired diagonal
+        elif not same:
+            r, c = pairing.in_tile(i0, i1, j0, j1)
+            if len(r):
+                k[torch.from_numpy(r).to(k.device), torch.from_numpy(c).to(k.device)] = 0.0  # paired: not a negative
         rows[i0:i1] += k.sum(1, dtype=torch.float64)
         cols[j0:j1] += k.sum(0, dtype=torch.float64)
     return rows.cpu().numpy(), (None if same else cols.cpu().numpy())
@@ -82,42 +84,76 @@ def _rows(a, idx: np.ndarray | None = None) -> np.ndarray:
     return out
 
 
-def gaussian_pair_mean(a, b: np.ndarray | None = None, *, t: float = 2.0,
-                       max_pairs: int = DEFAULT_MAX_PAIRS, sample_pairs: int = DEFAULT_SAMPLE_PAIRS,
-                       seed: int = 0, block: int = DEFAULT_BLOCK, device: str = "cpu") -> PairMean:
-    """Mean of exp(-t ||x - y||^2) over pairs.
+def gaussian_pair_mean(a, *, t: float = 2.0, max_pairs: int = DEFAULT_MAX_PAIRS,
+                       sample_pairs: int = DEFAULT_SAMPLE_PAIRS, seed: int = 0, block: int = DEFAULT_BLOCK,
+                       device: str = "cpu") -> PairMean:
+    """Mean of exp(-t ||x_i - x_j||^2) over the unordered pairs i < j of one set of rows.
 
-    ``b is None``: unordered pairs i < j of ``a``. Otherwise ordered pairs (a_i, b_j), i != j,
-    with ``a`` and ``b`` row-aligned (row i of one pairs with row i of the other). ``a`` may be
-    a tuple of arrays, read as their concatenation (copied only in exact mode).
+    ``a`` may be a tuple of arrays, read as their concatenation (copied only in exact mode).
     """
-    same = b is None
     n = sum(len(x) for x in a) if isinstance(a, tuple) else len(a)
-    total = n * (n - 1) // 2 if same else n * (n - 1)
+    total = n * (n - 1) // 2
     if total < 1:
-        raise ValueError("need at least two rows")
+        raise ClipscopeError("uniformity needs at least two rows")
     if total <= max_pairs:
-        rows, cols = _gaussian_kernel_sums(_rows(a), b, t, block=block, device=device, same=same)
-        # With one set, each kernel value was added to both of its rows: the row sums count it twice.
-        mean = rows.sum() / (2 * total) if same else rows.sum() / total
-        if same:
-            h1 = rows / (n - 1)  # each row's sum covers all j != i (row + column contributions)
-            se = math.sqrt(4 * h1.var(ddof=1) / n) if n > 2 else float("nan")
-        else:
-            se = math.sqrt((rows / (n - 1)).var(ddof=1) / n + (cols / (n - 1)).var(ddof=1) / n) if n > 2 else float("nan")
+        rows, _ = _gaussian_kernel_sums(_rows(a), None, t, block=block, device=device, same=True)
+        # Each kernel value was added to both of its rows: the row sums count it twice.
+        mean = rows.sum() / (2 * total)
+        h1 = rows / (n - 1)  # each row's sum covers all j != i (row + column contributions)
+        se = math.sqrt(4 * h1.var(ddof=1) / n) if n > 2 else float("nan")
         return PairMean(float(mean), se, True, total)
     rng = np.random.default_rng(seed)
-    per_subset = sample_pairs / N_SUBSETS
-    m = int(math.sqrt(2 * per_subset)) if same else int(math.sqrt(per_subset))
-    m = max(2, min(m, n // N_SUBSETS))
+    m = max(2, min(int(math.sqrt(2 * sample_pairs / N_SUBSETS)), n // N_SUBSETS))
     order = rng.permutation(n)
     estimates = []
     for k in range(N_SUBSETS):
         idx = np.sort(order[k * m:(k + 1) * m])
-        sub_b = None if same else b[idx]
-        rows, _ = _gaussian_kernel_sums(_rows(a, idx), sub_b, t, block=block, device=device, same=same)
-        # one set: m(m-1)/2 pairs, each counted twice in the row sums; two sets: m(m-1) pairs once
-        estimates.append(rows.sum() / (m * (m - 1)))
+        rows, _ = _gaussian_kernel_sums(_rows(a, idx), None, t, block=block, device=device, same=True)
+        estimates.append(rows.sum() / (m * (m - 1)))  # m(m-1)/2 pairs, each counted twice
     est = np.asarray(estimates)
-    pairs_used = N_SUBSETS * (m * (m - 1) // 2 if same else m * (m - 1))
-    return PairMean(float(est.mean()), float(est.std(ddof=1) / math.sqrt(N_SUBSETS)), False, pairs_used)
+    return PairMean(float(est.mean()), float(est.std(ddof=1) / math.sqrt(N_SUBSETS)), False,
+                    N_SUBSETS * (m * (m - 1) // 2))
+
+
+def gaussian_cross_mean(a: np.ndarray, b: np.ndarray, pairing, *, t: float = 2.0, max_pairs: int = DEFAULT_MAX_PAIRS,
+                        sample_pairs: int = DEFAULT_SAMPLE_PAIRS, seed: int = 0, block: int = DEFAULT_BLOCK,
+                        device: str = "cpu") -> PairMean:
+    """Mean of exp(-t ||a_i - b_j||^2) over every (i, j) that ``pairing`` does not pair.
+
+    ``a`` and ``b`` hold each distinct row once (e.g. all text rows and all image rows), and
+    ``pairing`` (:class:`clipscope.pairing.Pairing`, a's rows by b's rows) says which
+    combinations are pairs. Exact mode's interval: the two-sample U-statistic variance
+    Var(h_a)/n_a + Var(h_b)/n_b from the row and column means. Sampled mode: K disjoint
+    subsets of rows and of columns (the same subsets for both when the pairing is the identity,
+    as for 1:1 data), each giving an unbiased estimate over its unpaired combinations.
+    """
+    n, m = len(a), len(b)
+    total = n * m - len(pairing)
+    if total < 1:
+        raise ClipscopeError("every combination of rows is paired: there are no negatives to average over")
+    if total <= max_pairs:
+        rows, cols = _gaussian_kernel_sums(a, b, t, block=block, device=device, same=False, pairing=pairing)
+        ra, cb = m - pairing.degree_a(), n - pairing.degree_b()
+        h_a = rows[ra > 0] / ra[ra > 0]
+        h_b = cols[cb > 0] / cb[cb > 0]
+        se = math.sqrt(h_a.var(ddof=1) / len(h_a) + h_b.var(ddof=1) / len(h_b)) if min(len(h_a), len(h_b)) > 2 \
+            else float("nan")
+        return PairMean(float(rows.sum() / total), se, True, total)
+    rng = np.random.default_rng(seed)
+    k_rows = max(2, min(int(math.sqrt(sample_pairs / N_SUBSETS)), n // N_SUBSETS, m // N_SUBSETS))
+    shared = pairing.is_identity
+    order_a = rng.permutation(n)
+    order_b = order_a if shared else rng.permutation(m)
+    estimates, used = [], 0
+    for k in range(N_SUBSETS):
+        ia = np.sort(order_a[k * k_rows:(k + 1) * k_rows])
+        ib = ia if shared else np.sort(order_b[k * k_rows:(k + 1) * k_rows])
+        sub = pairing.subset(ia, ib)
+        count = len(ia) * len(ib) - len(sub)
+        if count < 1:
+            continue
+        rows, _ = _gaussian_kernel_sums(a[ia], b[ib], t, block=block, device=device, same=False, pairing=sub)
+        estimates.append(rows.sum() / count)
+        used += count
+    est = np.asarray(estimates)
+    return PairMean(float(est.mean()), float(est.std(ddof=1) / math.sqrt(len(est))), False, used)

@@ -130,6 +130,42 @@ def run_name(run: dict, k: int) -> str:
     return str(run.get("name") or run.get("command") or f"run{k}")
 
 
+def _args_for(run: dict, suite: dict, out: Path, name: str, base: Path) -> list[str]:
+    """The argv of one suite run; unknown options and missing caches are errors here, before
+    any run starts. Relative cache paths are read from the suite file's folder when they do
+    not exist from the working directory."""
+    from clipscope.cli.main import cli
+    from clipscope.errors import ClipscopeError
+
+    command = run["command"]
+    s = suite.get("suite", {})
+    accepted = {o for p in cli.get_command(click.Context(cli), command).params for o in getattr(p, "opts", [])}
+    args = [command]
+    cache = run.get("cache", s.get("cache"))
+    if cache:  # one cache, or a list (drift takes OLD and NEW)
+        for c in cache if isinstance(cache, list) else [cache]:
+            p = Path(str(c))
+            p = p if p.exists() or p.is_absolute() else base / p
+            if not p.exists():
+                raise ClipscopeError(f"suite run {name!r}: no cache at {c}")
+            args.append(str(p))
+    # Suite-wide settings go to the commands that take them (drift, for one, names two models itself).
+    for key in ("model", "pretrained", "data", "device"):
+        value = run.get(key, s.get(key))
+        if value is not None and f"--{key}" in accepted and not (cache and key == "data"):
+            args += [f"--{key}", str(value)]
+    for key, value in (run.get("options") or {}).items():
+        flag = "--" + key.replace("_", "-")
+        if flag not in accepted or flag in ("--out", "--json"):
+            raise ClipscopeError(f"suite run {name!r}: {command} has no option {flag} "
+                                 f"(see clipscope {command} --help); the output folder is set by the suite")
+        if value is True:
+            args.append(flag)
+        elif value is not False and value is not None:
+            args += [flag, str(value)]
+    return args + ["--out", str(out), "--quiet"]
+
+
 @click.command("check")
 @click.argument("suite_file", type=click.Path(dir_okay=False))
 @click.option("--out", "out", default=None, type=click.Path(file_okay=False), help="Run folder (default from the suite).")
@@ -160,7 +196,7 @@ def check_cmd(suite_file, out, baseline, fmt, summary):
     for k, run in enumerate(suite["run"]):  # every run's arguments are checked before the first runs
         name = run_name(run, k)
         commands[name] = run.get("command")
-        planned.append((name, _args_for(run, suite, out_dir / name)))
+        planned.append((name, _args_for(run, suite, out_dir / name, name, path.parent)))
     allow_missing = bool(s.get("allow_missing", False))
     for name, args in planned:
         click.echo(f"check: clipscope {' '.join(shlex.quote(a) for a in args)}", err=True)

@@ -254,13 +254,16 @@ def load_weights_file(load, path: Path) -> None:
     that says so (it is not a network problem), and so does an unreadable file."""
     import pickle
 
+    unsafe = ClipscopeError(f"checkpoint {path} was refused as unsafe: it holds pickled Python objects, and clipscope "
+                            "loads checkpoints with weights_only=True; save a plain state dict "
+                            "(torch.save(model.state_dict(), ...)) or safetensors")
     try:
         load(str(path))
-    except pickle.UnpicklingError as e:
-        raise ClipscopeError(f"checkpoint {path} was refused as unsafe: it holds pickled Python objects, and clipscope "
-                             "loads checkpoints with weights_only=True; save a plain state dict "
-                             f"(torch.save(model.state_dict(), ...)) or safetensors ({str(e).splitlines()[0][:120]})") from None
+    except pickle.UnpicklingError:
+        raise unsafe from None
     except RuntimeError as e:
+        if "Weights only load failed" in str(e) or "Unsupported global" in str(e):  # timm wraps the pickle error
+            raise unsafe from None
         if "size mismatch" in str(e) or "Missing key" in str(e) or "Unexpected key" in str(e):
             raise
         raise ClipscopeError(f"could not read checkpoint {path}: {str(e).splitlines()[0][:200]}") from None

@@ -43,13 +43,13 @@ def figures(result: TaskResult, out_dir: Path, title: str, *, projection: str = 
     out = {"projection": plots.projection(d["I"], d["T"], d["pairs"], out_dir / "gap_projection.png",
                                           title=f"Joint space: {title}", method=projection, seed=seed)}
     if d["Ip"] is not None:
+        from clipscope.pairing import sample_unpaired
+
         rng = np.random.default_rng(seed)
-        n = len(d["Ip"])
-        k = min(n, 20000)
-        a = rng.integers(0, n, k)
-        b = (a + rng.integers(1, max(2, n), k)) % n  # another pair's text: unpaired
+        k = min(len(d["Ip"]), 20000)
+        a, b = sample_unpaired(d["pairs"], len(d["I"]), len(d["T"]), k, rng)  # not in /pairs
         paired = np.einsum("ij,ij->i", d["Ip"][:k], d["Tp"][:k])
-        unpaired = np.einsum("ij,ij->i", d["Ip"][a], d["Tp"][b])
+        unpaired = np.einsum("ij,ij->i", d["I"][a], d["T"][b])
         out["cosine_histograms"] = plots.cosine_histograms(paired, unpaired, out_dir / "gap_cosines.png",
                                                            title=f"Paired vs unpaired cosines: {title}")
     out["per_dimension_gap"] = plots.per_dimension_bars(d["per_dim"], out_dir / "gap_dimensions.png",

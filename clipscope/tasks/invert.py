@@ -49,9 +49,10 @@ def run_inversion(cache, encoder, *, mode: str, config: InversionConfig, progres
     if out_key in cache and cache.attrs.get(f"{mode}_config") == cfg:  # already done with this configuration
         return cache[out_key][:], cache[f"{group}/{mode}_curve"][:], cache[f"{group}/{mode}_cosine"][:]
 
-    from clipscope.fileio import exclusive
+    from clipscope.fileio import exclusive, remove_stale_temps
 
     with exclusive(cache.path, quiet=not progress):
+        remove_stale_temps(cache.path)
         _check_unchanged(cache)
         targets = np.asarray(cache[src_key][:], np.float32)
         rows = _invert_rows(cache, encoder, targets, mode=mode, config=config, progress=progress)

@@ -19,7 +19,7 @@ def evaluate(cache, *, t: float = 2.0, max_pairs: int = DEFAULT_MAX_PAIRS, sampl
     if not (isinstance(t, (int, float)) and math.isfinite(t) and t > 0):
         raise ClipscopeError(f"--t {t}: the kernel's temperature must be a positive number (Wang & Isola use 2)")
     I, T, Ip, Tp, pairs = modality_rows(cache)
-    metrics = geometry.uniformity_metrics(I, T, Ip, Tp, t=t, max_pairs=max_pairs, sample_pairs=sample_pairs,
+    metrics = geometry.uniformity_metrics(I, T, Ip, Tp, pairs, t=t, max_pairs=max_pairs, sample_pairs=sample_pairs,
                                           seed=seed, block=block, device=device)
     notes = []
     sampled = [k for k, v in metrics.items() if v.get("exact") is False]
@@ -30,7 +30,7 @@ def evaluate(cache, *, t: float = 2.0, max_pairs: int = DEFAULT_MAX_PAIRS, sampl
     return TaskResult(metrics, {}, notes,
                       config={"t": t, "max_pairs": max_pairs, "sample_pairs": sample_pairs, "block": block},
                       counts={"images": len(I), "texts": len(T), "pairs": 0 if pairs is None else len(pairs)},
-                      plot_data={"I": I, "T": T, "Ip": Ip, "Tp": Tp})
+                      plot_data={"I": I, "T": T, "Ip": Ip, "Tp": Tp, "pairs": pairs})
 
 
 def figures(result: TaskResult, out_dir: Path, title: str, *, seed: int = 0, **_) -> dict:
@@ -46,7 +46,10 @@ def figures(result: TaskResult, out_dir: Path, title: str, *, seed: int = 0, **_
 
     series = {"image-image": sq_dists(d["I"], d["I"]), "text-text": sq_dists(d["T"], d["T"])}
     if d["Ip"] is not None:
-        series["image-text (unpaired)"] = sq_dists(d["Ip"], d["Tp"])
+        from clipscope.pairing import sample_unpaired
+
+        a, b = sample_unpaired(d["pairs"], len(d["I"]), len(d["T"]), 20000, rng)  # not in /pairs
+        series["image-text (unpaired)"] = 2 - 2 * np.einsum("ij,ij->i", d["I"][a], d["T"][b])
         series["image-text (paired)"] = 2 - 2 * np.einsum("ij,ij->i", d["Ip"], d["Tp"])
     out = {"distance_histograms": plots.histogram(series, out_dir / "uniformity_distances.png",
                                                   title=f"Squared distances: {title}", xlabel="||x - y||^2")}

@@ -1,0 +1,371 @@
+"""Fault injection: kill -9 at every commit point, two writers at once, a full file system,
+and a corpus of malformed inputs and reports. Each case asserts the exit code, a one-line
+error, and that no cache or report ends up holding wrong data.
+
+Kills use the test hook ``CLIPSCOPE_FAULT=<point>:<n>`` (``clipscope.fileio.fault_point``): the
+process sends itself SIGKILL the n-th time it reaches the named point, exactly as ``kill -9``
+would, so the test does not race the process.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+TINY = ["--model", "clipscope-tiny", "--pretrained", "none"]
+
+
+def cli(*args, env=None, cwd=None, timeout=300):
+    """Run clipscope in a real process: (exit code, stdout, stderr)."""
+    full_env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(REPO), **(env or {})}
+    p = subprocess.run([sys.executable, "-m", "clipscope.cli.main", *map(str, args)], capture_output=True, text=True,
+                       env=full_env, cwd=cwd, timeout=timeout)
+    return p.returncode, p.stdout, p.stderr
+
+
+def one_error_line(err: str) -> str:
+    lines = [line for line in err.strip().splitlines() if line.strip() and "\r" not in line]
+    errors = [line for line in lines if line.startswith("Error: ")]
+    assert len(errors) == 1 and "Traceback" not in err, err
+    return errors[0]
+
+
+def datasets(path: Path) -> dict:
+    import h5py
+
+    out = {}
+    with h5py.File(path, "r") as f:
+        f.visititems(lambda name, obj: out.__setitem__(name, obj[()]) if hasattr(obj, "shape") else None)
+    return out
+
+
+def assert_same_cache(a: Path, b: Path) -> None:
+    da, db = datasets(a), datasets(b)
+    assert sorted(da) == sorted(db)
+    for k in da:
+        assert np.array_equal(da[k], db[k]), k
+
+
+# --------------------------------------------------------------------------- kill -9 at commit points
+
+EXTRACT_KILLS = [("journal-appended", 1), ("journal-committed", 2), ("journal-appended", 2),
+                 ("journal-committed", 2), ("before-replace.h5", 1)]
+
+
+def test_extract_survives_kill_at_every_commit_point(tmp_path):
+    """probes:24 in batches of 8: 3 image and 3 text commits. Each run is killed at the next
+    kind of point (rows appended but not committed, just committed, cache written but not yet
+    renamed); the final run completes and equals an uninterrupted extraction bit for bit."""
+    from clipscope.data import open_source
+    from clipscope.extract import extract
+    from clipscope.models import load_encoder
+
+    out = tmp_path / "c.h5"
+    args = ["extract", *TINY, "--data", "probes:24", "--batch-size", "8", "--out", out, "-q"]
+    for point, n in EXTRACT_KILLS:
+        code, _, err = cli(*args, env={"CLIPSCOPE_FAULT": f"{point}:{n}"})
+        assert code == -signal.SIGKILL, (point, n, err)
+        assert not out.exists(), "a cache appeared before the run finished"
+    assert list(tmp_path.glob(".c.h5.*.tmp")), "the kill before the rename leaves its temporary file"
+    code, out_text, err = cli(*args)
+    assert code == 0, err
+    assert not list(tmp_path.glob(".c.h5.*.tmp")), "a later success removes the killed run's temporary file"
+    assert not (tmp_path / "c.h5.partial").exists()
+    extract(open_source("probes:24"), load_encoder("clipscope-tiny", "none"), tmp_path / "ref.h5", batch_size=8,
+            progress=False)
+    assert_same_cache(out, tmp_path / "ref.h5")
+
+
+def invert(cache, out):
+    return ["invert", cache, *TINY, "--mode", "oti", "--steps", "3", "--inv-batch-size", "4", "--no-plots", "-q",
+            "--out", out]
+
+
+def test_invert_survives_kill_at_every_commit_point(tmp_path):
+    """A kill between appending a batch and committing it, right after a commit, and before the
+    cache is replaced: the rerun neither loses nor repeats a batch (12 rows stay 12 rows)."""
+    for name in ("c.h5", "ref.h5"):
+        code, _, err = cli("extract", *TINY, "--data", "probes:12", "--out", tmp_path / name, "-q")
+        assert code == 0, err
+    for point, n in (("journal-appended", 2), ("journal-committed", 1), ("before-replace.h5", 1)):
+        code, _, err = cli(*invert(tmp_path / "c.h5", tmp_path / "run"), env={"CLIPSCOPE_FAULT": f"{point}:{n}"})
+        assert code == -signal.SIGKILL, (point, err)
+    code, _, err = cli(*invert(tmp_path / "c.h5", tmp_path / "run"))
+    assert code == 0, err
+    code, _, err = cli(*invert(tmp_path / "ref.h5", tmp_path / "ref-run"))
+    assert code == 0, err
+    got, ref = datasets(tmp_path / "c.h5"), datasets(tmp_path / "ref.h5")
+    assert got["image/oti_cosine"].shape == (12, 2)
+    for k in ("image/oti_embeddings", "image/oti_cosine", "image/oti_curve"):
+        assert np.array_equal(got[k], ref[k]), k
+    assert not list(tmp_path.glob(".c.h5.*.tmp")) and not (tmp_path / "c.h5.oti.partial").exists()
+
+
+def test_inversion_never_resumes_across_different_data(tmp_path):
+    """invert killed mid-run, the cache re-extracted from other data with --overwrite, invert
+    rerun: every row is the new data's inversion (the old partial state is gone)."""
+    c = tmp_path / "c.h5"
+    code, _, err = cli("extract", *TINY, "--data", "probes:12", "--out", c, "-q")
+    assert code == 0, err
+    code, _, _ = cli(*invert(c, tmp_path / "run"), env={"CLIPSCOPE_FAULT": "journal-committed:2"})
+    assert code == -signal.SIGKILL and (tmp_path / "c.h5.oti.partial").exists()
+    code, _, err = cli("extract", *TINY, "--data", "probes:12:5", "--out", c, "--overwrite", "-q")
+    assert code == 0, err
+    assert not (tmp_path / "c.h5.oti.partial").exists(), "--overwrite removes the inversion's partial state"
+    code, _, err = cli(*invert(c, tmp_path / "run"))
+    assert code == 0, err
+    fresh = tmp_path / "fresh.h5"
+    code, _, err = cli("extract", *TINY, "--data", "probes:12:5", "--out", fresh, "-q")
+    assert code == 0, err
+    code, _, err = cli(*invert(fresh, tmp_path / "fresh-run"))
+    assert code == 0, err
+    assert np.array_equal(datasets(c)["image/oti_embeddings"], datasets(fresh)["image/oti_embeddings"])
+
+
+def test_partial_inversion_of_other_content_is_discarded(tmp_path):
+    """The journal is keyed by the cache's content: a partial state whose manifest names other
+    target rows (e.g. a cache replaced by hand) is thrown away, not resumed."""
+    from clipscope import Cache
+    from clipscope.analysis.inversion import InversionConfig
+    from clipscope.data import open_source
+    from clipscope.extract import extract
+    from clipscope.models import load_encoder
+    from clipscope.tasks import invert
+
+    enc = load_encoder("clipscope-tiny", "none")
+    extract(open_source("probes:8"), enc, tmp_path / "a.h5", progress=False)
+    extract(open_source("probes:8:3"), enc, tmp_path / "b.h5", progress=False)
+    cfg = InversionConfig(steps=2, batch_size=4)
+    with Cache.open(tmp_path / "a.h5") as a:
+        feats_a = invert.run_inversion(a, enc, mode="oti", config=cfg, progress=False)[0]
+    # Plant a's finished journal as b's partial state: b must not take a's rows.
+    partial = tmp_path / "b.h5.oti.partial"
+    partial.mkdir()
+    manifest = {"config": {}, "n": 8, "mode": "oti", "cache": {}, "targets_sha256": "0" * 64}
+    (partial / "manifest.json").write_text(json.dumps(manifest))
+    np.asarray(feats_a, np.float32).tofile(partial / "rows.f32")
+    (partial / "rows.json").write_text(json.dumps({"next_index": 8, "rows": 8, "failed": [], "done": False}))
+    with Cache.open(tmp_path / "b.h5") as b:
+        feats_b = invert.run_inversion(b, enc, mode="oti", config=cfg, progress=False)[0]
+    assert not np.allclose(feats_a, feats_b)
+    extract(open_source("probes:8:3"), enc, tmp_path / "b2.h5", progress=False)
+    with Cache.open(tmp_path / "b2.h5") as b2:
+        np.testing.assert_array_equal(feats_b, invert.run_inversion(b2, enc, mode="oti", config=cfg, progress=False)[0])
+
+
+# --------------------------------------------------------------------------- two writers
+
+
+def test_two_extract_processes_on_one_cache_take_turns(tmp_path):
+    out = tmp_path / "c.h5"
+    args = [sys.executable, "-m", "clipscope.cli.main", "extract", *TINY, "--data", "probes:96", "--batch-size", "8",
+            "--out", str(out)]
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(REPO)}
+    first = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    deadline = time.time() + 120
+    while not (tmp_path / "c.h5.partial" / "image.json").exists():  # the first holds the lock and has committed
+        assert time.time() < deadline and first.poll() is None, first.communicate()
+        time.sleep(0.02)
+    first.send_signal(signal.SIGSTOP)  # hold it mid-extraction, lock taken, so the second surely meets it
+    err2 = tmp_path / "second.err"
+    with open(err2, "w") as fh:
+        second = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=fh, text=True, env=env)
+        while "waiting for another process" not in err2.read_text():
+            assert time.time() < deadline and second.poll() is None, err2.read_text()
+            time.sleep(0.05)
+        first.send_signal(signal.SIGCONT)
+        out2, _ = second.communicate(timeout=300)
+    out1, err1 = first.communicate(timeout=300)
+    assert first.returncode == 0, err1
+    assert second.returncode == 0, err2.read_text()
+    assert "already complete" in out2
+    from clipscope.data import open_source
+    from clipscope.extract import extract
+    from clipscope.models import load_encoder
+
+    extract(open_source("probes:96"), load_encoder("clipscope-tiny", "none"), tmp_path / "ref.h5", batch_size=8,
+            progress=False)
+    assert_same_cache(out, tmp_path / "ref.h5")
+
+
+def test_two_analyses_extracting_into_the_content_cache_at_once(tmp_path):
+    """Two `gap` runs that extract the same model and data into the content-keyed cache at the
+    same time: both succeed with identical numbers, and the shared cache is the right one."""
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(REPO), "CLIPSCOPE_CACHE_DIR": str(tmp_path / "cc")}
+    runs = [subprocess.Popen([sys.executable, "-m", "clipscope.cli.main", "gap", *TINY, "--data", "probes:64",
+                              "--batch-size", "8", "--no-plots", "--bootstrap", "0", "--json", str(tmp_path / f"{k}.json"),
+                              "-q"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env) for k in (1, 2)]
+    for p in runs:
+        _, err = p.communicate(timeout=300)
+        assert p.returncode == 0, err
+    m1, m2 = (json.loads((tmp_path / f"{k}.json").read_text())["metrics"] for k in (1, 2))
+    assert m1 == m2
+    (cached,) = (tmp_path / "cc").glob("*.h5")
+    from clipscope.data import open_source
+    from clipscope.extract import extract
+    from clipscope.models import load_encoder
+
+    extract(open_source("probes:64"), load_encoder("clipscope-tiny", "none"), tmp_path / "ref.h5", batch_size=8,
+            progress=False)
+    assert np.array_equal(datasets(cached)["image/embeddings"], datasets(tmp_path / "ref.h5")["image/embeddings"])
+
+
+def test_a_second_writer_can_hold_no_lock_the_first_holds():
+    """The lock itself: a second process cannot take it while the first holds it."""
+    import tempfile
+
+    from clipscope.fileio import exclusive
+
+    with tempfile.TemporaryDirectory() as d:
+        target = Path(d) / "c.h5"
+        probe = ("import sys; from filelock import FileLock, Timeout\n"
+                 "try:\n    FileLock(sys.argv[1] + '.lock').acquire(timeout=0.2); print('got')\n"
+                 "except Timeout:\n    print('busy')\n")
+        with exclusive(target, quiet=True):
+            held = subprocess.run([sys.executable, "-c", probe, str(target)], capture_output=True, text=True)
+        free = subprocess.run([sys.executable, "-c", probe, str(target)], capture_output=True, text=True)
+        assert held.stdout.strip() == "busy" and free.stdout.strip() == "got"
+
+
+# --------------------------------------------------------------------------- the content key
+
+
+def test_replaced_image_with_restored_mtime_changes_the_key(tmp_path):
+    from clipscope.data import open_source
+    from conftest import save_image
+
+    root = tmp_path / "imgs"
+    for i in range(3):
+        save_image(root / "a" / f"{i}.jpg", seed=i)
+    before = open_source(f"folder:{root}").fingerprint
+    target = root / "a" / "1.jpg"
+    st = target.stat()
+    save_image(target, seed=99)  # other pixels...
+    os.utime(target, ns=(st.st_atime_ns, st.st_mtime_ns))  # ...with the old mtime restored
+    assert open_source(f"folder:{root}").fingerprint != before
+    verified = open_source(f"folder:{root}", verify=True)
+    again = open_source(f"folder:{root}", verify=True)
+    assert verified.fingerprint == again.fingerprint
+    os.utime(target)  # metadata only: the content hash stays
+    assert open_source(f"folder:{root}", verify=True).fingerprint == verified.fingerprint
+
+
+# --------------------------------------------------------------------------- full file system
+
+
+@pytest.fixture
+def small_fs(tmp_path):
+    """A 150 KiB tmpfs (root only; skipped with the reason elsewhere)."""
+    mnt = tmp_path / "fs"
+    mnt.mkdir()
+    p = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=150k", "tmpfs", str(mnt)], capture_output=True, text=True)
+    if p.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here ({p.stderr.strip() or 'not root'}): the full-disk test needs one")
+    try:
+        yield mnt
+    finally:
+        subprocess.run(["umount", "-l", str(mnt)], capture_output=True)
+
+
+def test_full_disk_during_extract_keeps_the_journal(small_fs, tmp_path):
+    out = small_fs / "c.h5"
+    args = ["extract", *TINY, "--data", "probes:300", "--out", out, "-q"]
+    code, _, err = cli(*args)
+    assert code == 1, err
+    line = one_error_line(err)
+    assert "no space left" in line and "rerun" in line
+    assert not out.exists() and not list(small_fs.glob(".c.h5.*.tmp"))
+    assert (small_fs / "c.h5.partial" / "manifest.json").exists()
+    subprocess.run(["mount", "-o", "remount,size=8m", str(small_fs)], check=True)
+    code, _, err = cli(*args)
+    assert code == 0, err
+    from clipscope.data import open_source
+    from clipscope.extract import extract
+    from clipscope.models import load_encoder
+
+    extract(open_source("probes:300"), load_encoder("clipscope-tiny", "none"), tmp_path / "ref.h5", progress=False)
+    assert_same_cache(out, tmp_path / "ref.h5")
+
+
+def test_full_disk_during_invert_says_so_and_cleans_up(small_fs):
+    subprocess.run(["mount", "-o", "remount,size=8m", str(small_fs)], check=True)
+    c = small_fs / "c.h5"
+    code, _, err = cli("extract", *TINY, "--data", "probes:120", "--out", c, "-q")
+    assert code == 0, err
+    filler = small_fs / "filler"
+    free = os.statvfs(small_fs).f_bavail * os.statvfs(small_fs).f_frsize
+    filler.write_bytes(b"\0" * max(0, free - 60_000))  # room for the journal, not for a copy of the cache
+    before = datasets(c)
+    code, _, err = cli(*invert(c, small_fs / "run"))
+    assert code == 1, err
+    assert "no space left" in one_error_line(err)
+    assert not list(small_fs.glob(".c.h5.*.tmp"))
+    after = datasets(c)
+    assert sorted(after) == sorted(before) and all(np.array_equal(after[k], before[k]) for k in before)
+
+
+# --------------------------------------------------------------------------- inputs that must not be lost
+
+
+def test_non_utf8_file_name_and_bad_captions_are_handled_before_encoding(tmp_path, run_cli):
+    from clipscope import Cache
+    from conftest import save_image
+
+    root = tmp_path / "imgs"
+    save_image(root / "ok.jpg", seed=1)
+    raw = os.fsencode(root) + b"/caf\xe9.jpg"  # Latin-1 name: not valid UTF-8
+    save_image(Path(os.fsdecode(raw)), seed=2)
+    rows = [{"image": "ok.jpg", "caption": "a fine caption"}, {"image": "ok.jpg", "caption": "nul \x00 inside"},
+            {"image": "ok.jpg", "caption": None}, {"image": os.fsdecode(b"caf\xe9.jpg"), "caption": "latin name"}]
+    table = root / "caps.jsonl"
+    table.write_text("\n".join(json.dumps(r) for r in rows), encoding="utf-8", errors="surrogateescape")
+    out = tmp_path / "c.h5"
+    code, _, err = run_cli("extract", *TINY, "--data", f"captions:{table}", "--out", out, "-q")
+    assert code == 0, err
+    with Cache.open(out) as c:
+        assert c.text_captions == ["a fine caption", "latin name"]
+        assert [os.fsencode(i) for i in c.image_ids] == [b"ok.jpg", b"caf\xe9.jpg"]
+        assert c.pairs.tolist() == [[0, 0], [1, 1]]
+        reasons = dict(c.failed)
+        assert "caption contains a NUL byte" in reasons.values()
+        assert "missing caption (null)" in reasons.values()
+        assert "None" not in c.text_captions
+
+
+def test_newer_schema_cache_says_so(tmp_path, run_cli):
+    import h5py
+
+    out = tmp_path / "c.h5"
+    code, _, err = run_cli("extract", *TINY, "--data", "probes:4", "--out", out, "-q")
+    assert code == 0, err
+    with h5py.File(out, "a") as f:
+        f.attrs["clipscope_schema"] = 99
+        del f["pairs"]
+    for args in (("info", out), ("gap", out, "--out", tmp_path / "g")):
+        code, _, err = run_cli(*args)
+        assert code == 1 and "newer clipscope" in one_error_line(err)
+
+
+def test_interrupt_says_how_to_resume(tmp_path):
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(REPO)}
+    p = subprocess.Popen([sys.executable, "-m", "clipscope.cli.main", "extract", *TINY, "--data", "probes:400",
+                          "--batch-size", "4", "--out", str(tmp_path / "c.h5")], stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, text=True, env=env)
+    deadline = time.time() + 120
+    while not (tmp_path / "c.h5.partial" / "image.json").exists():
+        assert time.time() < deadline and p.poll() is None
+        time.sleep(0.05)
+    p.send_signal(signal.SIGINT)
+    _, err = p.communicate(timeout=120)
+    assert p.returncode == 1
+    assert "rerun the same command to resume" in one_error_line(err)
+    assert (tmp_path / "c.h5.partial" / "image.json").exists()
