@@ -189,23 +189,28 @@ def test_invert_with_a_separate_gallery(run_cli, tmp_path):
 
 def _reference_style_metrics(S, ql, gl, same):
     """A direct per-query transcription of the reference's evaluation loop (Cross the Gap,
-    src/retrieval.py compute_metrics and src/utils.py retrieval_average_precision_atk)."""
+    src/retrieval.py compute_metrics and src/utils.py retrieval_average_precision_atk, with
+    torchmetrics' retrieval_average_precision / retrieval_r_precision returning 0 for a query
+    without relevant items). mAP@R is then 0/0 = NaN for such a query."""
     aps, aps_r, prs, r1 = [], [], [], []
     for q in range(S.shape[0]):
         sim, true = S[q], gl == ql[q]
-        relevant_before_removal = true.sum()
+        relevant_before_removal = int(true.sum())
         if same:
             sim, true = np.delete(sim, q), np.delete(true, q)
         order = np.argsort(-sim, kind="stable")
-        t = true[order]
+        t = true[order].astype(float)
         prec = np.cumsum(t) / np.arange(1, len(t) + 1)
-        aps.append((prec * t).sum() / t.sum())
-        k = relevant_before_removal
-        aps_r.append((prec[:k] * t[:k]).sum() / min(t.sum(), k))
-        prs.append(t[: t.sum()].sum() / t.sum())
+        n_rel = t.sum()
+        aps.append((prec * t).sum() / n_rel if n_rel else 0.0)
+        k = relevant_before_removal or len(t)  # `top_k or preds.shape[-1]`
+        with np.errstate(invalid="ignore", divide="ignore"):
+            aps_r.append((prec[:k] * t[:k]).sum() / min(n_rel, k))
+        prs.append(t[: int(n_rel)].sum() / n_rel if n_rel else 0.0)
         r1.append(t[0])
     return {"mAP": 100 * np.mean(aps), "mAP@R": 100 * np.mean(aps_r), "precision@R": 100 * np.mean(prs),
-            "recall@1": 100 * np.mean(r1)}
+            "recall@1": 100 * np.mean(r1), "mAP@R_defined": 100 * np.nanmean(aps_r),
+            "no_relevant": int(np.isnan(aps_r).sum())}
 
 
 @pytest.mark.parametrize("same", [True, False])
@@ -217,5 +222,26 @@ def test_label_retrieval_equals_the_reference_loop(same):
     G, gl = (X, labels) if same else (X[20:], labels[20:])
     ours = label_retrieval(Q, G, ql, gl, same_set=same, block=7)
     ref = _reference_style_metrics(Q @ G.T, ql, gl, same)
-    for key in ref:
+    for key in ("mAP", "mAP@R", "precision@R", "recall@1"):
         assert ours[key] == pytest.approx(ref[key], abs=1e-9), key
+    assert ours["no_relevant"] == 0
+
+
+@pytest.mark.parametrize("same", [True, False])
+def test_queries_without_relevant_items_follow_the_reference(same):
+    """Labels 5 and 6 occur once (same set: only the query itself) or only among queries: the
+    reference counts such queries as 0 in mAP, P@R and R@1; its mAP@R would be NaN, so
+    clipscope averages mAP@R over the queries that have a relevant item and reports the count."""
+    rng = np.random.default_rng(4)
+    X = rng.normal(size=(40, 6))
+    labels = rng.integers(0, 3, 40)
+    labels[[3, 11]] = [5, 6]
+    Q, ql = (X, labels) if same else (X[:20], labels[:20])
+    G, gl = (X, labels) if same else (X[20:], labels[20:])
+    ours = label_retrieval(Q, G, ql, gl, same_set=same, block=6)
+    ref = _reference_style_metrics(Q @ G.T, ql, gl, same)
+    assert np.isnan(ref["mAP@R"]) and ref["no_relevant"] >= 2
+    for key in ("mAP", "precision@R", "recall@1"):
+        assert ours[key] == pytest.approx(ref[key], abs=1e-9), key
+    assert ours["mAP@R"] == pytest.approx(ref["mAP@R_defined"], abs=1e-9)
+    assert ours["no_relevant"] == ref["no_relevant"]

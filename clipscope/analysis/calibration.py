@@ -57,10 +57,24 @@ def auroc(id_scores: np.ndarray, ood_scores: np.ndarray) -> float:
 
 
 def fpr_at_tpr(id_scores: np.ndarray, ood_scores: np.ndarray, tpr: float = 0.95) -> float:
-    """False-positive rate on OOD data at the first ROC threshold where the in-distribution
-    true-positive rate reaches ``tpr`` (FPR95 for 0.95)."""
-    from sklearn.metrics import roc_curve
+    """FPR95: the share of OOD inputs scored at or above the threshold where the in-distribution
+    true-positive rate (recall) is closest to ``tpr``, as MCM's ``fpr_and_fdr_at_recall``
+    (deeplearning-wisc/MCM, utils/detection_util.py) picks it.
 
-    y = np.concatenate([np.ones(len(id_scores)), np.zeros(len(ood_scores))])
-    fpr, tp, _ = roc_curve(y, np.concatenate([id_scores, ood_scores]), drop_intermediate=False)
-    return float(fpr[np.searchsorted(tp, tpr, side="left")])
+    In-distribution is the positive class. Scores are ranked high to low (a stable sort,
+    reversed, so tied scores keep the reference's order); each distinct score is a threshold
+    with its cumulative true and false positives; the curve up to the first threshold reaching
+    full recall is walked from there back to the highest score, with (recall 1, 0 false
+    positives) appended, and the first point minimising |recall - tpr| is taken.
+    """
+    scores = np.concatenate([np.asarray(id_scores, np.float64), np.asarray(ood_scores, np.float64)])
+    positive = np.concatenate([np.ones(len(id_scores), bool), np.zeros(len(ood_scores), bool)])
+    order = np.argsort(scores, kind="mergesort")[::-1]
+    scores, positive = scores[order], positive[order]
+    last_of_run = np.r_[np.flatnonzero(np.diff(scores)), len(scores) - 1]  # one threshold per distinct score
+    tp = np.cumsum(positive, dtype=np.float64)[last_of_run]
+    fp = 1 + last_of_run - tp
+    full = int(np.searchsorted(tp, tp[-1]))  # first threshold with every positive above it
+    recall = np.r_[(tp / tp[-1])[full::-1], 1.0]
+    fp = np.r_[fp[full::-1], 0.0]
+    return float(fp[int(np.argmin(np.abs(recall - tpr)))] / len(ood_scores))

@@ -65,13 +65,16 @@ def cone(X: np.ndarray) -> float:
 def relative_modality_gap(paired_cos: float, cone_image: float, cone_text: float) -> float:
     """RMG (Schrodi et al. 2025): gap between modalities relative to the spread within them.
 
-    With the cosine dissimilarity ``d(c) = 1 - (c + 1) / 2`` and ``c_x`` the mean paired cosine,
-    clamped so that ``d(c_x) >= 1e-3``::
+    With the cosine dissimilarity ``d(c) = 1 - (c + 1) / 2`` and ``c_x`` the mean paired cosine::
 
         RMG = d(c_x) / ((d(cone_image) + d(cone_text)) / 2 + d(c_x))
+
+    As the reference (lmb-freiburg/two-effects-one-trigger, analysis/gap_precompute.py
+    ``compute_rmg``: ``torch.where(d > 0, d, 1e-3)``), ``d(c_x)`` is replaced by 1e-3 only where
+    it is <= 0; a positive d below 1e-3 is kept.
     """
     d = lambda c: 1.0 - (c + 1.0) / 2.0  # noqa: E731
-    dx = max(d(paired_cos), RMG_MIN_DISTANCE)
+    dx = d(paired_cos) if d(paired_cos) > 0 else RMG_MIN_DISTANCE
     return float(dx / ((d(cone_image) + d(cone_text)) / 2.0 + dx))
 
 

@@ -83,9 +83,13 @@ def label_retrieval(queries: np.ndarray, gallery: np.ndarray, query_labels: np.n
     - precision@R: (relevant rows in the top R) / R, with R counted after the query is removed;
     - recall@1: whether the top-ranked row is relevant.
 
-    Queries with no relevant row are left out. With ``per_query`` the result also holds
-    ``"ap"``: each query's AP (NaN where left out). References: Musgrave et al. 2020 (A Metric
-    Learning Reality Check: MAP@R); Mistretta et al. 2025 (Cross the Gap, retrieval evaluation).
+    A query with no relevant row counts as 0 in mAP, precision@R and recall@1, as the reference's
+    ``compute_metrics`` (torchmetrics returns 0 for it); its mAP@R is 0/0 in the reference, which
+    makes the whole mean NaN, so mAP@R is averaged over the queries that have a relevant row
+    (a deliberate deviation) and ``"no_relevant"`` counts the others. With ``per_query`` the
+    result also holds ``"ap"``: each query's AP (NaN where it has no relevant row). References:
+    Musgrave et al. 2020 (A Metric Learning Reality Check: MAP@R); Mistretta et al. 2025 (Cross
+    the Gap, src/retrieval.py compute_metrics).
     """
     qlab = np.asarray(query_labels)
     glab = np.asarray(gallery_labels)
@@ -119,7 +123,10 @@ def label_retrieval(queries: np.ndarray, gallery: np.ndarray, query_labels: np.n
         sums["precision@R"] += float(((rel * within_r).sum(1) / r).sum())
         sums["recall@1"] += float(rel[:, 0].sum())
         count += int(keep.sum())
-    out = {k: 100.0 * v / count if count else float("nan") for k, v in sums.items()}
+    n = len(queries)
+    out = {k: 100.0 * v / n if n else float("nan") for k, v in sums.items()}
+    out["mAP@R"] = 100.0 * sums["mAP@R"] / count if count else float("nan")
+    out["no_relevant"] = n - count
     if per_query:
         out["ap"] = 100.0 * ap_all
     return out

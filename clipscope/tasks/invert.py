@@ -195,9 +195,13 @@ def evaluate(cache, encoder, *, mode: str, config: InversionConfig, gallery=None
                           "inverted_ap": float(i), "gain": float(i - b)})
         tables["per_class_gain"] = gains
         plot["gains"] = gains
-        if np.isnan(base["mAP"]):
-            notes.append("no query has another relevant row in the gallery (e.g. one text per class): retrieval is undefined")
+        if base["no_relevant"]:
+            notes.append(f"{base['no_relevant']} of {int(keep.sum())} queries have no relevant row in the gallery "
+                         "(e.g. one text per class): they count as 0 in mAP, precision@R and recall@1, and mAP@R "
+                         "averages over the others")
     counts = {"images": cache.n_images, "texts": cache.n_texts, "inverted": len(feats)}
+    if q_lab is not None:
+        counts["queries_without_relevant"] = int(base["no_relevant"])
     return TaskResult(metrics, tables, notes, config={"mode": mode, **asdict(config)}, counts=counts, plot_data=plot)
 
 
