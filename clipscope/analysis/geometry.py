@@ -161,6 +161,59 @@ def linear_separability(I: np.ndarray, T: np.ndarray, *, seed: int = 0, max_rows
 # --------------------------------------------------------------------------- intervals
 
 
+def _rows_dot(X: np.ndarray, v: np.ndarray, block: int = 65536) -> np.ndarray:
+    """``X @ v`` in float64, in row blocks."""
+    return np.concatenate([X[i:i + block].astype(np.float64) @ v for i in range(0, len(X), block)]) if len(X) else \
+        np.zeros(0)
+
+
+def cone_interval(X: np.ndarray) -> list[float] | None:
+    """95% interval of the cone (a U-statistic with kernel <x, y>): Hoeffding's variance
+    4 Var(h1) / n with h1(x_i) = <x_i, mean of the other rows>, normal approximation. The cone
+    is unbiased for E<x, x'>, so the interval is about the reported value itself."""
+    n = len(X)
+    if n < 3:
+        return None
+    S = column_sums(X)
+    h1 = (_rows_dot(X, S) - row_dots(X, X)) / (n - 1)
+    value = cone(X)
+    half = Z95 * math.sqrt(4 * h1.var(ddof=1) / n)
+    return [value - half, value + half]
+
+
+def centroid_gap_estimate(I: np.ndarray, T: np.ndarray, pairs: np.ndarray | None) -> tuple[float, list[float] | None]:
+    """Bias-corrected modality gap ``||mu_I - mu_T||`` and its 95% interval.
+
+    The plug-in ``||mean I - mean T||`` is biased upward by about ``tr Cov(I - T) / n``. Here
+    ``||mu_I - mu_T||^2`` is estimated without bias by U-statistics,
+    ``U_II + U_TT - 2 U_IT`` (mean <x, y> over distinct image rows, distinct text rows, and
+    image-text combinations not paired in ``pairs``); its variance comes from the first-order
+    (Hoeffding) projections, per pair when the pairing is 1:1 and per row of each modality
+    otherwise; the interval for the square is mapped through sqrt (clipped at 0). Returns
+    ``(estimate, interval)``; the interval contains the estimate.
+    """
+    n_i, n_t = len(I), len(T)
+    if min(n_i, n_t) < 3:
+        return float("nan"), None
+    Si, St = column_sums(I), column_sums(T)
+    u_ii = (Si @ Si - row_dots(I, I).sum()) / (n_i * (n_i - 1))
+    u_tt = (St @ St - row_dots(T, T).sum()) / (n_t * (n_t - 1))
+    pairing = None if pairs is None or not len(pairs) else Pairing(pairs[:, 0], pairs[:, 1], n_i, n_t)
+    paired_dot = 0.0 if pairing is None else float(row_dots(I[pairing.a], T[pairing.b]).sum())
+    u_it = (Si @ St - paired_dot) / (n_i * n_t - (0 if pairing is None else len(pairing)))
+    g2 = u_ii + u_tt - 2 * u_it
+    g = Si / n_i - St / n_t
+    infl_i = 2 * (_rows_dot(I, g) - (Si / n_i) @ g)
+    infl_t = -2 * (_rows_dot(T, g) - (St / n_t) @ g)
+    if pairing is not None and pairing.is_identity:
+        var = (infl_i + infl_t).var(ddof=1) / n_i
+    else:
+        var = infl_i.var(ddof=1) / n_i + infl_t.var(ddof=1) / n_t
+    half = Z95 * math.sqrt(var)
+    root = lambda v: math.sqrt(max(0.0, v))  # noqa: E731
+    return root(g2), [root(g2 - half), root(g2 + half)]
+
+
 def _ci(samples: np.ndarray) -> list[float] | None:
     samples = samples[np.isfinite(samples)]
     if len(samples) < 10:
@@ -173,31 +226,36 @@ def _poisson_bootstrap(I, T, Ip, Tp, B: int, seed: int, block: int = 16384) -> d
     independent Poisson(1) counts per row or pair; it streams in blocks of rows).
 
     Modality-level metrics resample the rows of each modality; paired metrics resample pairs.
+    Only ``centroid_cosine`` and ``rmg`` take their interval from these replicates (percentile);
+    the others have analytic intervals (see :func:`gap_metrics`).
     """
     rng = np.random.default_rng(seed)
 
     def weighted(X):
         sums = np.zeros((B, X.shape[1]))
         w_tot = np.zeros(B)
-        w_sq_self = np.zeros(B)  # sum_i w_i ||x_i||^2 (= sum w for unit rows)
+        w2_tot = np.zeros(B)
+        w_sq_self = np.zeros(B)  # sum_i w_i^2 ||x_i||^2: a row drawn w times pairs with none of its copies
         for i in range(0, len(X), block):
             w = rng.poisson(1.0, size=(B, min(block, len(X) - i))).astype(np.float64)
             xb = X[i:i + block]
             sums += w @ xb
             w_tot += w.sum(1)
-            w_sq_self += w @ row_dots(xb, xb)
-        return sums, w_tot, w_sq_self
+            w2_tot += (w * w).sum(1)
+            w_sq_self += (w * w) @ row_dots(xb, xb)
+        return sums, w_tot, w2_tot, w_sq_self
 
-    si, wi, qi = weighted(I)
-    st, wt, qt = weighted(T)
+    si, wi, wi2, qi = weighted(I)
+    st, wt, wt2, qt = weighted(T)
     # A replicate that draws fewer than two rows of a modality is undefined (NaN); _ci leaves it out.
     with np.errstate(invalid="ignore", divide="ignore"):
         ci, ct = si / wi[:, None], st / wt[:, None]
         out = {
             "centroid_distance": np.linalg.norm(ci - ct, axis=1),
             "centroid_cosine": (ci * ct).sum(1) / (np.linalg.norm(ci, axis=1) * np.linalg.norm(ct, axis=1)),
-            "cone_image": (np.einsum("bd,bd->b", si, si) - qi) / (wi * (wi - 1)),
-            "cone_text": (np.einsum("bd,bd->b", st, st) - qt) / (wt * (wt - 1)),
+            # The U-statistic over distinct rows of the resample (copies of one row are not pairs).
+            "cone_image": (np.einsum("bd,bd->b", si, si) - qi) / (wi * wi - wi2),
+            "cone_text": (np.einsum("bd,bd->b", st, st) - qt) / (wt * wt - wt2),
         }
     # Paired metrics are means of per-pair values: reweight those.
     cos = row_dots(Ip, Tp)
@@ -220,7 +278,9 @@ def _poisson_bootstrap(I, T, Ip, Tp, B: int, seed: int, block: int = 16384) -> d
 # --------------------------------------------------------------------------- metric sets
 
 DESCRIPTIONS = {
-    "centroid_distance": ("||mean(I) - mean(T)||: the modality gap (L2M)", False),
+    "centroid_distance": ("||mean(I) - mean(T)||: the modality gap (L2M; Liang et al. 2022, Schrodi et al. 2025). "
+                          "value: the plug-in, as the references; ci95 and estimate: the bias-corrected gap "
+                          "(unbiased U-statistic for ||mu_I - mu_T||^2)", False),
     "centroid_cosine": ("cosine between the image and text centroids", None),
     "paired_distance": ("mean_i ||I_i - T_i|| over pairs (L2I)", False),
     "paired_cosine": ("mean_i <I_i, T_i> over pairs", True),
@@ -245,13 +305,18 @@ def _m(name: str, value, ci=None, **extra) -> dict:
 
 
 def gap_metrics(I: np.ndarray, T: np.ndarray, Ip: np.ndarray | None, Tp: np.ndarray | None, *,
-                bootstrap: int = 200, seed: int = 0) -> dict[str, dict]:
+                bootstrap: int = 200, seed: int = 0, pairs: np.ndarray | None = None) -> dict[str, dict]:
     """The `gap` report's metrics.
 
     ``I``, ``T``: all image and all text rows (modality-level metrics); ``Ip``, ``Tp``: the
-    paired rows (pair-level metrics; None when there are no pairs). Intervals: Poisson
-    bootstrap with ``bootstrap`` replicates (0 turns them off); a binomial interval for the
-    separability accuracy.
+    paired rows (pair-level metrics; None when there are no pairs); ``pairs``: (image row, text
+    row), for the centroid distance's bias correction (default: 1:1 when ``Ip`` is ``I``).
+
+    Intervals (95%), chosen for near-nominal coverage (tests/test_coverage.py simulates it):
+    centroid distance: around its bias-corrected estimate (``estimate``; see
+    :func:`centroid_gap_estimate`); cone: Hoeffding U-statistic variance; paired cosine and
+    distance: the mean's normal interval over pairs; centroid cosine and RMG: Poisson bootstrap
+    percentiles with ``bootstrap`` replicates (0 turns them off); separability: Wilson.
     """
     values = {
         "centroid_distance": centroid_distance(I, T),
@@ -259,12 +324,23 @@ def gap_metrics(I: np.ndarray, T: np.ndarray, Ip: np.ndarray | None, Tp: np.ndar
         "cone_image": cone(I),
         "cone_text": cone(T),
     }
+    cis = {"cone_image": cone_interval(I), "cone_text": cone_interval(T)}
+    if pairs is None and Ip is not None and len(Ip) == len(I) == len(T):
+        pairs = np.stack([np.arange(len(I))] * 2, 1)
+    estimate, cis["centroid_distance"] = centroid_gap_estimate(I, T, pairs)
     if Ip is not None:
-        values["paired_distance"] = paired_distance(Ip, Tp)
-        values["paired_cosine"] = paired_cosine(Ip, Tp)
+        cos = row_dots(Ip, Tp)
+        dist = row_distances(Ip, Tp)
+        values["paired_distance"] = float(dist.mean())
+        values["paired_cosine"] = float(cos.mean())
+        cis["paired_cosine"], cis["paired_distance"] = _mean_ci(cos), _mean_ci(dist)
         values["rmg"] = relative_modality_gap(values["paired_cosine"], values["cone_image"], values["cone_text"])
     boots = _poisson_bootstrap(I, T, Ip, Tp, bootstrap, seed) if (bootstrap and Ip is not None) else {}
-    out = {k: _m(k, v, _ci(boots[k]) if k in boots else None) for k, v in values.items()}
+    for k in ("centroid_cosine", "rmg"):
+        if k in boots:
+            cis[k] = _ci(boots[k])
+    out = {k: _m(k, v, cis.get(k)) for k, v in values.items()}
+    out["centroid_distance"]["estimate"] = estimate
     acc, n_test = linear_separability(I, T, seed=seed)
     out["linear_separability"] = _m("linear_separability", acc, wilson_interval(acc, n_test), n_test=n_test)
     return {k: out[k] for k in DESCRIPTIONS if k in out}

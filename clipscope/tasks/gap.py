@@ -13,7 +13,7 @@ from clipscope.tasks import TaskResult, class_text, modality_rows
 def evaluate(cache, *, bootstrap: int = 200, seed: int = 0, sweep_max_rows: int = 5000, top_dims: int = 20,
              shift_deltas=None) -> TaskResult:
     I, T, Ip, Tp, pairs = modality_rows(cache)
-    metrics = geometry.gap_metrics(I, T, Ip, Tp, bootstrap=bootstrap, seed=seed)
+    metrics = geometry.gap_metrics(I, T, Ip, Tp, bootstrap=bootstrap, seed=seed, pairs=pairs)
     per_dim = geometry.per_dimension_gap(I, T, top=top_dims)
     sweep = geometry.shift_sweep(I, T, pairs, class_text=class_text(cache), labels=cache.image_labels,
                                  deltas=shift_deltas, max_rows=sweep_max_rows, seed=seed)
@@ -22,8 +22,9 @@ def evaluate(cache, *, bootstrap: int = 200, seed: int = 0, sweep_max_rows: int 
         notes.append("no image-text pairs: paired metrics (paired_*, rmg) and the sweep's recall were skipped")
     if sweep["pairs_used"] < sweep["pairs_total"]:
         notes.append(f"shift sweep on a seeded sample of {sweep['pairs_used']} of {sweep['pairs_total']} pairs")
-    if bootstrap:
-        notes.append(f"ci95: Poisson bootstrap, {bootstrap} replicates (seed {seed}); separability: binomial interval")
+    notes.append("ci95: centroid_distance around its bias-corrected estimate (U-statistic), cone and paired "
+                 "metrics analytic (U-statistic / mean), separability Wilson"
+                 + (f", centroid_cosine and rmg Poisson bootstrap ({bootstrap} replicates, seed {seed})" if bootstrap else ""))
     tables = {
         "per_dimension_gap": {"rows": per_dim["rows"], "top_share": per_dim["top_share"]},
         "shift_sweep": sweep["rows"],
