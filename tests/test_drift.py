@@ -99,3 +99,30 @@ def test_drift_needs_shared_ids(run_cli, tmp_path):
     run_cli("import", "--image-embeddings", tmp_path / "a.npy", "--ids", tmp_path / "idb.txt", "--out", tmp_path / "b.h5")
     code, _, err = run_cli("drift", tmp_path / "a.h5", tmp_path / "b.h5", "--out", tmp_path / "run")
     assert code == 1 and "share no image ids" in err
+
+
+def test_mod_x_measures_analytic():
+    """Rows in the (e0, e1) plane rotated by 30 degrees: every image row turns 30 degrees;
+    texts unchanged turn 0, so each pair deviates by 30; unchanged spaces have KL 0, and the
+    KL of a two-pair batch equals the hand computation."""
+    from clipscope.analysis.drift import inter_modal_deviation, rotation_angles, similarity_kl
+
+    rng = np.random.default_rng(0)
+    phi = rng.uniform(0, 2 * np.pi, 50)
+    X = np.zeros((50, 8), np.float32)
+    X[:, 0], X[:, 1] = np.cos(phi), np.sin(phi)
+    th = np.radians(30)
+    R = np.eye(8)
+    R[:2, :2] = [[np.cos(th), -np.sin(th)], [np.sin(th), np.cos(th)]]
+    Y = (X @ R.T).astype(np.float32)
+    np.testing.assert_allclose(rotation_angles(X, Y), 30.0, atol=1e-3)
+    T = np.roll(X, 1, axis=1)
+    pairs = np.stack([np.arange(50)] * 2, 1)
+    np.testing.assert_allclose(inter_modal_deviation(rotation_angles(X, Y), rotation_angles(T, T), pairs), 30.0, atol=1e-3)
+    assert np.allclose(similarity_kl(X, T, X, T, pairs), 0.0)
+    a, b = np.array([[1.0, 0.0], [0.0, 1.0]]), np.array([[0.6, 0.8], [0.8, 0.6]])
+    two = np.array([[0, 0], [1, 1]])
+    kl = similarity_kl(a, a, b, b, two, temperature=1.0)
+    p_old = np.exp(a @ a.T) / np.exp(a @ a.T).sum(1, keepdims=True)
+    p_new = np.exp(b @ b.T) / np.exp(b @ b.T).sum(1, keepdims=True)
+    np.testing.assert_allclose(kl, (p_old * np.log(p_old / p_new)).sum(1))

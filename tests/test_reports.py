@@ -178,6 +178,8 @@ def test_every_command_report_validates(demo_dir, tmp_path, run_cli, mtg):
         rep = load_report(found[cmd])
         validate_report(rep)
         assert rep["command"] == cmd
+        for name, metric in rep["metrics"].items():  # every number names its source
+            assert metric["source"] and f"(source: {metric['source']})" in metric["description"], (cmd, name)
         for art in rep["artifacts"].values():
             assert (found[cmd].parent / art).is_file()
 

@@ -62,3 +62,37 @@ def knn_overlap(X: np.ndarray, Y: np.ndarray, k: int = 10, *, block: int = DEFAU
         a, b = set(nx[i].tolist()), set(ny[i].tolist())
         out[i] = len(a & b) / len(a | b)
     return out
+
+
+def rotation_angles(X: np.ndarray, Y: np.ndarray) -> np.ndarray:
+    """Per-row rotation between releases (Mod-X, Ni et al. 2023, as the paper describes it):
+    the angle in degrees between a sample's old and new embedding, unaligned (same D)."""
+    return np.degrees(np.arccos(np.clip(row_cosines(X, Y), -1.0, 1.0)))
+
+
+def inter_modal_deviation(angle_image: np.ndarray, angle_text: np.ndarray, pairs: np.ndarray) -> np.ndarray:
+    """Mod-X's inter-modal deviation, as described: per pair (image i, text t), how differently
+    the two modalities rotated, ``|theta_image(i) - theta_text(t)|`` in degrees."""
+    pairs = np.asarray(pairs, np.int64).reshape(-1, 2)
+    return np.abs(angle_image[pairs[:, 0]] - angle_text[pairs[:, 1]])
+
+
+def similarity_kl(Xi: np.ndarray, Xt: np.ndarray, Yi: np.ndarray, Yt: np.ndarray, pairs: np.ndarray, *,
+                  batch: int = 256, temperature: float = 0.01) -> np.ndarray:
+    """KL(old || new) between the rows of the in-batch image-text similarity matrix, the
+    quantity Mod-X distils (as the paper describes it; its exact batching is not reproduced).
+
+    Pairs are taken in consecutive batches of ``batch``; within one, row i of the similarity
+    matrix is softmax_j(<I_i, T_j> / temperature) over the batch's texts, computed with the old
+    (X) and the new (Y) embeddings. Returns one KL (nats) per pair.
+    """
+    from scipy.special import log_softmax
+
+    pairs = np.asarray(pairs, np.int64).reshape(-1, 2)
+    out = np.empty(len(pairs))
+    for s in range(0, len(pairs), batch):
+        p = pairs[s:s + batch]
+        lo = log_softmax(Xi[p[:, 0]].astype(np.float64) @ Xt[p[:, 1]].T / temperature, axis=1)
+        ln = log_softmax(Yi[p[:, 0]].astype(np.float64) @ Yt[p[:, 1]].T / temperature, axis=1)
+        out[s:s + batch] = (np.exp(lo) * (lo - ln)).sum(1)
+    return out

@@ -104,6 +104,9 @@ def emit(command: str, result, *, model: dict, data: dict, seed: int, out, json_
     report = build_report(command, model=model, data=data, seed=seed, config={**result.config, **(extra_config or {})},
                           metrics=result.metrics, tables=result.tables, artifacts=artifacts, notes=result.notes)
     validate_report(report)
+    unsourced = [k for k, m in report["metrics"].items() if "source" not in m]
+    if unsourced:  # a programming error: every number says where it comes from
+        raise RuntimeError(f"metrics without a registered source: {', '.join(unsourced)} (clipscope/metric_sources.py)")
     text = dumps(report)
     if out is not None:
         atomic_write_text(Path(out) / f"{command}.json", text)

@@ -53,7 +53,9 @@ def model_block(provenance: dict) -> dict:
 def build_report(command: str, *, model: dict, data: dict, seed: int, config: dict, metrics: dict,
                  tables: dict | None = None, artifacts: dict | None = None, notes: list[str] | None = None) -> dict:
     from clipscope import __version__
+    from clipscope.metric_sources import source_of
 
+    metrics = {name: _with_source(name, m, source_of(name)) for name, m in metrics.items()}
     report = {
         "schema_version": SCHEMA_VERSION,
         "clipscope_version": __version__,
@@ -70,6 +72,17 @@ def build_report(command: str, *, model: dict, data: dict, seed: int, config: di
     if notes:
         report["notes"] = list(notes)
     return _clean(report)
+
+
+def _with_source(name: str, m: dict, source: str | None) -> dict:
+    """The metric with its source named in its description (and as ``source``); a metric with
+    no registered source is left as it is (tests/test_reports.py fails on any such metric)."""
+    if source is None:
+        return m
+    desc = m.get("description", "")
+    if "source:" not in desc:
+        desc = f"{desc} (source: {source})" if desc else f"source: {source}"
+    return {**m, "description": desc, "source": source}
 
 
 def validate_report(report: dict, where: str = "report") -> None:

@@ -7,7 +7,8 @@ from pathlib import Path
 import numpy as np
 
 from clipscope.analysis import geometry, metric
-from clipscope.analysis.drift import knn_overlap, linear_cka, procrustes, row_cosines
+from clipscope.analysis.drift import (inter_modal_deviation, knn_overlap, linear_cka, procrustes, rotation_angles,
+                                      row_cosines, similarity_kl)
 from clipscope.analysis.retrieval import cross_modal_recall
 from clipscope.errors import ClipscopeError
 from clipscope.tasks import TaskResult
@@ -43,6 +44,14 @@ def _modality(name, X, Y, ids, *, k, top, device, metrics, tables, plot):
                                                   description=f"mean angle (degrees) between old and new {name} rows after alignment")
         metrics[f"raw_cosine_{name}"] = metric(raw.mean(), higher_is_better=True,
                                                description=f"mean cosine between old and new {name} rows, unaligned")
+        angles = rotation_angles(X, Y)
+        metrics[f"rotation_angle_{name}"] = metric(
+            angles.mean(), higher_is_better=False,
+            description=f"Mod-X rotation, as the paper describes it: mean angle (degrees) between each {name} row's old "
+                        "and new embedding, unaligned")
+        hist, edges = np.histogram(angles, bins=18, range=(0, 180))
+        tables[f"rotation_angle_distribution_{name}"] = {"counts": hist.tolist(), "edges": edges.tolist()}
+        plot[f"angles_{name}"] = angles
         drift = 1.0 - aligned
         order = np.argsort(-drift, kind="stable")[:top]
         tables[f"most_moved_{name}"] = [{"id": ids[i], "drift": float(drift[i]), "aligned_cosine": float(aligned[i]),
@@ -59,7 +68,8 @@ def _modality(name, X, Y, ids, *, k, top, device, metrics, tables, plot):
                                             "quantiles": {q: float(np.quantile(drift, float(q))) for q in ("0.5", "0.9", "0.99")}}
 
 
-def evaluate(old, new, *, k: int = 10, top: int = 20, device: str = "cpu") -> TaskResult:
+def evaluate(old, new, *, k: int = 10, top: int = 20, device: str = "cpu", kl_batch: int = 256,
+             kl_temperature: float = 0.01) -> TaskResult:
     metrics, tables, notes, plot = {}, {}, [], {}
     ia, ib = _match(old.image_ids, new.image_ids)
     if len(ia) == 0:
@@ -110,12 +120,21 @@ def evaluate(old, new, *, k: int = 10, top: int = 20, device: str = "cpu") -> Ta
                         metrics[f"compat_old_text_new_image_recall@{kk}"] = metric(
                             old_q[f"t2i_recall@{kk}"], higher_is_better=True,
                             description=f"old-model text queries against the new image gallery, recall@{kk}")
+                    dev = inter_modal_deviation(plot["angles_image"], plot["angles_text"], pairs)
+                    metrics["inter_modal_deviation"] = metric(
+                        dev.mean(), higher_is_better=False,
+                        description="Mod-X inter-modal deviation, as the paper describes it: mean over pairs of "
+                                    "|rotation angle of the image - rotation angle of its text| (degrees)")
+                    kl = similarity_kl(Xi, Xt, Yi, Yt, pairs, batch=kl_batch, temperature=kl_temperature)
+                    metrics["similarity_kl"] = metric(
+                        kl.mean(), higher_is_better=False,
+                        description=f"Mod-X's distillation target, as the paper describes it: mean KL(old || new) of the "
+                                    f"rows softmax(<I_i, T_j> / {kl_temperature:g}) of the in-batch image-text similarity "
+                                    f"matrix, consecutive batches of {kl_batch} pairs (nats)")
                 else:
                     notes.append("the models differ in dimension: Procrustes, per-row cosines and backward "
                                  "compatibility need equal D; drift per row is 1 - kNN overlap")
-    notes.append("Mod-X spatial-disorder measures (Ni et al. 2023) are not reported: their exact definitions could "
-                 "not be verified from the paper here")
-    config = {"k": k, "top": top, "old": {"model": old.attrs.get("model"), "pretrained": old.attrs.get("pretrained")},
+    config = {"k": k, "top": top, "kl_batch": kl_batch, "kl_temperature": kl_temperature, "old": {"model": old.attrs.get("model"), "pretrained": old.attrs.get("pretrained")},
               "new": {"model": new.attrs.get("model"), "pretrained": new.attrs.get("pretrained")}}
     return TaskResult(metrics, tables, notes, config=config, counts=counts, plot_data=plot)
 
