@@ -171,3 +171,54 @@ def test_robustness_end_to_end(run_cli, tmp_path):
     code, _, err = run_cli("robustness", "--model", "clipscope-tiny", "--pretrained", "none", "--data", "probes:4",
                            "--corruptions", "rain", "--out", tmp_path / "r2")
     assert code == 1 and "unknown corruption" in err
+
+
+def test_mce_against_a_baseline_by_hand():
+    from clipscope.robustness.mce import corruption_errors
+
+    table = [{"corruption": "fog", "severity": s, "accuracy": a} for s, a in ((1, 0.8), (2, 0.6))]
+    table += [{"corruption": "snow", "severity": 1, "accuracy": 0.5}]
+    base = [{"corruption": "fog", "severity": s, "accuracy": a} for s, a in ((1, 0.7), (2, 0.5), (3, 0.1))]
+    rows, mce, rel = corruption_errors(table, 0.9, baseline_table=base, baseline_clean_accuracy=0.8)
+    assert [r["corruption"] for r in rows] == ["fog"]  # snow has no baseline cell
+    assert rows[0]["ce"] == pytest.approx(100 * (0.2 + 0.4) / (0.3 + 0.5))
+    assert rows[0]["relative_ce"] == pytest.approx(100 * ((0.2 - 0.1) + (0.4 - 0.1)) / ((0.3 - 0.2) + (0.5 - 0.2)))
+    assert mce == pytest.approx(rows[0]["ce"]) and rel == pytest.approx(rows[0]["relative_ce"])
+
+
+def test_mce_against_alexnet_published_errors_by_hand():
+    """Gaussian noise at accuracies 0.5 .. 0.1 (mean error 0.7) against AlexNet's 88.6428% mean
+    error and 43.5% clean error; a corruption without all five severities is left out."""
+    from clipscope.robustness.mce import corruption_errors, is_imagenet_val
+
+    table = [{"corruption": "gaussian_noise", "severity": s, "accuracy": a}
+             for s, a in zip(range(1, 6), (0.5, 0.4, 0.3, 0.2, 0.1))]
+    table += [{"corruption": "fog", "severity": 1, "accuracy": 0.9}]
+    rows, mce, rel = corruption_errors(table, 0.75, alexnet=True)
+    assert [r["corruption"] for r in rows] == ["gaussian_noise"]
+    assert mce == pytest.approx(100 * 0.7 / 0.886428)
+    assert rel == pytest.approx(100 * (0.7 - 0.25) / (0.886428 - 0.435))
+    assert is_imagenet_val([f"n{k:08d}" for k in range(1000)])
+    assert not is_imagenet_val([f"n{k:08d}" for k in range(999)]) and not is_imagenet_val(["cat"] * 1000)
+
+
+def test_robustness_with_a_baseline_report(run_cli, tmp_path):
+    import json
+
+    common = ["--data", "probes:24", "--corruptions", "contrast", "--severities", "1,2", "--max-images", "24",
+              "--no-plots", "-q"]
+    code, _, err = run_cli("robustness", "--model", "clipscope-tiny", "--pretrained", "none", *common,
+                           "--out", tmp_path / "base")
+    assert code == 0, err
+    code, _, err = run_cli("robustness", "--model", "clipscope-tiny", *common, "--baseline",
+                           tmp_path / "base" / "robustness.json", "--out", tmp_path / "new")
+    assert code == 0, err
+    base = json.loads((tmp_path / "base" / "robustness.json").read_text())
+    new = json.loads((tmp_path / "new" / "robustness.json").read_text())
+    e = [1 - r["accuracy"] for r in new["tables"]["corruptions"]]
+    b = [1 - r["accuracy"] for r in base["tables"]["corruptions"]]
+    assert new["metrics"]["mce"]["value"] == pytest.approx(100 * sum(e) / sum(b))
+    assert "mce" not in base["metrics"]
+    code, _, err = run_cli("robustness", "--model", "clipscope-tiny", *common, "--baseline",
+                           tmp_path / "new" / "no-such.json", "--out", tmp_path / "x")
+    assert code == 1 and "no report" in err

@@ -17,7 +17,9 @@ from clipscope.cli.options import data_options, emit, model_options, output_opti
               help="File of prompt templates, one per line with {c}; ensembled as CLIP_benchmark does.")
 @click.option("--ood-data", default=None, metavar="SPEC", help="Out-of-distribution images for MCM OOD detection.")
 @click.option("--max-images", default=1000, show_default=True, type=click.IntRange(1), help="Seeded sample of the data.")
-def robustness_cmd(corruptions, severities, templates, ood_data, max_images, **opts):
+@click.option("--baseline", "baseline_report", default=None, type=click.Path(dir_okay=False), metavar="REPORT",
+              help="A robustness.json of a baseline model: corruption errors are normalised by its errors (mCE).")
+def robustness_cmd(corruptions, severities, templates, ood_data, max_images, baseline_report, **opts):
     """Zero-shot robustness: accuracy under the 15 ImageNet-C corruptions, embedding drift,
     calibration (ECE, NLL) and OOD detection (MCM).
 
@@ -36,12 +38,21 @@ def robustness_cmd(corruptions, severities, templates, ood_data, max_images, **o
     names = robustness.parse_corruptions(corruptions)
     sevs = robustness.parse_severities(severities)
     tmpl = robustness.read_templates(templates)
+    baseline = None
+    if baseline_report:
+        from clipscope.errors import ClipscopeError
+        from clipscope.report import load_report
+
+        baseline = load_report(baseline_report, validate=True)
+        if baseline["command"] != "robustness" or "accuracy_clean" not in baseline["metrics"]:
+            raise ClipscopeError(f"--baseline {baseline_report} is not a robustness report; pass the robustness.json "
+                                 "of the baseline model")
     source = open_source(opts["data"], verify=opts["verify"])
     ood = open_source(ood_data, verify=opts["verify"]) if ood_data else None
     encoder = load_encoder(opts["model"], opts["pretrained"], device=opts["device"], precision=opts["precision"])
     result = robustness.evaluate(encoder, source, corruptions=names, severities=sevs, templates=tmpl, ood_source=ood,
                                  batch_size=opts["batch_size"], max_images=max_images, seed=opts["seed"],
-                                 progress=not opts["quiet"])
+                                 progress=not opts["quiet"], baseline=baseline)
     title = title_of(encoder.provenance, source.spec)
     figures = None if opts["no_plots"] else (lambda r, d: robustness.figures(r, d, title))
     data = {"spec": source.spec, "fingerprint": source.fingerprint, "counts": source.counts()}

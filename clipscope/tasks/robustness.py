@@ -12,6 +12,7 @@ from clipscope.analysis.calibration import (auroc, expected_calibration_error, f
                                             negative_log_likelihood, softmax)
 from clipscope.errors import ClipscopeError
 from clipscope.linalg import l2_normalize
+from clipscope.robustness.mce import corruption_errors, is_imagenet_val
 from clipscope.tasks import TaskResult
 
 DEFAULT_TEMPLATES = ("a photo of a {c}.",)
@@ -100,7 +101,10 @@ def _load_crops(source, max_images: int | None, seed: int):
 
 def evaluate(encoder, source, *, corruptions: list[str], severities: list[int], templates: list[str],
              ood_source=None, batch_size: int = 64, max_images: int | None = 1000, seed: int = 0,
-             progress: bool = True) -> TaskResult:
+             progress: bool = True, baseline: dict | None = None) -> TaskResult:
+    """Zero-shot robustness of ``encoder`` on ``source``. ``baseline``: another robustness
+    report whose errors normalise the corruption errors (mCE); without one, on the 1,000-class
+    ImageNet validation set, AlexNet's published errors do."""
     from tqdm import tqdm
 
     from clipscope.robustness import corrupt_batch
@@ -167,6 +171,23 @@ def evaluate(encoder, source, *, corruptions: list[str], severities: list[int], 
                                                 description="standard deviation of accuracy across templates")
         metrics["prompt_accuracy_range"] = metric(float(np.max(accs) - np.min(accs)), higher_is_better=False,
                                                   description="best minus worst template accuracy")
+    if baseline is not None or is_imagenet_val(source.classnames):
+        b_table = None if baseline is None else baseline["tables"].get("corruptions", [])
+        b_clean = None if baseline is None else baseline["metrics"]["accuracy_clean"]["value"]
+        ce_rows, mce, rel = corruption_errors(table, acc_clean, baseline_table=b_table, baseline_clean_accuracy=b_clean,
+                                              alexnet=baseline is None)
+        against = (f"the baseline {baseline['model']['name']} (pretrained: {baseline['model']['pretrained']})"
+                   if baseline is not None else "AlexNet's published errors")
+        tables["corruption_errors"] = ce_rows
+        metrics["mce"] = metric(mce, higher_is_better=False,
+                                description=f"mean corruption error (%): per corruption, summed errors over severities "
+                                            f"divided by those of {against}, averaged over corruptions")
+        metrics["relative_mce"] = metric(rel, higher_is_better=False,
+                                         description=f"relative mCE (%): errors minus the clean error, normalised by "
+                                                     f"{against} the same way")
+        if not ce_rows:
+            notes.append("mCE: no corruption has baseline errors for the cells that were run "
+                         "(AlexNet's need all five severities)")
     plot = {"table": table, "reliability": reliability, "strip": strip, "clean_strip": (crops[0].permute(1, 2, 0).numpy() * 255).astype(np.uint8)}
     if ood_source is not None:
         ood_crops, _ = _load_crops(ood_source, max_images, seed)
