@@ -48,7 +48,8 @@ def blindpairs_cmd(cache, reference, reference_pretrained, reference_cache, clip
         from clipscope.models import load_encoder
 
         pairs = open_benchmark(benchmark)
-        encoder = load_encoder(opts["model"], opts["pretrained"], device=opts["device"], precision=opts["precision"])
+        encoder = load_encoder(opts["model"], opts["pretrained"], device=opts["device"], precision=opts["precision"],
+                               weights=opts["weights"])
         result = blindpairs.score_benchmark(encoder, pairs, benchmark=benchmark, batch_size=opts["batch_size"])
         title = title_of(encoder.provenance, benchmark)
         figures = None if opts["no_plots"] else (lambda r, d: blindpairs.figures(r, d, title))
@@ -59,7 +60,8 @@ def blindpairs_cmd(cache, reference, reference_pretrained, reference_cache, clip
         return
     if not reference and not reference_cache:
         raise click.UsageError("mining needs a reference: --reference ENCODER or --reference-cache REF.h5")
-    with resolve_cache(cache, model=opts["model"], pretrained=opts["pretrained"], data=opts["data"], **common) as c:
+    with resolve_cache(cache, model=opts["model"], pretrained=opts["pretrained"], data=opts["data"],
+                       weights=opts["weights"], **common) as c:
         if reference_cache:
             ref = Cache.open(reference_cache)
         else:

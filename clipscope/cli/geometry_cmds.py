@@ -13,7 +13,8 @@ def _run(command, task, cache, opts, evaluate_kw, figure_kw):
 
     with resolve_cache(cache, model=opts["model"], pretrained=opts["pretrained"], data=opts["data"],
                        device=opts["device"], precision=opts["precision"], batch_size=opts["batch_size"],
-                       workers=opts["workers"], quiet=opts["quiet"], verify=opts["verify"]) as c:
+                       workers=opts["workers"], quiet=opts["quiet"], verify=opts["verify"],
+                       weights=opts["weights"]) as c:
         prov = c.provenance
         result = task.evaluate(c, seed=opts["seed"], **evaluate_kw)
         title = title_of(prov, prov.get("data_spec"))

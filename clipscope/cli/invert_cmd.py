@@ -50,7 +50,8 @@ def invert_cmd(cache, mode, tokens, steps, lr, weight_decay, template, inv_batch
                                    template=template, batch_size=inv_batch_size, seed=inv_seed)
     if mode == "oti" and "{}" not in config.template:
         raise click.UsageError("--template must contain {} where the pseudo tokens go")
-    encoder = load_encoder(opts["model"], opts["pretrained"], device=opts["device"], precision=opts["precision"])
+    encoder = load_encoder(opts["model"], opts["pretrained"], device=opts["device"], precision=opts["precision"],
+                           weights=opts["weights"])
     common = dict(pretrained=opts["pretrained"], device=opts["device"], precision=opts["precision"],
                   batch_size=opts["batch_size"], workers=opts["workers"], quiet=opts["quiet"], encoder=encoder,
                   verify=opts["verify"])

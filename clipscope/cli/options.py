@@ -13,6 +13,8 @@ def model_options(fn):
                   help="open_clip name (ViT-B-32), hf-hub:org/repo, local-dir:PATH, or clipscope-tiny (bundled).")
     @click.option("--pretrained", default=None, metavar="TAG|PATH|none",
                   help="open_clip tag, local checkpoint file, or 'none' (random init). Default: the model's first tag.")
+    @click.option("--weights", default=None, type=click.Path(dir_okay=False), metavar="PATH",
+                  help="Local checkpoint of the tag named by --pretrained (keeps its QuickGELU/mean/std/resize).")
     @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:N or mps.")
     @click.option("--precision", default="auto", show_default=True,
                   type=click.Choice(["auto", "fp32", "fp16", "bf16"]), help="auto: fp32 on CPU, autocast on GPU.")
@@ -59,7 +61,7 @@ def output_options(fn):
 
 
 def resolve_cache(cache_path, *, model, pretrained, data, device, precision, batch_size, workers, quiet, encoder=None,
-                  verify=False):
+                  verify=False, weights=None):
     """The walk every analysis command shares: a given cache, or extraction on demand into the
     content-keyed cache (reused by the next run with the same model, weights and data).
     ``encoder``: an already loaded encoder of ``model`` to extract with (else it is loaded)."""
@@ -77,7 +79,7 @@ def resolve_cache(cache_path, *, model, pretrained, data, device, precision, bat
     from clipscope.runtime import default_workers
 
     source = open_source(data or "probes", verify=verify)
-    encoder = encoder or load_encoder(model, pretrained, device=device, precision=precision)
+    encoder = encoder or load_encoder(model, pretrained, device=device, precision=precision, weights=weights)
     path = ensure_cache(encoder, source, batch_size=batch_size,
                         workers=default_workers(encoder.device) if workers is None else workers, progress=not quiet)
     return Cache.open(path)

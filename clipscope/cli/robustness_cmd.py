@@ -49,7 +49,8 @@ def robustness_cmd(corruptions, severities, templates, ood_data, max_images, bas
                                  "of the baseline model")
     source = open_source(opts["data"], verify=opts["verify"])
     ood = open_source(ood_data, verify=opts["verify"]) if ood_data else None
-    encoder = load_encoder(opts["model"], opts["pretrained"], device=opts["device"], precision=opts["precision"])
+    encoder = load_encoder(opts["model"], opts["pretrained"], device=opts["device"], precision=opts["precision"],
+                           weights=opts["weights"])
     result = robustness.evaluate(encoder, source, corruptions=names, severities=sevs, templates=tmpl, ood_source=ood,
                                  batch_size=opts["batch_size"], max_images=max_images, seed=opts["seed"],
                                  progress=not opts["quiet"], baseline=baseline)

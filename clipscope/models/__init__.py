@@ -138,15 +138,22 @@ def _offline_error(model: str, pretrained: str, exc: Exception, flag: str = "--p
             "pass --model local-dir:PATH, or use an open_clip name with --pretrained none for random init")
     return ClipscopeError(
         f"could not fetch weights {pretrained!r} for {model} ({type(exc).__name__}; offline?): "
-        f"pass a local checkpoint file with {flag} PATH, or {flag} none for random init")
+        + (f"pass the downloaded file with {flag} {pretrained} --weights PATH (keeps the tag's settings), "
+           if flag == "--pretrained" else f"pass a local checkpoint file with {flag} PATH, ")
+        + f"copy a Hugging Face cache that holds it from another machine (the tag then works as is), or {flag} none "
+        "for random init")
 
 
 def load_encoder(model: str, pretrained: str | None = None, *, device: str = "auto",
-                 precision: str = "auto", init_seed: int = 0) -> Encoder:
+                 precision: str = "auto", init_seed: int = 0, weights: str | os.PathLike | None = None) -> Encoder:
     """Load an encoder by name. See the module docstring for the accepted names.
 
-    Random init (``pretrained='none'``) is seeded with ``init_seed``, so the same "random"
-    model comes back in every process: a resumed extraction and a rerun see the same weights.
+    ``weights``: a local checkpoint file holding the weights of the open_clip tag ``pretrained``
+    (e.g. ``pretrained="openai", weights="ViT-B-32.pt"``): the tag's settings (QuickGELU,
+    mean, std, interpolation, resize mode) are applied and the file is loaded instead of a
+    download. Random init (``pretrained='none'``) is seeded with ``init_seed``, so the same
+    "random" model comes back in every process: a resumed extraction and a rerun see the same
+    weights.
     """
     import torch
 
@@ -156,16 +163,46 @@ def load_encoder(model: str, pretrained: str | None = None, *, device: str = "au
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(init_seed)
         if model.startswith("timm:"):
+            if weights is not None:
+                raise ClipscopeError("--weights applies to open_clip models; for timm: pass the file as --reference-pretrained")
             enc = _load_timm(model[5:], pretrained, device, precision)
         else:
-            enc = _load_open_clip(model, pretrained, device, precision)
+            enc = _load_open_clip(model, pretrained, device, precision, weights)
     if enc.provenance["pretrained"] == "none":
         enc.provenance["init_seed"] = int(init_seed)
     return enc
 
 
-def _load_open_clip(model: str, pretrained: str | None, device: str, precision: str) -> Encoder:
+TAG_SETTINGS = ("quick_gelu", "mean", "std", "interpolation", "resize_mode")
+
+
+def tag_settings(open_clip, model: str, tag: str) -> dict:
+    """What an open_clip pretrained tag sets besides its weights (activation and preprocessing)."""
+    cfg = open_clip.get_pretrained_cfg(model, tag) or {}
+    out = {k: cfg.get(k) for k in TAG_SETTINGS}
+    out["quick_gelu"] = bool(out["quick_gelu"])
+    return {k: (list(v) if isinstance(v, tuple) else v) for k, v in out.items()}
+
+
+def tag_of_file(open_clip, model: str, sha256: str) -> str | None:
+    """The tag whose published file has this SHA-256 (OpenAI's download URLs name it)."""
+    for tag in open_clip.list_pretrained_tags_by_model(model):
+        if sha256 in (open_clip.get_pretrained_cfg(model, tag) or {}).get("url", "").split("/"):
+            return tag
+    return None
+
+
+def _tags_disagree(open_clip, model: str) -> list[str]:
+    """The settings in which the model's tags differ (so a bare file's settings are a guess)."""
+    tags = open_clip.list_pretrained_tags_by_model(model)
+    seen = [tag_settings(open_clip, model, t) for t in tags]
+    return [k for k in TAG_SETTINGS if len({json.dumps(s[k]) for s in seen}) > 1]
+
+
+def _load_open_clip(model: str, pretrained: str | None, device: str, precision: str, weights=None) -> Encoder:
     open_clip = import_open_clip()
+    if weights is not None:
+        return _load_tag_from_file(open_clip, model, pretrained, Path(weights).expanduser(), device, precision)
     pretrained = pretrained or default_pretrained(model)
     schema = model.split(":", 1)[0] if model.startswith(("hf-hub:", "local-dir:")) else None
     if schema is None and model not in open_clip.list_models():
@@ -194,6 +231,11 @@ def _load_open_clip(model: str, pretrained: str | None, device: str, precision: 
                                  "or pass --pretrained none")
     elif Path(pretrained).expanduser().is_file():
         weights_path = Path(pretrained).expanduser()
+        if model in open_clip.list_models():
+            known = tag_of_file(open_clip, model, file_sha256(weights_path))
+            if known is not None:  # the file is a tag's published checkpoint: use that tag's settings
+                return _load_tag_from_file(open_clip, model, known, weights_path, device, precision,
+                                           how=f"the file's SHA-256 is that of open_clip's {model} {known!r}")
     elif os.sep in pretrained or pretrained.endswith((".pt", ".pth", ".bin", ".safetensors")):
         raise ClipscopeError(f"--pretrained {pretrained}: no such checkpoint file")
     else:
@@ -233,12 +275,56 @@ def _load_open_clip(model: str, pretrained: str | None, device: str, precision: 
         raise
     finally:
         logging.disable(logging.NOTSET)
+    settings_note = None
+    if weights_path is not None and schema is None and pretrained != "bundled":
+        differ = _tags_disagree(open_clip, model)
+        if differ:
+            settings_note = (f"a bare checkpoint file: {model}'s architecture defaults were assumed for "
+                             f"{', '.join(differ)}, in which its tags differ; if the file came from a tag, pass "
+                             f"--pretrained TAG --weights {weights_path}")
+    settings = tag_settings(open_clip, model, tag) if schema is None and weights_path is None and tag != "none" else None
+    return _finish_open_clip(open_clip, net, preprocess, model,
+                             "none" if tag == "none" else (pretrained if schema is None else model),
+                             weights_path, device, precision, settings=settings, settings_note=settings_note)
+
+
+def _load_tag_from_file(open_clip, model: str, tag: str | None, path: Path, device: str, precision: str,
+                        how: str | None = None) -> Encoder:
+    """Weights of the open_clip tag ``tag`` from a local file, with the tag's own settings."""
+    if not path.is_file():
+        raise ClipscopeError(f"--weights {path}: no such checkpoint file")
+    if model not in open_clip.list_models():
+        raise _unknown_model_error(model, open_clip.list_models())
+    tags = open_clip.list_pretrained_tags_by_model(model)
+    if not tag or tag not in tags:
+        listed = ", ".join(tags) if tags else "none published"
+        raise ClipscopeError(f"--weights needs --pretrained TAG naming the tag the file came from "
+                             f"(open_clip tags of {model}: {listed})")
+    settings = tag_settings(open_clip, model, tag)
+    logging.disable(logging.CRITICAL)
+    try:
+        net, _, preprocess = open_clip.create_model_and_transforms(
+            model, pretrained=None, device=device, force_quick_gelu=settings["quick_gelu"],
+            image_mean=settings["mean"], image_std=settings["std"], image_interpolation=settings["interpolation"],
+            image_resize_mode=settings["resize_mode"])
+        load_weights_file(lambda p: open_clip.load_checkpoint(net, p, weights_only=True), path)
+    except RuntimeError as e:
+        raise ClipscopeError(f"checkpoint {path} does not fit {model}: {str(e).splitlines()[0][:160]}; pass the "
+                             "matching --model") from None
+    finally:
+        logging.disable(logging.NOTSET)
+    return _finish_open_clip(open_clip, net, preprocess, model, tag, path, device, precision, settings=settings,
+                             settings_note=how or f"the settings of open_clip's tag {tag!r}")
+
+
+def _finish_open_clip(open_clip, net, preprocess, model: str, pretrained: str, weights_path, device: str,
+                      precision: str, *, settings: dict | None, settings_note: str | None) -> Encoder:
     net.eval()
     tokenizer = open_clip.get_tokenizer(model)
     cfg = open_clip.get_model_preprocess_cfg(net)
     provenance = {
         "model": model,
-        "pretrained": "none" if tag == "none" else (pretrained if schema is None else model),
+        "pretrained": pretrained,
         "weights_file": str(weights_path) if weights_path else None,
         "weights_sha256": file_sha256(weights_path) if weights_path else None,
         "library": "open_clip",
@@ -246,6 +332,10 @@ def _load_open_clip(model: str, pretrained: str | None, device: str, precision: 
         "embed_dim": _embed_dim(net),
         "preprocess": json.loads(json.dumps(cfg, default=list)),
     }
+    if settings is not None:
+        provenance["tag_settings"] = settings
+    if settings_note:
+        provenance["tag_settings_source"] = settings_note
     return Encoder(net, preprocess, tokenizer, device, precision, provenance)
 
 
