@@ -19,7 +19,12 @@ from clipscope.cli.options import data_options, emit, model_options, output_opti
 @click.option("--max-images", default=1000, show_default=True, type=click.IntRange(1), help="Seeded sample of the data.")
 @click.option("--baseline", "baseline_report", default=None, type=click.Path(dir_okay=False), metavar="REPORT",
               help="A robustness.json of a baseline model: corruption errors are normalised by its errors (mCE).")
-def robustness_cmd(corruptions, severities, templates, ood_data, max_images, baseline_report, **opts):
+@click.option("--jpeg-round-trip/--no-jpeg-round-trip", default=True, show_default=True,
+              help="Truncate to uint8 and JPEG-encode (q85) corrupted images as the published ImageNet-C was made.")
+@click.option("--frost-dir", default=None, type=click.Path(file_okay=False, exists=True), metavar="DIR",
+              help="The reference's frost photographs (frost1.png ... frost6.jpg); default: a procedural texture.")
+def robustness_cmd(corruptions, severities, templates, ood_data, max_images, baseline_report, jpeg_round_trip,
+                   frost_dir, **opts):
     """Zero-shot robustness: accuracy under the 15 ImageNet-C corruptions, embedding drift,
     calibration (ECE, NLL) and OOD detection (MCM).
 
@@ -53,7 +58,8 @@ def robustness_cmd(corruptions, severities, templates, ood_data, max_images, bas
                            weights=opts["weights"])
     result = robustness.evaluate(encoder, source, corruptions=names, severities=sevs, templates=tmpl, ood_source=ood,
                                  batch_size=opts["batch_size"], max_images=max_images, seed=opts["seed"],
-                                 progress=not opts["quiet"], baseline=baseline)
+                                 progress=not opts["quiet"], baseline=baseline, published=jpeg_round_trip,
+                                 frost_dir=frost_dir)
     title = title_of(encoder.provenance, source.spec)
     figures = None if opts["no_plots"] else (lambda r, d: robustness.figures(r, d, title))
     data = {"spec": source.spec, "fingerprint": source.fingerprint, "counts": source.counts()}

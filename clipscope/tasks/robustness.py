@@ -101,10 +101,13 @@ def _load_crops(source, max_images: int | None, seed: int):
 
 def evaluate(encoder, source, *, corruptions: list[str], severities: list[int], templates: list[str],
              ood_source=None, batch_size: int = 64, max_images: int | None = 1000, seed: int = 0,
-             progress: bool = True, baseline: dict | None = None) -> TaskResult:
+             progress: bool = True, baseline: dict | None = None, published: bool = True,
+             frost_dir=None) -> TaskResult:
     """Zero-shot robustness of ``encoder`` on ``source``. ``baseline``: another robustness
     report whose errors normalise the corruption errors (mCE); without one, on the 1,000-class
-    ImageNet validation set, AlexNet's published errors do."""
+    ImageNet validation set, AlexNet's published errors do. ``published``: corrupted images go
+    through the published set's uint8 truncation and JPEG q85 round trip; ``frost_dir``: the
+    reference's frost photographs (else a procedural frost texture)."""
     from tqdm import tqdm
 
     from clipscope.robustness import corrupt_batch
@@ -138,7 +141,8 @@ def evaluate(encoder, source, *, corruptions: list[str], severities: list[int], 
             feats = []
             for bi, i in enumerate(range(0, len(crops), batch_size)):
                 rng = np.random.default_rng([seed, ci, sev, bi])
-                xb = corrupt_batch(crops[i:i + batch_size].to(encoder.device), name, sev, rng)
+                xb = corrupt_batch(crops[i:i + batch_size].to(encoder.device), name, sev, rng, published=published,
+                                   frost_dir=frost_dir)
                 if bi == 0 and sev == max(severities):
                     strip[name] = (xb[0].permute(1, 2, 0).cpu().numpy() * 255).astype(np.uint8)
                 feats.append(_encode_tensor_batch(encoder, xb))
@@ -200,7 +204,11 @@ def evaluate(encoder, source, *, corruptions: list[str], severities: list[int], 
         plot["ood"] = (id_s, ood_s)
         notes.append(f"OOD: {ood_source.spec}, {len(ood_crops)} images")
     counts = {"images": len(crops), "classes": len(source.classnames)}
-    config = {"corruptions": corruptions, "severities": severities, "templates": templates, "max_images": max_images}
+    config = {"corruptions": corruptions, "severities": severities, "templates": templates, "max_images": max_images,
+              "jpeg_round_trip": published, "frost": "reference photographs" if frost_dir else "procedural texture"}
+    if "frost" in corruptions and not frost_dir:
+        notes.append("frost uses a procedural texture, not the reference's photographs (pass --frost-dir with "
+                     "hendrycks/robustness ImageNet-C/create_c/frost*.png|jpg for the published frost)")
     return TaskResult(metrics, tables, notes, config=config, counts=counts, plot_data=plot)
 
 
