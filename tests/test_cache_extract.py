@@ -148,7 +148,8 @@ def test_mixing_models_is_refused(run_cli, tmp_path):
     (["--model", "ViT-B-99", "--pretrained", "none"], ["unknown model", "ViT-B-"]),
     (["--model", "ViT-B-32", "--pretrained", "nosuchtag"], ["unknown pretrained tag", "openai"]),
     (["--model", "ViT-B-32", "--pretrained", "/nonexistent/ckpt.pt"], ["no such checkpoint"]),
-    (["--model", "ViT-B-32", "--pretrained", "openai"], ["--pretrained PATH", "--pretrained none"]),
+    (["--model", "ViT-B-32", "--pretrained", "openai"], ["--pretrained openai --weights PATH", "Hugging Face cache",
+                                                        "--pretrained none"]),
     (["--model", "hf-hub:laion/CLIP-ViT-B-32-laion2B-s34B-b79K"], ["local-dir:PATH"]),
 ])
 def test_model_errors_are_one_line(run_cli, tmp_path, args, needles):
