@@ -353,6 +353,9 @@ def wds_source(spec: str, pattern: str, verify: bool = False) -> DataSource:
     if not ids:
         raise ClipscopeError(f"--data wds:{pattern}: the shards hold no images (.jpg/.png/.webp)")
     lab = np.asarray(labels, np.int64) if len(labels) == len(ids) else None
+    if lab is not None and len(lab) and lab.min() < 0:
+        k = int(np.flatnonzero(lab < 0)[0])
+        raise ClipscopeError(f"--data wds:{pattern}: sample {ids[k]!r} has class {lab[k]}; .cls holds a class index 0..C-1")
     return DataSource(
         spec=spec, kind="wds", root=str(Path(shards[0]).parent.resolve()), image_ids=ids,
         load_image=lambda i: decode_image_bytes(read(refs[i])), texts=texts,
