@@ -6,7 +6,7 @@ VENV   ?= .venv
 PY      = $(VENV)/bin/python
 STAMP   = $(VENV)/.clipscope-installed
 
-.PHONY: demo test install bench clean baseline
+.PHONY: demo test install bench clean baseline wheel-check
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -21,6 +21,9 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	HF_HUB_OFFLINE=1 $(PY) -m pytest -n 2 -q
+
+wheel-check: $(STAMP)
+	bash tools/wheel_check.sh
 
 bench: $(STAMP)
 	$(PY) benchmarks/extract.py

@@ -4,7 +4,8 @@ __version__ = "0.1.0"
 
 from clipscope.errors import ClipscopeError  # noqa: E402
 
-__all__ = ["Cache", "ClipscopeError", "__version__"]
+__all__ = ["Cache", "ClipscopeError", "Metric", "Report", "__version__", "demo", "from_arrays", "open_cache", "run"]
+_API = ("run", "open_cache", "from_arrays", "Report", "Metric", "demo")
 
 
 def __getattr__(name):
@@ -13,4 +14,8 @@ def __getattr__(name):
         from clipscope.cache import Cache
 
         return Cache
+    if name in _API:
+        from clipscope import api
+
+        return getattr(api, name)
     raise AttributeError(f"module 'clipscope' has no attribute {name!r}")

@@ -90,45 +90,54 @@ def write_cache(path: str | os.PathLike, *, attrs: dict, image_embeddings=None, 
     size += 16 * (0 if pairs is None else len(pairs)) + 8 * (0 if image_labels is None else len(image_labels))
     ensure_space(path.parent, size, path, keep)
     with atomic_path(path, keep=keep) as tmp, h5py.File(tmp, "w", track_order=True) as f:
-        base = {"clipscope_schema": SCHEMA_VERSION}
-        from clipscope import __version__
-
-        base["clipscope_version"] = __version__
-        for k, v in {**base, **attrs}.items():
-            if v is None:
-                continue
-            f.attrs[k] = json.dumps(v, sort_keys=True) if isinstance(v, (dict, list)) else v
-        img = f.create_group("image", track_order=True)
-        if image_embeddings is not None:
-            _write_rows(img, "embeddings", image_embeddings, dtype)
-            ids = image_ids if image_ids is not None else [str(i) for i in range(len(image_embeddings))]
-            _write_strings(img, "ids", ids)
-            if image_labels is not None:
-                img.create_dataset("labels", data=np.asarray(image_labels, np.int64), track_times=False)
-        if classnames is not None:
-            _write_strings(f, "classnames", classnames)
-        if class_embeddings is not None:
-            cls = f.create_group("classes", track_order=True)
-            _write_rows(cls, "embeddings", class_embeddings, dtype)
-            _write_strings(cls, "prompts", class_prompts)
-        txt = f.create_group("text", track_order=True)
-        if text_embeddings is not None and len(text_embeddings):
-            _write_rows(txt, "embeddings", text_embeddings, dtype)
-            caps = text_captions if text_captions is not None else [str(i) for i in range(len(text_embeddings))]
-            _write_strings(txt, "captions", caps)
-        p = np.zeros((0, 2), np.int64) if pairs is None else np.asarray(pairs, np.int64).reshape(-1, 2)
-        f.create_dataset("pairs", data=p, maxshape=(None, 2), track_times=False)
-        fg = f.create_group("failed", track_order=True)
-        failed = list(failed)
-        _write_strings(fg, "ids", [a for a, _ in failed])
-        _write_strings(fg, "reasons", [b for _, b in failed])
-        for key, arr in (extra or {}).items():
-            arr = np.asarray(arr)
-            if arr.ndim == 2:
-                _write_rows(f.require_group(key.rsplit("/", 1)[0]), key.rsplit("/", 1)[1], arr, dtype)
-            else:
-                f.create_dataset(key, data=arr, track_times=False)
+        _fill(f, attrs=attrs, image_embeddings=image_embeddings, image_ids=image_ids, image_labels=image_labels,
+              classnames=classnames, text_embeddings=text_embeddings, text_captions=text_captions, pairs=pairs,
+              failed=failed, class_embeddings=class_embeddings, class_prompts=class_prompts, dtype=dtype, extra=extra)
     return path
+
+
+def _fill(f, *, attrs: dict, image_embeddings=None, image_ids=None, image_labels=None, classnames=None,
+          text_embeddings=None, text_captions=None, pairs=None, failed=(), class_embeddings=None, class_prompts=None,
+          dtype=np.float32, extra: dict | None = None) -> None:
+    """Lay out a cache in an open HDF5 file (on disk, or in memory for :func:`from_arrays`)."""
+    base = {"clipscope_schema": SCHEMA_VERSION}
+    from clipscope import __version__
+
+    base["clipscope_version"] = __version__
+    for k, v in {**base, **attrs}.items():
+        if v is None:
+            continue
+        f.attrs[k] = json.dumps(v, sort_keys=True) if isinstance(v, (dict, list)) else v
+    img = f.create_group("image", track_order=True)
+    if image_embeddings is not None:
+        _write_rows(img, "embeddings", image_embeddings, dtype)
+        ids = image_ids if image_ids is not None else [str(i) for i in range(len(image_embeddings))]
+        _write_strings(img, "ids", ids)
+        if image_labels is not None:
+            img.create_dataset("labels", data=np.asarray(image_labels, np.int64), track_times=False)
+    if classnames is not None:
+        _write_strings(f, "classnames", classnames)
+    if class_embeddings is not None:
+        cls = f.create_group("classes", track_order=True)
+        _write_rows(cls, "embeddings", class_embeddings, dtype)
+        _write_strings(cls, "prompts", class_prompts)
+    txt = f.create_group("text", track_order=True)
+    if text_embeddings is not None and len(text_embeddings):
+        _write_rows(txt, "embeddings", text_embeddings, dtype)
+        caps = text_captions if text_captions is not None else [str(i) for i in range(len(text_embeddings))]
+        _write_strings(txt, "captions", caps)
+    p = np.zeros((0, 2), np.int64) if pairs is None else np.asarray(pairs, np.int64).reshape(-1, 2)
+    f.create_dataset("pairs", data=p, maxshape=(None, 2), track_times=False)
+    fg = f.create_group("failed", track_order=True)
+    failed = list(failed)
+    _write_strings(fg, "ids", [a for a, _ in failed])
+    _write_strings(fg, "reasons", [b for _, b in failed])
+    for key, arr in (extra or {}).items():
+        arr = np.asarray(arr)
+        if arr.ndim == 2:
+            _write_rows(f.require_group(key.rsplit("/", 1)[0]), key.rsplit("/", 1)[1], arr, dtype)
+        else:
+            f.create_dataset(key, data=arr, track_times=False)
 
 
 def _nbytes(values, itemsize: int | None = None) -> int:
@@ -177,6 +186,42 @@ INVERSION_MODES = ("oti", "ovi")
 def derived_partials(path: str | os.PathLike) -> list[Path]:
     """Unfinished work of analyses that add datasets to the cache at ``path`` (``invert``)."""
     return [Path(f"{path}.{mode}.partial") for mode in INVERSION_MODES if Path(f"{path}.{mode}.partial").exists()]
+
+
+def from_arrays(image_embeddings, text_embeddings=None, pairs=None, *, image_labels=None, classnames=None,
+                image_ids=None, text_captions=None, model: str | None = None) -> "Cache":
+    """A cache held in memory (nothing is written): for embeddings a training loop or a notebook
+    already has. ``pairs``: (image row, text row); default row i with row i when both
+    modalities have the same number of rows.
+
+    >>> r = clipscope.run("gap", clipscope.from_arrays(I, T), bootstrap=0, plots=False)
+    """
+    import hashlib
+    import uuid
+
+    h5py = _h5py()
+    img = np.asarray(image_embeddings, np.float32)
+    txt = None if text_embeddings is None else np.asarray(text_embeddings, np.float32)
+    if img.ndim != 2 or (txt is not None and (txt.ndim != 2 or txt.shape[1] != img.shape[1])):
+        raise ClipscopeError("from_arrays takes (N, D) image rows and (M, D) text rows of one joint space")
+    if pairs is None and txt is not None:
+        if len(txt) != len(img):
+            raise ClipscopeError(f"{len(img)} image rows and {len(txt)} text rows: pass pairs=(image row, text row)")
+        pairs = np.stack([np.arange(len(img))] * 2, 1)
+    from clipscope.pairing import check_pairs
+
+    pairs = check_pairs(np.zeros((0, 2), np.int64) if pairs is None else pairs, len(img), 0 if txt is None else len(txt),
+                        "from_arrays")
+    digest = hashlib.sha256(img.tobytes() + (b"" if txt is None else txt.tobytes()) + pairs.tobytes()).hexdigest()[:16]
+    from clipscope.runtime import utc_now
+
+    attrs = {"model": model or "unknown (arrays)", "pretrained": "unknown (arrays)", "embed_dim": int(img.shape[1]),
+             "data_spec": "arrays", "data_fingerprint": digest, "source": "arrays", "dtype": "float32",
+             "created_utc": utc_now()}
+    f = h5py.File(f"clipscope-memory-{uuid.uuid4().hex}.h5", "w", driver="core", backing_store=False)
+    _fill(f, attrs={"clipscope_schema": SCHEMA_VERSION, **attrs}, image_embeddings=img, image_ids=image_ids,
+          image_labels=image_labels, classnames=classnames, text_embeddings=txt, text_captions=text_captions, pairs=pairs)
+    return Cache(Path("<memory>"), f)
 
 
 def _decode(values) -> list[str]:

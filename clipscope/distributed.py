@@ -13,7 +13,6 @@ exactly like a single-process cache.
 
 from __future__ import annotations
 
-import datetime as _dt
 import os
 from dataclasses import replace
 from pathlib import Path
@@ -22,6 +21,7 @@ import numpy as np
 
 from clipscope.errors import ClipscopeError
 from clipscope.pairing import drop_rows
+from clipscope.runtime import utc_now
 
 
 def plan_shards(n: int, num_shards: int, batch_size: int) -> list[tuple[int, int]]:
@@ -65,7 +65,7 @@ def _import_ray():
     try:
         import ray
     except ImportError:
-        raise ClipscopeError("--engine ray needs Ray: pip install 'clipscope[distributed]'") from None
+        raise ClipscopeError("--engine ray needs Ray: pip install 'clipscope-diagnostics[distributed]'") from None
     return ray
 
 
@@ -132,7 +132,7 @@ def join_shards(paths: list[Path], out: Path, source, *, merge: bool = False) ->
         first = caches[0].attrs
         attrs = {k: v for k, v in first.items() if k not in ("shard", "clipscope_schema", "clipscope_version")}
         attrs.update(data_spec=source.spec, data_fingerprint=source.fingerprint, shards=len(paths),
-                     engine="ray", created_utc=_dt.datetime.now(_dt.timezone.utc).replace(microsecond=0).isoformat())
+                     engine="ray", created_utc=utc_now())
         # Global rows: shards are contiguous and in order; each dropped its own unreadable inputs.
         pos = {i: k for k, i in enumerate(source.image_ids)}
         ok_global = np.asarray([pos[i] for c in caches for i in c.image_ids], np.int64)

@@ -7,3 +7,7 @@ names the problem and what to do about it.
 
 class ClipscopeError(Exception):
     """A user-facing error: bad input, missing weights, incompatible caches, ..."""
+
+
+class UsageError(ClipscopeError):
+    """Options that do not go together or are missing; the CLI exits with code 2 for it."""

@@ -9,7 +9,6 @@ written once, at the end, from the journal, so an interrupted run never leaves a
 
 from __future__ import annotations
 
-import datetime as _dt
 import hashlib
 import json
 import os
@@ -135,7 +134,9 @@ def _extract_locked(source, encoder, out: Path, *, batch_size, workers, dtype, o
                                  "rerun it with the same options, or pass --overwrite to start over")
     else:
         journal_dir.mkdir(parents=True, exist_ok=True)
-        created = _dt.datetime.now(_dt.timezone.utc).replace(microsecond=0).isoformat()
+        from clipscope.runtime import utc_now
+
+        created = utc_now()
         manifest = {"attrs": {**attrs, "created_utc": created}, "batch_size": batch_size}
         atomic_json(manifest_path, manifest)
 
@@ -180,8 +181,7 @@ def _extract_locked(source, encoder, out: Path, *, batch_size, workers, dtype, o
         from clipscope.data import CLASS_TEMPLATE
 
         class_prompts = [CLASS_TEMPLATE.format(c=c) for c in source.classnames]
-        class_emb = np.concatenate([encoder.encode_texts(class_prompts[s:s + batch_size]).numpy()
-                                    for s in range(0, len(class_prompts), batch_size)])
+        class_emb = encoder.encode_texts_batched(class_prompts, batch_size)
     write_cache(
         out, attrs=manifest["attrs"], image_embeddings=img_j.rows(), image_ids=[source.image_ids[i] for i in ok_rows],
         image_labels=source.labels[ok_rows] if source.labels is not None else None, classnames=source.classnames,

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import datetime as _dt
 from pathlib import Path
 
 import numpy as np
 
 from clipscope.cache import write_cache
 from clipscope.errors import ClipscopeError
+from clipscope.runtime import utc_now
 
 
 def _load_npy(path: str | Path, what: str) -> np.ndarray:
@@ -42,7 +42,7 @@ def _attrs(model_name: str | None, spec: str, dim: int, files) -> dict:
     return {"model": model_name or "unknown (imported)", "pretrained": "unknown (imported)", "embed_dim": int(dim),
             "data_spec": spec, "data_fingerprint": _content_digest(f for f in files if f is not None),
             "source": "import", "dtype": "float32",
-            "created_utc": _dt.datetime.now(_dt.timezone.utc).replace(microsecond=0).isoformat()}
+            "created_utc": utc_now()}
 
 
 def _content_digest(files) -> str:
@@ -141,7 +141,7 @@ def import_clip_retrieval(folder, out, *, model_name=None) -> dict:
         try:
             import pyarrow.parquet as pq
         except ImportError:
-            raise ClipscopeError("reading clip-retrieval metadata needs pyarrow: pip install 'clipscope[parquet]'") from None
+            raise ClipscopeError("reading clip-retrieval metadata needs pyarrow: pip install 'clipscope-diagnostics[parquet]'") from None
         tables = [pq.read_table(f).to_pydict() for f in meta_files]
         col = lambda name: [v for t in tables for v in t.get(name, [])]  # noqa: E731
         ids = [str(v) for v in (col("image_path") or col("url") or col("key"))] or None

@@ -81,3 +81,10 @@ def default_workers(device: str = "cpu") -> int:
     if device.startswith("cuda"):
         return max(1, min(8, (os.cpu_count() or 2) - 1))
     return 0
+
+
+def utc_now() -> str:
+    """The current UTC time, to the second, ISO 8601 (every timestamp clipscope writes)."""
+    import datetime as _dt
+
+    return _dt.datetime.now(_dt.timezone.utc).replace(microsecond=0).isoformat()

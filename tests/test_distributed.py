@@ -67,4 +67,4 @@ def test_ray_missing_is_a_clear_error(run_cli, tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "ray", None)
     code, _, err = run_cli("extract", "--model", "clipscope-tiny", "--pretrained", "none", "--data", "probes:4",
                            "--out", tmp_path / "c.h5", "--engine", "ray")
-    assert code == 1 and "clipscope[distributed]" in err
+    assert code == 1 and "clipscope-diagnostics[distributed]" in err

@@ -5,7 +5,6 @@ photograph: max abs difference <= 1/255 before the published JPEG step."""
 from __future__ import annotations
 
 import io
-from pathlib import Path
 
 import numpy as np
 import pytest

@@ -189,7 +189,11 @@ def test_demo_cache_matches_cache_schema(demo_dir):
 
     from clipscope.cache import layout
 
-    schema = json.loads((REPO / "reports" / "schema" / "cache.schema.json").read_text())
+    from clipscope.report import schema as packaged
+
+    schema = packaged("cache")
+    for kind in ("report", "cache"):  # reports/schema/ is generated from the packaged schemas
+        assert json.loads((REPO / "reports" / "schema" / f"{kind}.schema.json").read_text()) == packaged(kind)
     doc = layout(demo_dir / "cache.h5")
     jsonschema.Draft202012Validator(schema, format_checker=jsonschema.FormatChecker()).validate(doc)
     assert doc["attrs"]["pretrained"] == "bundled"

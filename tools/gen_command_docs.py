@@ -9,6 +9,8 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+import json
+
 import click
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -78,7 +80,29 @@ def page(name: str, cmd: click.Command) -> str:
     if "Example" in text:
         ex = text.split("Example", 1)[1].split(":", 1)[1]
         lines += ["```", *[ln.strip() if not ln.startswith("          ") else "    " + ln.strip() for ln in ex.strip("\n").splitlines() if ln.strip()], "```"]
+    specs = metric_table(name)
+    if specs:
+        lines += ["", *specs]
     return "\n".join(lines) + "\n"
+
+
+def table_cell(text: str) -> str:
+    return text.replace("|", "\\|")  # a pipe ends a markdown table cell, even inside code
+
+
+def metric_table(command: str) -> list[str]:
+    """The command's metrics from the registry (clipscope/metric_specs.py): name, unit, source."""
+    from clipscope.metric_specs import specs_for
+
+    specs = specs_for(command)
+    if not specs:
+        return []
+    rows = ["## Metrics", "", "Names are regular expressions for families of metrics. Every report repeats the source "
+            "in each metric's description.", "", "| metric | unit | compare tolerance | source |", "|---|---|---|---|"]
+    for s in specs:
+        tol = "default" if s.tolerance is None else f"{s.tolerance:g}"
+        rows.append(f"| `{table_cell(s.pattern)}` | {s.unit or '-'} | {tol} | {table_cell(s.source)} |")
+    return rows
 
 
 def main():
@@ -90,6 +114,13 @@ def main():
     for name in COMMANDS:
         (out / f"{name}.md").write_text(page(name, cli.get_command(ctx, name)))
     print(f"wrote {len(COMMANDS)} pages to {out}")
+    # reports/schema/ is a generated copy of the schemas the package ships (one source).
+    from clipscope.report import schema
+
+    for kind in ("report", "cache"):
+        path = ROOT / "reports" / "schema" / f"{kind}.schema.json"
+        path.write_text(json.dumps(schema(kind), indent=1) + "\n")
+    print("wrote reports/schema/{report,cache}.schema.json from clipscope/report/schemas/")
 
 
 if __name__ == "__main__":

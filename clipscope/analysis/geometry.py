@@ -52,6 +52,11 @@ def paired_cosine(I: np.ndarray, T: np.ndarray) -> float:
     return float(row_dots(I, T).mean())
 
 
+def paired_angle(I: np.ndarray, T: np.ndarray) -> float:
+    """Mean angle between paired rows in degrees, ``mean_i arccos <I_i, T_i>`` (defined by clipscope)."""
+    return float(np.degrees(np.arccos(np.clip(row_dots(I, T), -1.0, 1.0))).mean())
+
+
 def cone(X: np.ndarray) -> float:
     """Cone effect: mean cosine over ordered pairs i != j of one modality (Liang et al. 2022).
 

@@ -18,7 +18,7 @@ from clipscope.cli.options import data_options, model_options
 @click.option("--overwrite", is_flag=True, help="Start over: replace the cache and any unfinished extraction.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bars or summary.")
 @click.option("--engine", default="local", show_default=True, type=click.Choice(["local", "ray"]),
-              help="local: this process; ray: shards on a Ray cluster (pip install 'clipscope[distributed]').")
+              help="local: this process; ray: shards on a Ray cluster (pip install 'clipscope-diagnostics[distributed]').")
 @click.option("--address", default=None, metavar="auto|ray://HOST:PORT", help="Ray cluster to join (default: start a local one).")
 @click.option("--num-shards", default=None, type=click.IntRange(1), help="Shards for --engine ray (default: GPUs, else CPUs).")
 @click.option("--merge", is_flag=True, help="With --engine ray: one merged file instead of virtual datasets over the shards.")

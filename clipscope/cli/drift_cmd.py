@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from clipscope.cli.options import data_options, emit, output_options
+from clipscope.cli.options import data_options, output_options, run_and_write
 
 
 @click.command("drift")
@@ -33,30 +33,8 @@ def drift_cmd(old_cache, new_cache, old_model, old_pretrained, new_model, new_pr
       clipscope drift --old-model ViT-B-32 --old-pretrained openai --new-model ViT-B-32 \\
           --new-pretrained laion2b_s34b_b79k --data folder:./imgs --out runs/drift
     """
-    from clipscope.cache import Cache
-    from clipscope.cli.options import resolve_cache
-    from clipscope.report import model_block
-    from clipscope.runtime import resolve_device
-    from clipscope.tasks import drift, title_of
-
     if bool(old_cache) != bool(new_cache):
         raise click.UsageError("give two caches (OLD NEW), or --old-model and --new-model with --data")
-    common = dict(data=opts["data"], device=device, precision=precision, batch_size=batch_size, workers=workers,
-                  quiet=opts["quiet"], verify=opts["verify"])
-    if old_cache:
-        old, new = Cache.open(old_cache), Cache.open(new_cache)
-    else:
-        if not (old_model and new_model and opts["data"]):
-            raise click.UsageError("without caches, give --old-model, --new-model and --data")
-        old = resolve_cache(None, model=old_model, pretrained=old_pretrained, **common)
-        new = resolve_cache(None, model=new_model, pretrained=new_pretrained, **common)
-    with old, new:
-        result = drift.evaluate(old, new, k=k, top=top, device=resolve_device(device))
-        po, pn = old.provenance, new.provenance
-        title = f"{title_of(po, None).split(' on ')[0]} -> {title_of(pn, po.get('data_spec'))}"
-        figures = None if opts["no_plots"] else (lambda r, d: drift.figures(r, d, title, seed=opts["seed"]))
-        model = model_block(pn)
-        model["old"] = model_block(po)
-        data = {"spec": pn.get("data_spec"), "fingerprint": pn.get("data_fingerprint"), "cache": str(new.path), "counts": {}}
-        emit("drift", result, model=model, data=data, seed=opts["seed"], out=opts["out"], json_out=opts["json_out"],
-             quiet=opts["quiet"], figures=figures, summary_keys=drift.SUMMARY)
+    opts.update(device=device, precision=precision, batch_size=batch_size, workers=workers)
+    run_and_write("drift", [old_cache, new_cache] if old_cache else None, opts, old_model=old_model,
+                  old_pretrained=old_pretrained, new_model=new_model, new_pretrained=new_pretrained, k=k, top=top)

@@ -4,23 +4,7 @@ from __future__ import annotations
 
 import click
 
-from clipscope.cli.options import data_block, data_options, emit, model_options, output_options, resolve_cache
-from clipscope.report import model_block
-
-
-def _run(command, task, cache, opts, evaluate_kw, figure_kw):
-    from clipscope.tasks import title_of
-
-    with resolve_cache(cache, model=opts["model"], pretrained=opts["pretrained"], data=opts["data"],
-                       device=opts["device"], precision=opts["precision"], batch_size=opts["batch_size"],
-                       workers=opts["workers"], quiet=opts["quiet"], verify=opts["verify"],
-                       weights=opts["weights"]) as c:
-        prov = c.provenance
-        result = task.evaluate(c, seed=opts["seed"], **evaluate_kw)
-        title = title_of(prov, prov.get("data_spec"))
-        figures = None if opts["no_plots"] else (lambda r, d: task.figures(r, d, title, seed=opts["seed"], **figure_kw))
-        emit(command, result, model=model_block(prov), data=data_block(c), seed=opts["seed"], out=opts["out"],
-             json_out=opts["json_out"], quiet=opts["quiet"], figures=figures, summary_keys=task.SUMMARY)
+from clipscope.cli.options import data_options, model_options, output_options, run_and_write
 
 
 @click.command("gap")
@@ -42,27 +26,8 @@ def gap_cmd(cache, bootstrap, projection, sweep_max_rows, shift_deltas, **opts):
       clipscope gap cache.h5 --out runs/gap
       clipscope gap --model ViT-B-32 --pretrained none --data folder:./imgs --out runs/gap
     """
-    from clipscope.tasks import gap
-
-    deltas = _parse_deltas(shift_deltas) if shift_deltas else None
-    _run("gap", gap, cache, opts, {"bootstrap": bootstrap, "sweep_max_rows": sweep_max_rows, "shift_deltas": deltas},
-         {"projection": projection})
-
-
-def _parse_deltas(text: str) -> list[float]:
-    import numpy as np
-
-    try:
-        if ":" in text:
-            start, stop, step = (float(v) for v in text.split(":"))
-            values = np.arange(start, stop, step).tolist()  # the reference's own construction
-        else:
-            values = [float(v) for v in text.split(",") if v.strip()]
-    except ValueError:
-        raise click.BadParameter("use START:STOP:STEP (e.g. -5:5:0.25) or a comma list", param_hint="--shift-deltas") from None
-    if not values:
-        raise click.BadParameter("no deltas in that range", param_hint="--shift-deltas")
-    return values
+    run_and_write("gap", cache, opts, bootstrap=bootstrap, projection=projection, sweep_max_rows=sweep_max_rows,
+                  shift_deltas=shift_deltas)
 
 
 @click.command("uniformity")
@@ -84,11 +49,4 @@ def uniformity_cmd(cache, t, max_pairs, sample_pairs, block, **opts):
       clipscope uniformity cache.h5 --out runs/uniformity
       clipscope uniformity --model clipscope-tiny --data probes --json -
     """
-    from clipscope.runtime import resolve_device
-    from clipscope.tasks import uniformity
-
-    device = resolve_device(opts["device"])
-    _run("uniformity", uniformity, cache, opts,
-         {"t": t, "max_pairs": max_pairs, "sample_pairs": sample_pairs, "block": block, "device": device}, {})
-
-
+    run_and_write("uniformity", cache, opts, t=t, max_pairs=max_pairs, sample_pairs=sample_pairs, block=block)

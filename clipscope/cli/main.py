@@ -11,9 +11,10 @@ import sys
 import click
 
 from clipscope import __version__
-from clipscope.errors import ClipscopeError
+from clipscope.errors import ClipscopeError, UsageError
 
 EXIT_ERROR = 1
+EXIT_USAGE = 2
 EXIT_REGRESSION = 3
 INTERRUPTED = ("interrupted; nothing written is lost: rerun the same command to resume "
                "(extraction and inversion continue after their last saved batch)")
@@ -82,6 +83,11 @@ def main(argv=None) -> int:
     except click.ClickException as e:
         e.show()
         return e.exit_code
+    except UsageError as e:  # raised by the library for options that do not go together
+        if debug:
+            raise
+        click.echo(f"Error: {e}", err=True)
+        return EXIT_USAGE
     except ClipscopeError as e:
         if debug:
             raise

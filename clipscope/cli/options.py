@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import functools
-from pathlib import Path
 
 import click
 
@@ -60,78 +59,24 @@ def output_options(fn):
     return wrapper
 
 
-def resolve_cache(cache_path, *, model, pretrained, data, device, precision, batch_size, workers, quiet, encoder=None,
-                  verify=False, weights=None):
-    """The walk every analysis command shares: a given cache, or extraction on demand into the
-    content-keyed cache (reused by the next run with the same model, weights and data).
-    ``encoder``: an already loaded encoder of ``model`` to extract with (else it is loaded)."""
-    from clipscope.cache import Cache
+def run_and_write(command: str, cache, opts: dict, **options):
+    """The whole of an analysis command: check the outputs can be written, run the library
+    (:func:`clipscope.run`), save the report and plots, print a short summary on stdout."""
+    from clipscope.api import run
+    from clipscope.fileio import atomic_write_text
 
-    if cache_path and (model or data):
-        raise click.UsageError("give either a CACHE or --model/--data, not both")
-    if cache_path:
-        return Cache.open(cache_path)
-    if not model:
-        raise click.UsageError("give a CACHE file, or --model NAME (with --data SPEC) to extract first")
-    from clipscope.data import open_source
-    from clipscope.extract import ensure_cache
-    from clipscope.models import load_encoder
-    from clipscope.runtime import default_workers
-
-    source = open_source(data or "probes", verify=verify)
-    encoder = encoder or load_encoder(model, pretrained, device=device, precision=precision, weights=weights)
-    path = ensure_cache(encoder, source, batch_size=batch_size,
-                        workers=default_workers(encoder.device) if workers is None else workers, progress=not quiet)
-    return Cache.open(path)
-
-
-def data_block(cache) -> dict:
-    a = cache.attrs
-    return {"spec": a.get("data_spec"), "fingerprint": a.get("data_fingerprint"), "cache": str(cache.path),
-            "counts": {"images": cache.n_images, "texts": cache.n_texts, "pairs": int(len(cache.pairs)),
-                       "failed": len(cache.failed)}}
-
-
-def emit(command: str, result, *, model: dict, data: dict, seed: int, out, json_out, quiet: bool,
-         figures=None, summary_keys=(), extra_config: dict | None = None) -> dict:
-    """Build, validate and write a report (and its figures); print a short summary on stdout."""
-    from clipscope.report import atomic_write_text, build_report, dumps, validate_report
-
+    out, json_out = opts.pop("out", None), opts.pop("json_out", None)
+    quiet, no_plots = opts.pop("quiet", False), opts.pop("no_plots", False)
     if out is None and json_out is None:
         raise click.UsageError("give --out DIR (report and plots) and/or --json PATH|-")
-    data = {**data, "counts": {**data.get("counts", {}), **result.counts}}
-    artifacts = {}
-    if out is not None and figures is not None:
-        artifacts = figures(result, Path(out))
-    report = build_report(command, model=model, data=data, seed=seed, config={**result.config, **(extra_config or {})},
-                          metrics=result.metrics, tables=result.tables, artifacts=artifacts, notes=result.notes)
-    validate_report(report)
-    unsourced = [k for k, m in report["metrics"].items() if "source" not in m]
-    if unsourced:  # a programming error: every number says where it comes from
-        raise RuntimeError(f"metrics without a registered source: {', '.join(unsourced)} (clipscope/metric_sources.py)")
-    text = dumps(report)
+    plots = out is not None and not no_plots
+    report = run(command, cache, progress=not quiet, plots=plots, **opts, **options)
     if out is not None:
-        atomic_write_text(Path(out) / f"{command}.json", text)
+        report.save(out, plots=plots)
     if json_out == "-":
-        click.echo(text, nl=False)
+        click.echo(report.to_json(with_figures=plots), nl=False)
     elif json_out:
-        atomic_write_text(json_out, text)
+        atomic_write_text(json_out, report.to_json(with_figures=plots))
     if not quiet and json_out != "-":
-        click.echo(summary_text(command, report, summary_keys, out))
+        click.echo(report.summary(out))
     return report
-
-
-def summary_text(command: str, report: dict, keys, out) -> str:
-    m = report["model"]
-    lines = [f"{command}: {m['name']} (pretrained: {m['pretrained']}) on {report['data'].get('spec')}"]
-    for k in keys or report["metrics"]:
-        if k in report["metrics"] and report["metrics"][k]["value"] is not None:
-            v = report["metrics"][k]
-            ci = f"  [{v['ci95'][0]:.4f}, {v['ci95'][1]:.4f}]" if v["ci95"] else ""
-            value = f"{int(v['value'])}" if k.startswith("n_") else f"{v['value']:.4f}"
-            lines.append(f"  {k:<28} {value}{ci}")
-    for note in report.get("notes", []):
-        lines.append(f"  note: {note}")
-    if out is not None:
-        lines.append(f"  report: {Path(out) / (command + '.json')}")
-    return "\n".join(lines)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import math
 import re
-import shlex
 from pathlib import Path
 
 import click
@@ -130,40 +129,40 @@ def run_name(run: dict, k: int) -> str:
     return str(run.get("name") or run.get("command") or f"run{k}")
 
 
-def _args_for(run: dict, suite: dict, out: Path, name: str, base: Path) -> list[str]:
-    """The argv of one suite run; unknown options and missing caches are errors here, before
-    any run starts. Relative cache paths are read from the suite file's folder when they do
-    not exist from the working directory."""
-    from clipscope.cli.main import cli
+def _run_kwargs(run: dict, suite: dict, name: str, base: Path) -> tuple:
+    """(cache, keyword arguments, plots) of one suite run for :func:`clipscope.run`; unknown
+    options and missing caches are errors here, before any run starts. Relative cache paths are
+    read from the suite file's folder when they do not exist from the working directory."""
+    from clipscope.api import COMMON, OPTIONS
     from clipscope.errors import ClipscopeError
 
     command = run["command"]
     s = suite.get("suite", {})
-    accepted = {o for p in cli.get_command(click.Context(cli), command).params for o in getattr(p, "opts", [])}
-    args = [command]
     cache = run.get("cache", s.get("cache"))
-    if cache:  # one cache, or a list (drift takes OLD and NEW)
-        for c in cache if isinstance(cache, list) else [cache]:
-            p = Path(str(c))
-            p = p if p.exists() or p.is_absolute() else base / p
-            if not p.exists():
-                raise ClipscopeError(f"suite run {name!r}: no cache at {c}")
-            args.append(str(p))
+    paths = []
+    for c in (cache if isinstance(cache, list) else [cache] if cache else []):
+        p = Path(str(c))
+        p = p if p.exists() or p.is_absolute() else base / p
+        if not p.exists():
+            raise ClipscopeError(f"suite run {name!r}: no cache at {c}")
+        paths.append(str(p))
+    accepted = set(COMMON) | set(OPTIONS[command])
+    kwargs = {}
     # Suite-wide settings go to the commands that take them (drift, for one, names two models itself).
     for key in ("model", "pretrained", "data", "device"):
         value = run.get(key, s.get(key))
-        if value is not None and f"--{key}" in accepted and not (cache and key == "data"):
-            args += [f"--{key}", str(value)]
-    for key, value in (run.get("options") or {}).items():
-        flag = "--" + key.replace("_", "-")
-        if flag not in accepted or flag in ("--out", "--json"):
-            raise ClipscopeError(f"suite run {name!r}: {command} has no option {flag} "
-                                 f"(see clipscope {command} --help); the output folder is set by the suite")
-        if value is True:
-            args.append(flag)
-        elif value is not False and value is not None:
-            args += [flag, str(value)]
-    return args + ["--out", str(out), "--quiet"]
+        if value is not None and key in accepted and not (paths and key == "data") \
+                and not (command == "drift" and key in ("model", "pretrained")):
+            kwargs[key] = value
+    options = dict(run.get("options") or {})
+    plots = not options.pop("no_plots", False)
+    for key, value in options.items():
+        if key not in accepted:
+            flag = "--" + key.replace("_", "-")
+            raise ClipscopeError(f"suite run {name!r}: {command} has no option {flag} (see clipscope {command} --help)")
+        kwargs[key] = value
+    cache_arg = paths if command == "drift" and paths else (paths[0] if paths else None)
+    return cache_arg, kwargs, plots
 
 
 @click.command("check")
@@ -180,7 +179,6 @@ def check_cmd(suite_file, out, baseline, fmt, summary):
     Example:
       clipscope check examples/release-suite.toml --format markdown --summary summary.md
     """
-    from clipscope.cli.main import main as cli_main
     from clipscope.errors import ClipscopeError
     from clipscope.report import atomic_write_text, load_report
     from clipscope.report.compare import Row, compare_paths, format_rows
@@ -196,13 +194,16 @@ def check_cmd(suite_file, out, baseline, fmt, summary):
     for k, run in enumerate(suite["run"]):  # every run's arguments are checked before the first runs
         name = run_name(run, k)
         commands[name] = run.get("command")
-        planned.append((name, _args_for(run, suite, out_dir / name, name, path.parent)))
+        planned.append((name, _run_kwargs(run, suite, name, path.parent)))
     allow_missing = bool(s.get("allow_missing", False))
-    for name, args in planned:
-        click.echo(f"check: clipscope {' '.join(shlex.quote(a) for a in args)}", err=True)
-        code = cli_main(args)
-        if code != 0:
-            raise ClipscopeError(f"suite run '{name}' failed (exit {code}); see the error above")
+    from clipscope.api import run as run_command
+
+    for name, (cache, kwargs, plots) in planned:
+        click.echo(f"check: {name}: clipscope.run({commands[name]!r}, {cache!r}, {kwargs})", err=True)
+        try:
+            run_command(commands[name], cache, plots=plots, **kwargs).save(out_dir / name, plots=plots)
+        except ClipscopeError as e:
+            raise ClipscopeError(f"suite run '{name}' failed: {e}") from None
     base = baseline or s.get("baseline")
     if base:
         base_path = (path.parent / base) if not Path(base).is_absolute() and not Path(base).exists() else Path(base)

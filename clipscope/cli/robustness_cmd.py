@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from clipscope.cli.options import data_options, emit, model_options, output_options
+from clipscope.cli.options import data_options, model_options, output_options, run_and_write
 
 
 @click.command("robustness")
@@ -33,35 +33,6 @@ def robustness_cmd(corruptions, severities, templates, ood_data, max_images, bas
       clipscope robustness --model clipscope-tiny --data probes:300 --corruptions fog,contrast --out runs/rob
       clipscope robustness --model ViT-B-32 --data folder:./val --ood-data folder:./ood --out runs/rob
     """
-    from clipscope.data import open_source
-    from clipscope.models import load_encoder
-    from clipscope.report import model_block
-    from clipscope.tasks import robustness, title_of
-
-    if not opts["model"] or not opts["data"]:
-        raise click.UsageError("robustness runs a model on images: give --model and --data (labelled)")
-    names = robustness.parse_corruptions(corruptions)
-    sevs = robustness.parse_severities(severities)
-    tmpl = robustness.read_templates(templates)
-    baseline = None
-    if baseline_report:
-        from clipscope.errors import ClipscopeError
-        from clipscope.report import load_report
-
-        baseline = load_report(baseline_report, validate=True)
-        if baseline["command"] != "robustness" or "accuracy_clean" not in baseline["metrics"]:
-            raise ClipscopeError(f"--baseline {baseline_report} is not a robustness report; pass the robustness.json "
-                                 "of the baseline model")
-    source = open_source(opts["data"], verify=opts["verify"])
-    ood = open_source(ood_data, verify=opts["verify"]) if ood_data else None
-    encoder = load_encoder(opts["model"], opts["pretrained"], device=opts["device"], precision=opts["precision"],
-                           weights=opts["weights"])
-    result = robustness.evaluate(encoder, source, corruptions=names, severities=sevs, templates=tmpl, ood_source=ood,
-                                 batch_size=opts["batch_size"], max_images=max_images, seed=opts["seed"],
-                                 progress=not opts["quiet"], baseline=baseline, published=jpeg_round_trip,
-                                 frost_dir=frost_dir)
-    title = title_of(encoder.provenance, source.spec)
-    figures = None if opts["no_plots"] else (lambda r, d: robustness.figures(r, d, title))
-    data = {"spec": source.spec, "fingerprint": source.fingerprint, "counts": source.counts()}
-    emit("robustness", result, model=model_block(encoder.provenance), data=data, seed=opts["seed"], out=opts["out"],
-         json_out=opts["json_out"], quiet=opts["quiet"], figures=figures, summary_keys=robustness.SUMMARY)
+    run_and_write("robustness", None, opts, corruptions=corruptions, severities=severities, templates=templates,
+                  ood_data=ood_data, max_images=max_images, baseline=baseline_report, jpeg_round_trip=jpeg_round_trip,
+                  frost_dir=frost_dir)

@@ -100,6 +100,14 @@ class Encoder:
             feats = self.model.encode_image(x) if self.kind == "open_clip" else self.model(x)
         return feats.float().cpu()
 
+    def encode_texts_batched(self, texts: list[str], batch_size: int = 64):
+        """Raw text features of any number of texts, in batches, as one float32 array."""
+        import numpy as np
+
+        if not len(texts):
+            return np.zeros((0, int(self.provenance.get("embed_dim") or 0)), np.float32)
+        return np.concatenate([self.encode_texts(texts[i:i + batch_size]).numpy() for i in range(0, len(texts), batch_size)])
+
     def encode_texts(self, texts: list[str]):
         import torch
 

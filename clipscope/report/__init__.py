@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import datetime as _dt
 import json
 import math
 import os
@@ -15,12 +14,19 @@ from clipscope.errors import ClipscopeError
 from clipscope.fileio import atomic_write_text  # noqa: F401  (re-exported: the writers' one helper)
 
 SCHEMA_VERSION = 1
-SCHEMA_PATH = Path(__file__).resolve().parent / "schemas" / "report.schema.json"
 
 
-@lru_cache(maxsize=1)
+@lru_cache(maxsize=None)
+def schema(name: str = "report") -> dict:
+    """A JSON schema shipped inside the package (``report`` or ``cache``), read with
+    importlib.resources so it works from a wheel; reports/schema/ holds a generated copy."""
+    from importlib.resources import files
+
+    return json.loads(files("clipscope.report").joinpath("schemas", f"{name}.schema.json").read_text(encoding="utf-8"))
+
+
 def report_schema() -> dict:
-    return json.loads(SCHEMA_PATH.read_text())
+    return schema("report")
 
 
 def _clean(obj):
@@ -53,14 +59,15 @@ def model_block(provenance: dict) -> dict:
 def build_report(command: str, *, model: dict, data: dict, seed: int, config: dict, metrics: dict,
                  tables: dict | None = None, artifacts: dict | None = None, notes: list[str] | None = None) -> dict:
     from clipscope import __version__
-    from clipscope.metric_sources import source_of
+    from clipscope.metric_specs import spec_of
+    from clipscope.runtime import utc_now
 
-    metrics = {name: _with_source(name, m, source_of(name)) for name, m in metrics.items()}
+    metrics = {name: with_spec(m, spec_of(name)) for name, m in metrics.items()}
     report = {
         "schema_version": SCHEMA_VERSION,
         "clipscope_version": __version__,
         "command": command,
-        "created_utc": _dt.datetime.now(_dt.timezone.utc).replace(microsecond=0).isoformat(),
+        "created_utc": utc_now(),
         "model": model,
         "data": data,
         "seed": int(seed),
@@ -74,15 +81,15 @@ def build_report(command: str, *, model: dict, data: dict, seed: int, config: di
     return _clean(report)
 
 
-def _with_source(name: str, m: dict, source: str | None) -> dict:
-    """The metric with its source named in its description (and as ``source``); a metric with
-    no registered source is left as it is (tests/test_reports.py fails on any such metric)."""
-    if source is None:
+def with_spec(m: dict, spec) -> dict:
+    """The metric with its registered source named in its description (and as ``source``) and
+    its unit; a metric with no spec is left as it is (writing such a report is refused)."""
+    if spec is None:
         return m
     desc = m.get("description", "")
     if "source:" not in desc:
-        desc = f"{desc} (source: {source})" if desc else f"source: {source}"
-    return {**m, "description": desc, "source": source}
+        desc = f"{desc} (source: {spec.source})" if desc else f"source: {spec.source}"
+    return {**m, "description": desc, "source": spec.source, "unit": spec.unit}
 
 
 def validate_report(report: dict, where: str = "report") -> None:

@@ -23,14 +23,6 @@ from clipscope.errors import ClipscopeError
 from clipscope.report import load_report, reports_under
 
 DEFAULT_TOLERANCE = 0.02
-# Per-metric defaults where the general one does not fit the scale of the metric.
-METRIC_TOLERANCE = {
-    "n_blind_pairs": 0.0, "n_clip_similar_pairs": 0.0,
-    "pair_accuracy_mean": 2.0,  # percent
-    "image_to_image_map": 2.0, "oti_to_image_map": 2.0, "text_to_text_map": 2.0, "ovi_to_text_map": 2.0,
-    "nll": 0.05, "aligned_angle_image": 1.0, "aligned_angle_text": 1.0,
-}
-PERCENT_SUFFIXES = ("_map", "_map_at_r", "_precision_at_r", "_recall_at_1")
 
 
 @dataclass
@@ -58,12 +50,15 @@ def _se(ci) -> float | None:
 
 
 def tolerance_for(name: str, default: float | None, overrides: dict) -> float:
+    """``--metric NAME=TOL``, else the metric's registered tolerance (metric_specs, set where the
+    general one does not fit its unit: percent, degrees, counts), else ``--tolerance`` or 0.02."""
+    from clipscope.metric_specs import spec_of
+
     if name in overrides:
         return overrides[name]
-    if name in METRIC_TOLERANCE:
-        return METRIC_TOLERANCE[name]
-    if name.startswith("pair_accuracy_") or name.endswith(PERCENT_SUFFIXES):
-        return 2.0
+    spec = spec_of(name)
+    if spec is not None and spec.tolerance is not None:
+        return spec.tolerance
     return DEFAULT_TOLERANCE if default is None else default
 
 

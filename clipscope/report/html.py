@@ -51,7 +51,8 @@ def _metrics_table(metrics: dict) -> str:
     for name, m in metrics.items():
         ci = f"[{_fmt(m['ci95'][0])}, {_fmt(m['ci95'][1])}]" if m.get("ci95") else ""
         hib = {True: "higher", False: "lower", None: ""}[m.get("higher_is_better")]
-        value = "n/a" if m.get("value") is None else _fmt(m["value"])
+        unit = {"%": " %", "degrees": "°", "nats": " nats"}.get(m.get("unit") or "", "")
+        value = "n/a" if m.get("value") is None else _fmt(m["value"]) + unit
         rows.append(f"<tr><td><code>{esc(name)}</code></td><td class=num>{esc(value)}</td><td class=num>{esc(ci)}</td>"
                     f"<td>{esc(hib)}</td><td>{esc(m.get('description', ''))}</td></tr>")
     return ("<table><tr><th>metric</th><th>value</th><th>95% interval</th><th>better</th><th>definition</th></tr>"
@@ -96,7 +97,9 @@ def embeddable(rel: str, base: Path, root: Path) -> Path | None:
         return p if fh.read(8) == PNG_MAGIC else None
 
 
-def _section(report: dict, base: Path, root: Path) -> str:
+def section(report: dict, base: Path | None = None, root: Path | None = None) -> str:
+    """One report as an HTML card; its PNGs are embedded when ``base`` (its folder) and ``root``
+    (the run folder they must lie in) are given."""
     m, d = report["model"], report["data"]
     pre = m.get("pretrained", "none")
     badge = "<span class='badge warn'>random init: not a pretrained result</span>" if pre == "none" else ""
@@ -108,7 +111,7 @@ def _section(report: dict, base: Path, root: Path) -> str:
             + f"<br>seed {esc(report['seed'])} · clipscope {esc(report['clipscope_version'])} · {esc(report['created_utc'])}</p>")
     notes = "".join(f"<div class=note>{esc(n)}</div>" for n in report.get("notes", []))
     figs = []
-    for name, rel in report.get("artifacts", {}).items():
+    for name, rel in (report.get("artifacts", {}) if base is not None else {}).items():
         p = embeddable(rel, base, root)
         if p is not None:
             figs.append(f"<figure><img alt='{esc(name)}' src='{_image(p)}'><figcaption>{esc(name)}</figcaption></figure>")
@@ -136,7 +139,7 @@ def render(run_dir: str | Path, title: str | None = None) -> str:
     nav = "".join(f"<a href='#{esc(r['command'])}'>{esc(r['command'])}</a>" for r, _ in reports)
     first = reports[0][0]
     sub = f"{first['model'].get('name')} (pretrained: {first['model'].get('pretrained')}) · {len(reports)} report(s)"
-    body = "".join(_section(r, base, run_dir) for r, base in reports)
+    body = "".join(section(r, base, run_dir) for r, base in reports)
     t = esc(title or f"clipscope report: {run_dir.name}")
     return (f"<!doctype html><html lang=en><head><meta charset=utf-8><title>{t}</title>"
             f"<meta name=viewport content='width=device-width,initial-scale=1'><style>{CSS}</style></head>"

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pathlib import Path
+from pathlib import Path, PurePath
 
 import numpy as np
 
@@ -59,28 +59,41 @@ def project_2d(X: np.ndarray, method: str = "umap", seed: int = 0) -> np.ndarray
                          n_neighbors=min(15, len(X) - 1)).fit_transform(X)
 
 
-def projection(I, T, pairs, path, *, title: str, method: str = "umap", seed: int = 0, max_points: int = 2000,
-               max_lines: int = 60, labels=("image", "text")) -> str:
-    """Both modalities in one 2-D projection, coloured by modality, with lines for sampled pairs."""
-    plt = _plt()
+def projection_sample(I, T, pairs, *, seed: int = 0, max_points: int = 2000) -> dict:
+    """A seeded sample of at most ``max_points`` rows per modality and the pairs among them: all
+    a projection plot needs (so no full embedding matrix has to reach the plotting code)."""
     rng = np.random.default_rng(seed)
     ii = np.sort(rng.choice(len(I), min(len(I), max_points), replace=False))
     tt = np.sort(rng.choice(len(T), min(len(T), max_points), replace=False))
-    Y = project_2d(np.concatenate([I[ii], T[tt]]), method, seed)
-    yi, yt = Y[: len(ii)], Y[len(ii):]
+    local = None
+    if pairs is not None and len(pairs):
+        pos_i = {int(r): k for k, r in enumerate(ii)}
+        pos_t = {int(r): k for k, r in enumerate(tt)}
+        local = np.array([(pos_i[int(a)], pos_t[int(b)]) for a, b in pairs if int(a) in pos_i and int(b) in pos_t],
+                         np.int64).reshape(-1, 2)
+    return {"I": np.asarray(I[ii]), "T": np.asarray(T[tt]), "pairs": local, "totals": (len(I), len(T))}
+
+
+def projection(I, T, pairs, path, *, title: str, method: str = "umap", seed: int = 0, max_lines: int = 60,
+               labels=("image", "text"), totals=None) -> str:
+    """Both modalities in one 2-D projection, coloured by modality, with lines for sampled pairs.
+    ``I``, ``T``, ``pairs``: a sample (:func:`projection_sample`); ``totals``: the full row counts."""
+    plt = _plt()
+    rng = np.random.default_rng(seed)
+    totals = totals or (len(I), len(T))
+    Y = project_2d(np.concatenate([I, T]), method, seed)
+    yi, yt = Y[: len(I)], Y[len(I):]
     fig, ax = plt.subplots(figsize=(6.4, 5.6))
     if pairs is not None and len(pairs):
-        pos_i = {r: k for k, r in enumerate(ii)}
-        pos_t = {r: k for k, r in enumerate(tt)}
-        shown = [(pos_i[a], pos_t[b]) for a, b in pairs if a in pos_i and b in pos_t]
-        for a, b in [shown[k] for k in rng.permutation(len(shown))[:max_lines]]:
+        for a, b in pairs[rng.permutation(len(pairs))[:max_lines]]:
             ax.plot([yi[a, 0], yt[b, 0]], [yi[a, 1], yt[b, 1]], color="grey", lw=0.5, alpha=0.5, zorder=1)
-    ax.scatter(yi[:, 0], yi[:, 1], s=8, c=IMAGE_COLOUR, label=f"{labels[0]} ({len(I)})", alpha=0.7, zorder=2)
-    ax.scatter(yt[:, 0], yt[:, 1], s=8, c=TEXT_COLOUR, label=f"{labels[1]} ({len(T)})", alpha=0.7, zorder=2)
+    ax.scatter(yi[:, 0], yi[:, 1], s=8, c=IMAGE_COLOUR, label=f"{labels[0]} ({totals[0]})", alpha=0.7, zorder=2)
+    ax.scatter(yt[:, 0], yt[:, 1], s=8, c=TEXT_COLOUR, label=f"{labels[1]} ({totals[1]})", alpha=0.7, zorder=2)
     name = "UMAP" if method == "umap" else "PCA"
     ax.set_xlabel(f"{name} 1")
     ax.set_ylabel(f"{name} 2")
-    ax.set_title(_wrap(title), fontsize=10)
+    shown = "" if len(I) >= totals[0] and len(T) >= totals[1] else f" [sample: {len(I)} + {len(T)} rows]"
+    ax.set_title(_wrap(title + shown), fontsize=10)
     ax.legend(loc="best", markerscale=2)
     return _save(fig, path)
 
@@ -211,24 +224,67 @@ def image_grid(images: list, captions: list[str], path, *, title: str, ncols: in
     return _save(fig, path)
 
 
-def drift_projection(X, Y, moved, path, *, title: str, seed: int = 0, max_points: int = 1500) -> str:
-    """Old and new rows in one PCA projection; arrows for the most-moved rows."""
+def drift_sample(X, Y, moved, *, seed: int = 0, max_points: int = 1500) -> dict:
+    """A seeded sample of rows (always including the most-moved ones) for :func:`drift_projection`."""
+    rng = np.random.default_rng(seed)
+    idx = np.unique(np.concatenate([rng.choice(len(X), min(len(X), max_points), replace=False), moved]))
+    pos = {int(r): k for k, r in enumerate(idx)}
+    return {"X": np.asarray(X[idx]), "Y": np.asarray(Y[idx]), "moved": np.array([pos[int(r)] for r in moved], np.int64)}
+
+
+def drift_projection(X, Y, moved, path, *, title: str, seed: int = 0) -> str:
+    """Old and new rows (a sample, :func:`drift_sample`) in one PCA projection; arrows for the most-moved rows."""
     from sklearn.decomposition import PCA
 
     plt = _plt()
-    rng = np.random.default_rng(seed)
-    idx = np.unique(np.concatenate([rng.choice(len(X), min(len(X), max_points), replace=False), moved]))
-    P = PCA(n_components=2, random_state=seed).fit(np.concatenate([X[idx], Y[idx]]))
-    a, b = P.transform(X[idx]), P.transform(Y[idx])
+    P = PCA(n_components=2, random_state=seed).fit(np.concatenate([X, Y]))
+    a, b = P.transform(X), P.transform(Y)
     fig, ax = plt.subplots(figsize=(6.4, 5.6))
     ax.scatter(a[:, 0], a[:, 1], s=6, c="grey", alpha=0.5, label="old (aligned)")
     ax.scatter(b[:, 0], b[:, 1], s=6, c=IMAGE_COLOUR, alpha=0.5, label="new")
-    pos = {r: k for k, r in enumerate(idx)}
-    for r in moved:
-        k = pos[int(r)]
+    for k in moved:
         ax.annotate("", xy=b[k], xytext=a[k], arrowprops={"arrowstyle": "->", "color": TEXT_COLOUR, "lw": 1})
     ax.set_xlabel("PCA 1")
     ax.set_ylabel("PCA 2")
     ax.set_title(_wrap(title), fontsize=10)
     ax.legend()
     return _save(fig, path)
+
+
+class FigureRecorder:
+    """Stands in for this module while a task lays out its figures: each plotting call is
+    recorded as a spec (function name, arguments) with its file name, and drawn later by
+    :func:`draw` into the folder a report is saved to. Arguments are small by construction
+    (tasks pass samples), so no embedding matrix travels with a report."""
+
+    def __init__(self):
+        self.specs: list[tuple[str, tuple, dict]] = []
+
+    def __getattr__(self, name):
+        if name.startswith("_") or name not in PLOTTERS:
+            raise AttributeError(name)
+
+        def record(*args, **kwargs):
+            self.specs.append((name, args, kwargs))
+            path = next(a for a in args if isinstance(a, PurePath))
+            return str(path)
+
+        return record
+
+    def __getstate__(self):
+        return self.__dict__
+
+    def __setstate__(self, state):
+        self.__dict__.update(state)
+
+
+PLOTTERS = ("projection", "cosine_histograms", "per_dimension_bars", "shift_sweep_curves", "bars", "histogram", "lines",
+            "heatmap", "image_grid", "drift_projection")
+
+
+def draw(specs, out_dir) -> None:
+    """Draw recorded figure specs into ``out_dir`` (relative file names become paths there)."""
+    out_dir = Path(out_dir)
+    for name, args, kwargs in specs:
+        args = tuple(out_dir / a if isinstance(a, PurePath) else a for a in args)
+        globals()[name](*args, **kwargs)

@@ -27,7 +27,9 @@ def align_by_ids(cache, ref) -> tuple[np.ndarray, np.ndarray, list[str]]:
 
 
 def mine(cache, ref, *, clip_threshold: float = 0.95, ref_threshold: float = 0.6, top: int | None = 1000,
-         device: str = "cpu") -> TaskResult:
+         device: str = "cpu", source=None) -> TaskResult:
+    """Mine CLIP-blind pairs between ``cache`` and a reference cache of the same images.
+    ``source``: the data source, when the caller has it open (for the contact sheet's images)."""
     rows, ref_rows, ids = align_by_ids(cache, ref)
     clip = cache.normalized_image_embeddings()[rows]
     reference = ref.normalized_image_embeddings()[ref_rows]
@@ -44,7 +46,7 @@ def mine(cache, ref, *, clip_threshold: float = 0.95, ref_threshold: float = 0.6
         "n_clip_similar_pairs": metric(bp.n_clip_similar, higher_is_better=None,
                                        description=f"pairs with CLIP cosine > {clip_threshold}"),
     }
-    source = _source_of(cache)
+    source = source if source is not None else _source_of(cache)
     paths = dict(zip(source.image_ids, source.paths)) if source is not None and source.paths else {}
     table = []
     for a, b, c, r in zip(bp.a, bp.b, bp.clip_cosine, bp.reference_cosine):
@@ -68,7 +70,7 @@ def _source_of(cache):
 
     try:
         return open_source(cache.attrs.get("data_spec") or "")
-    except Exception:  # data moved, or an import: no paths and no contact sheet
+    except (ClipscopeError, OSError):  # data moved, or an import: no paths and no contact sheet
         return None
 
 
@@ -86,8 +88,7 @@ def score_benchmark(encoder, pairs: list[dict], *, benchmark: str, batch_size: i
         batch = [im if not isinstance(im, (str, Path)) else open_image_file(im) for im in images[i:i + batch_size]]
         feats.append(encoder.encode_images(torch.stack([encoder.preprocess(im) for im in batch])).numpy())
     img = l2_normalize(np.concatenate(feats)).reshape(len(pairs), 2, -1)
-    txt = l2_normalize(np.concatenate([encoder.encode_texts(texts[i:i + batch_size]).numpy()
-                                       for i in range(0, len(texts), batch_size)])).reshape(len(pairs), 2, -1)
+    txt = l2_normalize(encoder.encode_texts_batched(texts, batch_size)).reshape(len(pairs), 2, -1)
     patterns = [p["pattern"] for p in pairs]
     res = score_pairs(img, txt, patterns, logit_scale=encoder.logit_scale, targets=targets_of(pairs))
     metrics = {"pair_accuracy_mean": metric(res["mean"], higher_is_better=True,
@@ -105,8 +106,11 @@ def score_benchmark(encoder, pairs: list[dict], *, benchmark: str, batch_size: i
                       plot_data={"per_pattern": res["per_pattern"], "pairs": pairs[:8], "table": table[:8]})
 
 
-def figures(result: TaskResult, out_dir: Path, title: str, **_) -> dict:
-    from clipscope.report import plots
+def figures(result: TaskResult, out_dir: Path, title: str, *, plots=None, **_) -> dict:
+    """Lay out the figures on ``plots`` (the plotting module, or a recorder of figure specs)."""
+    from clipscope.report import plots as plotting
+
+    plots = plots or plotting
 
     d = result.plot_data
     out = {}
@@ -127,16 +131,17 @@ def figures(result: TaskResult, out_dir: Path, title: str, **_) -> dict:
         out["examples"] = plots.image_grid(imgs, caps, out_dir / "blindpairs_examples.png",
                                            title=f"Pair probes: {title}")
     elif d.get("pairs"):
-        sheet = contact_sheet(d["source"], d["pairs"], out_dir / "blindpairs_contact_sheet.png", title)
+        sheet = contact_sheet(d["source"], d["pairs"], out_dir / "blindpairs_contact_sheet.png", title, plots=plots)
         if sheet:
             out["contact_sheet"] = sheet
     return {k: Path(v).name for k, v in out.items()}
 
 
-def contact_sheet(src, rows: list[dict], path: Path, title: str) -> str | None:
-    """Both images of the top pairs, with both cosines, when the images can be read."""
-    from clipscope.report import plots
+def contact_sheet(src, rows: list[dict], path: Path, title: str, *, plots=None) -> str | None:
+    """Both images of the top pairs (thumbnails), with both cosines, when the images can be read."""
+    from clipscope.report import plots as plotting
 
+    plots = plots or plotting
     if src is None:
         return None
     index = {i: k for k, i in enumerate(src.image_ids)}
@@ -146,8 +151,10 @@ def contact_sheet(src, rows: list[dict], path: Path, title: str) -> str | None:
             continue
         try:
             pair = [src.load_image(index[r["a"]]), src.load_image(index[r["b"]])]
-        except Exception:
+        except Exception:  # an image that can no longer be read is left out of the sheet
             continue
+        for im in pair:
+            im.thumbnail((256, 256))
         imgs += pair
         caps += [f"{r['a'][-30:]}\nclip {r['clip_cosine']:.3f}", f"{r['b'][-30:]}\nref {r['reference_cosine']:.3f}"]
     if not imgs:

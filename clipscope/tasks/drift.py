@@ -139,8 +139,11 @@ def evaluate(old, new, *, k: int = 10, top: int = 20, device: str = "cpu", kl_ba
     return TaskResult(metrics, tables, notes, config=config, counts=counts, plot_data=plot)
 
 
-def figures(result: TaskResult, out_dir: Path, title: str, *, seed: int = 0, **_) -> dict:
-    from clipscope.report import plots
+def figures(result: TaskResult, out_dir: Path, title: str, *, seed: int = 0, plots=None, **_) -> dict:
+    """Lay out the drift figures on ``plots`` (the plotting module, or a recorder of figure specs)."""
+    from clipscope.report import plots as plotting
+
+    plots = plots or plotting
 
     d = result.plot_data
     out = {}
@@ -152,7 +155,8 @@ def figures(result: TaskResult, out_dir: Path, title: str, *, seed: int = 0, **_
                                          xlabel="Jaccard overlap of k nearest neighbours", bins=12)
     if "aligned_image" in d:
         X, Y, order = d["aligned_image"]
-        out["projection"] = plots.drift_projection(X, Y, order[:15], out_dir / "drift_projection.png",
+        smp = plotting.drift_sample(X, Y, order[:15], seed=seed)
+        out["projection"] = plots.drift_projection(smp["X"], smp["Y"], smp["moved"], out_dir / "drift_projection.png",
                                                    title=f"Old (aligned) and new image rows, most moved: {title}", seed=seed)
     return {k: Path(v).name for k, v in out.items()}
 

@@ -13,7 +13,11 @@ from clipscope.tasks import TaskResult, class_text, modality_rows
 def evaluate(cache, *, bootstrap: int = 200, seed: int = 0, sweep_max_rows: int = 5000, top_dims: int = 20,
              shift_deltas=None) -> TaskResult:
     I, T, Ip, Tp, pairs = modality_rows(cache)
+    from clipscope.metric_specs import computed_metrics
+
     metrics = geometry.gap_metrics(I, T, Ip, Tp, bootstrap=bootstrap, seed=seed, pairs=pairs)
+    if Ip is not None:  # metrics registered with a compute function (metric_specs)
+        metrics.update(computed_metrics("gap", {"I": I, "T": T, "Ip": Ip, "Tp": Tp, "pairs": pairs}))
     per_dim = geometry.per_dimension_gap(I, T, top=top_dims)
     sweep = geometry.shift_sweep(I, T, pairs, class_text=class_text(cache), labels=cache.image_labels,
                                  deltas=shift_deltas, max_rows=sweep_max_rows, seed=seed)
@@ -37,12 +41,17 @@ def evaluate(cache, *, bootstrap: int = 200, seed: int = 0, sweep_max_rows: int 
                       plot_data=plot_data)
 
 
-def figures(result: TaskResult, out_dir: Path, title: str, *, projection: str = "umap", seed: int = 0) -> dict:
-    from clipscope.report import plots
+def figures(result: TaskResult, out_dir: Path, title: str, *, projection: str = "umap", seed: int = 0,
+            plots=None) -> dict:
+    """Lay out the gap figures on ``plots`` (the plotting module, or a recorder of figure specs)."""
+    from clipscope.report import plots as plotting
 
+    plots = plots or plotting
     d = result.plot_data
-    out = {"projection": plots.projection(d["I"], d["T"], d["pairs"], out_dir / "gap_projection.png",
-                                          title=f"Joint space: {title}", method=projection, seed=seed)}
+    smp = plotting.projection_sample(d["I"], d["T"], d["pairs"], seed=seed)
+    out = {"projection": plots.projection(smp["I"], smp["T"], smp["pairs"], out_dir / "gap_projection.png",
+                                          title=f"Joint space: {title}", method=projection, seed=seed,
+                                          totals=smp["totals"])}
     if d["Ip"] is not None:
         from clipscope.pairing import sample_unpaired
 

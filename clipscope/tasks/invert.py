@@ -205,8 +205,11 @@ def evaluate(cache, encoder, *, mode: str, config: InversionConfig, gallery=None
     return TaskResult(metrics, tables, notes, config={"mode": mode, **asdict(config)}, counts=counts, plot_data=plot)
 
 
-def figures(result: TaskResult, out_dir: Path, title: str, **_) -> dict:
-    from clipscope.report import plots
+def figures(result: TaskResult, out_dir: Path, title: str, *, plots=None, **_) -> dict:
+    """Lay out the figures on ``plots`` (the plotting module, or a recorder of figure specs)."""
+    from clipscope.report import plots as plotting
+
+    plots = plots or plotting
 
     d = result.plot_data
     curve = d["curve"]

@@ -33,8 +33,11 @@ def evaluate(cache, *, t: float = 2.0, max_pairs: int = DEFAULT_MAX_PAIRS, sampl
                       plot_data={"I": I, "T": T, "Ip": Ip, "Tp": Tp, "pairs": pairs})
 
 
-def figures(result: TaskResult, out_dir: Path, title: str, *, seed: int = 0, **_) -> dict:
-    from clipscope.report import plots
+def figures(result: TaskResult, out_dir: Path, title: str, *, seed: int = 0, plots=None, **_) -> dict:
+    """Lay out the figures on ``plots`` (the plotting module, or a recorder of figure specs)."""
+    from clipscope.report import plots as plotting
+
+    plots = plots or plotting
 
     d = result.plot_data
     rng = np.random.default_rng(seed)

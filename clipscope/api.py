@@ -1,0 +1,490 @@
+"""The library's one entry: ``clipscope.run(command, ...)`` gives a :class:`Report`.
+
+Every command walks the same way: resolve a cache (a given file, or extraction on demand into
+the content-keyed cache), evaluate one task on arrays, build and validate the report. The CLI,
+``check``, ``demo`` and a notebook all enter here; nothing in this module knows about click.
+
+>>> import clipscope
+>>> r = clipscope.run("gap", model="clipscope-tiny", data="probes:64")
+>>> r.metrics["centroid_distance"].value
+>>> r.save("runs/gap")            # gap.json and the PNGs
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
+
+from clipscope.errors import ClipscopeError, UsageError
+
+COMMON = ("model", "pretrained", "weights", "data", "verify", "device", "precision", "batch_size", "workers", "seed")
+# The options each command takes besides COMMON (the CLI's option names; `check` validates suites with them).
+OPTIONS = {
+    "gap": ("bootstrap", "projection", "sweep_max_rows", "shift_deltas"),
+    "uniformity": ("t", "max_pairs", "sample_pairs", "block"),
+    "invert": ("mode", "tokens", "steps", "lr", "weight_decay", "template", "inv_batch_size", "inv_seed", "gallery"),
+    "blindpairs": ("reference", "reference_pretrained", "reference_cache", "clip_threshold", "ref_threshold", "top",
+                   "benchmark"),
+    "robustness": ("corruptions", "severities", "templates", "ood_data", "max_images", "baseline", "jpeg_round_trip",
+                   "frost_dir"),
+    "drift": ("old_model", "old_pretrained", "new_model", "new_pretrained", "k", "top"),
+}
+
+
+@dataclass
+class Metric:
+    """One reported number: value, 95% interval, direction, and what it is (with its source)."""
+
+    value: float | None
+    ci95: list[float] | None = None
+    higher_is_better: bool | None = None
+    description: str = ""
+    source: str | None = None
+    extra: dict = field(default_factory=dict)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "Metric":
+        known = {"value", "ci95", "higher_is_better", "description", "source"}
+        return cls(d.get("value"), d.get("ci95"), d.get("higher_is_better"), d.get("description", ""), d.get("source"),
+                   {k: v for k, v in d.items() if k not in known})
+
+
+@dataclass
+class Report:
+    """A command's result: metrics, tables, notes, provenance and its figures (as small specs,
+    drawn when the report is saved). ``to_dict()`` is the JSON report (schema-validated)."""
+
+    command: str
+    model: dict
+    data: dict
+    seed: int
+    config: dict
+    metrics: dict
+    tables: dict
+    notes: list
+    figures: list = field(default_factory=list, repr=False)  # (plot function, args, kwargs) specs
+    figure_files: dict = field(default_factory=dict)  # figure name -> PNG file name
+    summary_keys: tuple = ()
+    _dict: dict | None = field(default=None, repr=False)
+
+    def to_dict(self, *, with_figures: bool = True) -> dict:
+        """The JSON report (as written to ``<command>.json``), validated against the schema."""
+        if self._dict is None:
+            from clipscope.report import build_report, validate_report
+
+            self._dict = build_report(self.command, model=self.model, data=self.data, seed=self.seed, config=self.config,
+                                      metrics={k: _metric_dict(m) for k, m in self.metrics.items()},
+                                      tables=self.tables, artifacts=dict(self.figure_files), notes=self.notes)
+            validate_report(self._dict)
+            unsourced = [k for k, m in self._dict["metrics"].items() if "source" not in m]
+            if unsourced:  # a programming error: every number says where it comes from
+                raise RuntimeError(f"metrics without a registered source: {', '.join(unsourced)} "
+                                   "(clipscope/metric_specs.py)")
+        if with_figures:
+            return self._dict
+        return {**self._dict, "artifacts": {}}
+
+    def to_json(self, *, with_figures: bool = True) -> str:
+        from clipscope.report import dumps
+
+        return dumps(self.to_dict(with_figures=with_figures))
+
+    def save(self, out_dir, *, plots: bool = True) -> Path:
+        """Write ``<command>.json`` (atomically) and, with ``plots``, the PNGs into ``out_dir``.
+        Returns the JSON's path."""
+        from clipscope.fileio import atomic_write_text
+        from clipscope.report import plots as plotting
+
+        out_dir = Path(out_dir)
+        if plots and self.figures:
+            plotting.draw(self.figures, out_dir)
+        path = out_dir / f"{self.command}.json"
+        atomic_write_text(path, self.to_json(with_figures=plots))
+        return path
+
+    def summary(self, out=None) -> str:
+        """A few lines for a console: the headline metrics, notes and where the report went."""
+        r = self.to_dict()
+        lines = [f"{self.command}: {r['model']['name']} (pretrained: {r['model']['pretrained']}) on {r['data'].get('spec')}"]
+        for k in self.summary_keys or r["metrics"]:
+            v = r["metrics"].get(k)
+            if v is not None and v["value"] is not None:
+                ci = f"  [{v['ci95'][0]:.4f}, {v['ci95'][1]:.4f}]" if v["ci95"] else ""
+                value = f"{int(v['value'])}" if k.startswith("n_") else f"{v['value']:.4f}"
+                lines.append(f"  {k:<28} {value}{ci}")
+        lines += [f"  note: {n}" for n in r.get("notes", [])]
+        if out is not None:
+            lines.append(f"  report: {Path(out) / (self.command + '.json')}")
+        return "\n".join(lines)
+
+    def _repr_html_(self) -> str:
+        """The report's HTML card (metrics, provenance, notes, tables), for Jupyter."""
+        from clipscope.report.html import CSS, section
+
+        css = CSS.replace("body{", ".clipscope{")  # scoped: the notebook page keeps its own styles
+        return f"<div class=clipscope><style>{css}</style>{section(self.to_dict(with_figures=False), None, None)}</div>"
+
+
+def _metric_dict(m) -> dict:
+    if isinstance(m, Metric):
+        return {"value": m.value, "ci95": m.ci95, "higher_is_better": m.higher_is_better,
+                "description": m.description, **({"source": m.source} if m.source else {}), **m.extra}
+    return m
+
+
+def open_cache(path):
+    """Open an embedding cache read-only (see :class:`clipscope.cache.Cache`); a Cache passes through."""
+    from clipscope.cache import Cache
+
+    return path if isinstance(path, Cache) else Cache.open(path)
+
+
+def from_arrays(*args, **kwargs):
+    """An in-memory cache of embeddings you already have (see :func:`clipscope.cache.from_arrays`)."""
+    from clipscope.cache import from_arrays as build
+
+    return build(*args, **kwargs)
+
+
+def run(command: str, cache=None, *, model: str | None = None, pretrained: str | None = None, weights=None,
+        data: str | None = None, verify: bool = False, device: str = "auto", precision: str = "auto",
+        batch_size: int = 64, workers: int | None = None, seed: int = 0, progress: bool = False,
+        plots: bool = True, **options) -> Report:
+    """Run one diagnostic and return its :class:`Report` (nothing is written until ``save``).
+
+    Parameters
+    ----------
+    command : "gap", "uniformity", "invert", "blindpairs", "robustness" or "drift".
+    cache : a cache file (or, for drift, ``[old, new]``), or None to extract ``data`` with ``model``
+        first into the content-keyed cache (reused by the next run).
+    model, pretrained, weights : the encoder (see :func:`clipscope.models.load_encoder`).
+    data : a data spec (``folder:DIR``, ``probes:64``, ...).
+    verify : key the content cache on file contents (SHA-256) instead of file metadata.
+    device, precision, batch_size, workers : where and how to encode.
+    seed : seed of every random choice.
+    progress : progress bars on stderr.
+    plots : lay out the figures (drawn by :meth:`Report.save`).
+    options : the command's own options (``OPTIONS[command]``; e.g. ``bootstrap=200`` for gap).
+
+    Returns
+    -------
+    Report
+
+    Example
+    -------
+    >>> r = run("uniformity", "cache.h5", t=2.0)
+    >>> r.metrics["uniformity_image"].value, r.metrics["uniformity_image"].ci95
+    """
+    if command not in OPTIONS:
+        raise UsageError(f"unknown command {command!r}; use {', '.join(OPTIONS)}")
+    unknown = sorted(set(options) - set(OPTIONS[command]))
+    if unknown:
+        raise UsageError(f"{command} takes no option {', '.join(unknown)} (its options: {', '.join(OPTIONS[command])})")
+    ctx = _Context(model=model, pretrained=pretrained, weights=weights, data=data, verify=verify, device=device,
+                   precision=precision, batch_size=batch_size, workers=workers, seed=seed, progress=progress,
+                   plots=plots)
+    return _RUNNERS[command](ctx, cache, **options)
+
+
+@dataclass
+class _Context:
+    model: str | None
+    pretrained: str | None
+    weights: object
+    data: str | None
+    verify: bool
+    device: str
+    precision: str
+    batch_size: int
+    workers: int | None
+    seed: int
+    progress: bool
+    plots: bool
+    _sources: dict = field(default_factory=dict)
+
+    def source(self, spec: str):
+        """The data source of ``spec``, opened (listed, fingerprinted) once per run."""
+        from clipscope.data import open_source
+
+        if spec not in self._sources:
+            self._sources[spec] = open_source(spec, verify=self.verify)
+        return self._sources[spec]
+
+    def encoder(self, model=None, pretrained=None):
+        """The run's encoder (``--model/--pretrained/--weights``), or another named one (drift)."""
+        from clipscope.models import load_encoder
+
+        if model is None:
+            return load_encoder(self.model, self.pretrained, device=self.device, precision=self.precision,
+                                weights=self.weights)
+        return load_encoder(model, pretrained, device=self.device, precision=self.precision)
+
+    def cache(self, path, *, model=None, pretrained=None, data=None, encoder=None):
+        """A given cache file, or extraction on demand into the content-keyed cache."""
+        from clipscope.cache import Cache
+
+        if path is not None and (self.model or self.data) and not isinstance(path, Cache):
+            raise UsageError("give either a CACHE or --model/--data, not both")
+        if path is not None:
+            return open_cache(path)
+        if not (model or self.model or encoder):
+            raise UsageError("give a CACHE file, or --model NAME (with --data SPEC) to extract first")
+        from clipscope.extract import ensure_cache
+        from clipscope.runtime import default_workers
+
+        source = self.source(data or self.data or "probes")
+        encoder = encoder or (self.encoder() if model is None else self.encoder(model, pretrained))
+        workers = default_workers(encoder.device) if self.workers is None else self.workers
+        return Cache.open(ensure_cache(encoder, source, batch_size=self.batch_size, workers=workers,
+                                       progress=self.progress))
+
+    def report(self, command, task, result, *, model, data, figures=None, extra_config=None) -> Report:
+        specs, files = [], {}
+        if self.plots and figures is not None:
+            from clipscope.report.plots import FigureRecorder
+
+            rec = FigureRecorder()
+            files = {k: PurePosixPath(v).name for k, v in figures(rec, PurePosixPath("")).items()}
+            specs = rec.specs
+        data = {**data, "counts": {**data.get("counts", {}), **result.counts}}
+        from clipscope.metric_specs import spec_of
+        from clipscope.report import with_spec
+
+        return Report(command, model, data, self.seed, {**result.config, **(extra_config or {})},
+                      {k: Metric.from_dict(with_spec(m, spec_of(k))) for k, m in result.metrics.items()},
+                      result.tables, result.notes,
+                      specs, files, getattr(task, "SUMMARY", ()))
+
+
+def data_block(cache) -> dict:
+    """The report's data provenance for a cache."""
+    a = cache.attrs
+    return {"spec": a.get("data_spec"), "fingerprint": a.get("data_fingerprint"), "cache": str(cache.path),
+            "counts": {"images": cache.n_images, "texts": cache.n_texts, "pairs": int(len(cache.pairs)),
+                       "failed": len(cache.failed)}}
+
+
+def _geometry(command, ctx: _Context, cache, **options) -> Report:
+    from clipscope.report import model_block
+    from clipscope.runtime import resolve_device
+    from clipscope.tasks import gap, title_of, uniformity
+
+    task = gap if command == "gap" else uniformity
+    figure_kw = {}
+    if command == "gap":
+        figure_kw["projection"] = options.pop("projection", "umap")
+        if isinstance(options.get("shift_deltas"), str):
+            options["shift_deltas"] = parse_deltas(options["shift_deltas"])
+    else:
+        options["device"] = resolve_device(ctx.device)
+    with ctx.cache(cache) as c:
+        prov = c.provenance
+        result = task.evaluate(c, seed=ctx.seed, **options)
+        title = title_of(prov, prov.get("data_spec"))
+        return ctx.report(command, task, result, model=model_block(prov), data=data_block(c),
+                          figures=lambda plots, d: task.figures(result, d, title, seed=ctx.seed, plots=plots,
+                                                                **figure_kw))
+
+
+def parse_deltas(text: str) -> list[float]:
+    """``START:STOP:STEP`` (numpy.arange, the reference's construction) or a comma list."""
+    import numpy as np
+
+    try:
+        if ":" in text:
+            start, stop, step = (float(v) for v in text.split(":"))
+            values = np.arange(start, stop, step).tolist()
+        else:
+            values = [float(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise UsageError("--shift-deltas: use START:STOP:STEP (e.g. -5:5:0.25) or a comma list") from None
+    if not values:
+        raise UsageError("--shift-deltas: no deltas in that range")
+    return values
+
+
+def _invert(ctx: _Context, cache, *, mode=None, tokens=None, steps=None, lr=None, weight_decay=None, template=None,
+            inv_batch_size=None, inv_seed=None, gallery=None) -> Report:
+    from clipscope.cache import Cache
+    from clipscope.report import model_block
+    from clipscope.tasks import invert, title_of
+
+    if mode not in ("oti", "ovi"):
+        raise UsageError("invert needs --mode oti (image to text) or ovi (text to image)")
+    if not ctx.model:
+        raise UsageError("invert optimises through the model: give --model (and --pretrained) matching the cache, "
+                         "or --model with --data")
+    config = invert.with_overrides(mode, tokens=tokens, steps=steps, lr=lr, weight_decay=weight_decay,
+                                   template=template, batch_size=inv_batch_size, seed=inv_seed)
+    if mode == "oti" and "{}" not in config.template:
+        raise UsageError("--template must contain {} where the pseudo tokens go")
+    encoder = ctx.encoder()
+    c = open_cache(cache) if cache is not None else ctx.cache(None, encoder=encoder)
+    g = None
+    try:
+        if gallery:
+            g = open_cache(gallery) if isinstance(gallery, Cache) or Path(gallery).is_file() else \
+                ctx.cache(None, data=gallery, encoder=encoder)
+        result = invert.evaluate(c, encoder, mode=mode, config=config, gallery=g, progress=ctx.progress)
+        prov = c.provenance
+        title = title_of(prov, prov.get("data_spec"))
+        return ctx.report("invert", invert, result, model=model_block(encoder.provenance), data=data_block(c),
+                          figures=lambda plots, d: invert.figures(result, d, title, plots=plots))
+    finally:
+        c.close()
+        if g is not None:
+            g.close()
+
+
+def _blindpairs(ctx: _Context, cache, *, reference=None, reference_pretrained=None, reference_cache=None,
+                clip_threshold=0.95, ref_threshold=0.6, top=1000, benchmark=None) -> Report:
+    from clipscope.cache import Cache
+    from clipscope.report import model_block
+    from clipscope.runtime import resolve_device
+    from clipscope.tasks import blindpairs, title_of
+
+    if benchmark:
+        if not ctx.model:
+            raise UsageError("--benchmark scores a model: give --model (and --pretrained)")
+        from clipscope.data.mmvp import open_benchmark
+
+        pairs = open_benchmark(benchmark)
+        encoder = ctx.encoder()
+        result = blindpairs.score_benchmark(encoder, pairs, benchmark=benchmark, batch_size=ctx.batch_size)
+        title = title_of(encoder.provenance, benchmark)
+        return ctx.report("blindpairs", blindpairs, result, model=model_block(encoder.provenance),
+                          data={"spec": f"benchmark:{benchmark}", "counts": {"pairs": len(pairs)}},
+                          figures=lambda plots, d: blindpairs.figures(result, d, title, plots=plots))
+    if not reference and not reference_cache:
+        raise UsageError("mining needs a reference: --reference ENCODER or --reference-cache REF.h5")
+    with ctx.cache(cache) as c:
+        source = None
+        if reference_cache is not None:
+            ref = open_cache(reference_cache)
+        else:
+            from clipscope.extract import ensure_cache
+            from clipscope.models import load_encoder
+            from clipscope.runtime import default_workers
+
+            source = ctx.source(ctx.data or c.attrs.get("data_spec"))
+            ref_encoder = load_encoder(reference, reference_pretrained, device=ctx.device, precision=ctx.precision)
+            path = ensure_cache(ref_encoder, source, batch_size=ctx.batch_size, progress=ctx.progress,
+                                workers=default_workers(ref_encoder.device) if ctx.workers is None else ctx.workers)
+            ref = Cache.open(path)
+        with ref:
+            result = blindpairs.mine(c, ref, clip_threshold=clip_threshold, ref_threshold=ref_threshold, top=top,
+                                     device=resolve_device(ctx.device), source=source)
+            prov = c.provenance
+            title = title_of(prov, prov.get("data_spec"))
+            return ctx.report("blindpairs", blindpairs, result, model=model_block(prov), data=data_block(c),
+                              figures=lambda plots, d: blindpairs.figures(result, d, title, plots=plots))
+
+
+def _robustness(ctx: _Context, cache, *, corruptions="all", severities="1-5", templates=None, ood_data=None,
+                max_images=1000, baseline=None, jpeg_round_trip=True, frost_dir=None) -> Report:
+    from clipscope.report import load_report, model_block
+    from clipscope.tasks import robustness, title_of
+
+    if cache is not None:
+        raise UsageError("robustness runs the model on images: give --model and --data, not a cache")
+    if not ctx.model or not ctx.data:
+        raise UsageError("robustness runs a model on images: give --model and --data (labelled)")
+    names = robustness.parse_corruptions(corruptions) if isinstance(corruptions, str) else list(corruptions)
+    sevs = robustness.parse_severities(severities) if isinstance(severities, str) else list(severities)
+    tmpl = robustness.read_templates(templates)
+    if baseline is not None and not isinstance(baseline, dict):
+        path = baseline
+        baseline = load_report(path, validate=True)
+        if baseline["command"] != "robustness" or "accuracy_clean" not in baseline["metrics"]:
+            raise ClipscopeError(f"--baseline {path} is not a robustness report; pass the robustness.json of the "
+                                 "baseline model")
+    source = ctx.source(ctx.data)
+    ood = ctx.source(ood_data) if ood_data else None
+    encoder = ctx.encoder()
+    result = robustness.evaluate(encoder, source, corruptions=names, severities=sevs, templates=tmpl, ood_source=ood,
+                                 batch_size=ctx.batch_size, max_images=max_images, seed=ctx.seed,
+                                 progress=ctx.progress, baseline=baseline, published=jpeg_round_trip,
+                                 frost_dir=frost_dir)
+    title = title_of(encoder.provenance, source.spec)
+    return ctx.report("robustness", robustness, result, model=model_block(encoder.provenance),
+                      data={"spec": source.spec, "fingerprint": source.fingerprint, "counts": source.counts()},
+                      figures=lambda plots, d: robustness.figures(result, d, title, plots=plots))
+
+
+def _drift(ctx: _Context, cache, *, old_model=None, old_pretrained=None, new_model=None, new_pretrained=None,
+           k=10, top=20) -> Report:
+    from clipscope.report import model_block
+    from clipscope.runtime import resolve_device
+    from clipscope.tasks import drift, title_of
+
+    if cache:
+        if not isinstance(cache, (list, tuple)) or len(cache) != 2:
+            raise UsageError("drift compares two caches: give OLD and NEW")
+        old, new = open_cache(cache[0]), open_cache(cache[1])
+    else:
+        if not (old_model and new_model and ctx.data):
+            raise UsageError("without caches, give --old-model, --new-model and --data")
+        old = ctx.cache(None, model=old_model, pretrained=old_pretrained)
+        new = ctx.cache(None, model=new_model, pretrained=new_pretrained)
+    with old, new:
+        result = drift.evaluate(old, new, k=k, top=top, device=resolve_device(ctx.device))
+        po, pn = old.provenance, new.provenance
+        title = f"{title_of(po, None).split(' on ')[0]} -> {title_of(pn, po.get('data_spec'))}"
+        model = model_block(pn)
+        model["old"] = model_block(po)
+        data = {"spec": pn.get("data_spec"), "fingerprint": pn.get("data_fingerprint"), "cache": str(new.path),
+                "counts": {}}
+        return ctx.report("drift", drift, result, model=model, data=data,
+                          figures=lambda plots, d: drift.figures(result, d, title, seed=ctx.seed, plots=plots))
+
+
+_RUNNERS = {
+    "gap": lambda ctx, cache, **o: _geometry("gap", ctx, cache, **o),
+    "uniformity": lambda ctx, cache, **o: _geometry("uniformity", ctx, cache, **o),
+    "invert": _invert, "blindpairs": _blindpairs, "robustness": _robustness, "drift": _drift,
+}
+
+
+def demo(out="demo-out", *, device: str = "auto", overwrite: bool = False, progress: bool = False, log=None) -> Path:
+    """The offline end-to-end run on the bundled tiny model and the procedural probes: extract,
+    gap, uniformity, a small OTI, blind pairs on the probe benchmark, robustness on five
+    corruptions, and the HTML report. Returns the report's path. ``log(step, seconds)`` is
+    called after each step."""
+    import shutil
+    import time
+
+    from clipscope.data import open_source
+    from clipscope.extract import extract
+    from clipscope.fileio import atomic_write_text
+    from clipscope.models import load_encoder
+    from clipscope.report.html import render
+
+    out = Path(out)
+    if overwrite:
+        shutil.rmtree(out, ignore_errors=True)
+    out.mkdir(parents=True, exist_ok=True)
+    cache = out / "cache.h5"
+    steps = [
+        ("extract", lambda: extract(open_source("probes:256"), load_encoder("clipscope-tiny", device=device), cache,
+                                    progress=progress)),
+        ("gap", lambda: run("gap", cache, bootstrap=100, progress=progress).save(out / "gap")),
+        ("uniformity", lambda: run("uniformity", cache, progress=progress).save(out / "uniformity")),
+        ("invert", lambda: run("invert", cache, model="clipscope-tiny", mode="oti", steps=40, device=device,
+                               progress=progress).save(out / "invert")),
+        ("blindpairs", lambda: run("blindpairs", model="clipscope-tiny", benchmark="probes", device=device,
+                                   progress=progress).save(out / "blindpairs")),
+        ("robustness", lambda: run("robustness", model="clipscope-tiny", data="probes:128:1", workers=0,
+                                   corruptions="gaussian_noise,defocus_blur,fog,contrast,jpeg_compression",
+                                   severities="1,3,5", device=device, progress=progress).save(out / "robustness")),
+    ]
+    for name, step in steps:
+        t0 = time.time()
+        step()
+        if log:
+            log(name, time.time() - t0)
+    page = out / "report.html"
+    atomic_write_text(page, render(out, "clipscope demo"))
+    return page
+
+
+__all__ = ["Metric", "OPTIONS", "Report", "data_block", "demo", "from_arrays", "open_cache", "run"]
