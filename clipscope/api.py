@@ -89,15 +89,15 @@ class Report:
 
         return dumps(self.to_dict(with_figures=with_figures))
 
-    def save(self, out_dir, *, plots: bool = True) -> Path:
-        """Write ``<command>.json`` (atomically) and, with ``plots``, the PNGs into ``out_dir``.
-        Returns the JSON's path."""
+    def save(self, out_dir, *, plots: bool = True, progress: bool = False) -> Path:
+        """Write ``<command>.json`` (atomically) and, with ``plots``, the PNGs into ``out_dir``
+        (a progress bar on stderr with ``progress``). Returns the JSON's path."""
         from clipscope.fileio import atomic_write_text
         from clipscope.report import plots as plotting
 
         out_dir = Path(out_dir)
         if plots and self.figures:
-            plotting.draw(self.figures, out_dir)
+            plotting.draw(self.figures, out_dir, progress=progress)
         path = out_dir / f"{self.command}.json"
         atomic_write_text(path, self.to_json(with_figures=plots))
         return path
@@ -106,12 +106,14 @@ class Report:
         """A few lines for a console: the headline metrics, notes and where the report went."""
         r = self.to_dict()
         lines = [f"{self.command}: {r['model']['name']} (pretrained: {r['model']['pretrained']}) on {r['data'].get('spec')}"]
-        for k in self.summary_keys or r["metrics"]:
-            v = r["metrics"].get(k)
-            if v is not None and v["value"] is not None:
-                ci = f"  [{v['ci95'][0]:.4f}, {v['ci95'][1]:.4f}]" if v["ci95"] else ""
-                value = f"{int(v['value'])}" if k.startswith("n_") else f"{v['value']:.4f}"
-                lines.append(f"  {k:<28} {value}{ci}")
+        for k, v in r["metrics"].items():  # every metric, the headline ones first
+            if v["value"] is None:
+                lines.append(f"  {k:<32} n/a (see the notes)")
+                continue
+            ci = f"  [{v['ci95'][0]:.4f}, {v['ci95'][1]:.4f}]" if v["ci95"] else ""
+            unit = {"%": " %", "degrees": " deg", "nats": " nats"}.get(v.get("unit") or "", "")
+            value = f"{int(v['value'])}" if v.get("unit") == "count" else f"{v['value']:.4f}"
+            lines.append(f"  {k:<32} {value}{unit}{ci}")
         lines += [f"  note: {n}" for n in r.get("notes", [])]
         if out is not None:
             lines.append(f"  report: {Path(out) / (self.command + '.json')}")
@@ -247,12 +249,19 @@ class _Context:
             files = {k: PurePosixPath(v).name for k, v in figures(rec, PurePosixPath("")).items()}
             specs = rec.specs
         data = {**data, "counts": {**data.get("counts", {}), **result.counts}}
+        notes = list(result.notes)
+        for name, m in result.metrics.items():  # a number that could not be computed is explained
+            v = m.get("value")
+            if (v is None or v != v or v in (float("inf"), float("-inf"))) and not any(name in n for n in notes):
+                notes.append(f"{name} could not be computed on this data ({m.get('description', '')})")
+        head = [k for k in getattr(task, "SUMMARY", ()) if k in result.metrics]
+        result.metrics = {**{k: result.metrics[k] for k in head}, **result.metrics}
         from clipscope.metric_specs import spec_of
         from clipscope.report import with_spec
 
         return Report(command, model, data, self.seed, {**result.config, **(extra_config or {})},
                       {k: Metric.from_dict(with_spec(m, spec_of(k))) for k, m in result.metrics.items()},
-                      result.tables, result.notes,
+                      result.tables, notes,
                       specs, files, getattr(task, "SUMMARY", ()))
 
 
@@ -272,7 +281,7 @@ def _geometry(command, ctx: _Context, cache, **options) -> Report:
     task = gap if command == "gap" else uniformity
     figure_kw = {}
     if command == "gap":
-        figure_kw["projection"] = options.pop("projection", "umap")
+        figure_kw["projection"] = options.pop("projection", "pca")
         if isinstance(options.get("shift_deltas"), str):
             options["shift_deltas"] = parse_deltas(options["shift_deltas"])
     else:

@@ -294,3 +294,37 @@ def test_unsafe_checkpoint_is_refused_as_unsafe_not_offline(tmp_path):
         with pytest.raises(ClipscopeError) as e:
             load_encoder(model, str(bad))
         assert "refused as unsafe" in str(e.value) and "offline" not in str(e.value), model
+
+
+# --------------------------------------------------------------------------- a new user's errors (issue 17)
+
+
+def test_usage_errors_come_before_any_work(run_cli, tmp_path):
+    import time
+
+    start = time.time()
+    code, _, err = run_cli("gap", "--model", "clipscope-tiny", "--data", "probes:8")  # no --out / --json
+    assert code == 2 and "--out" in err and time.time() - start < 5
+
+
+def test_unwritable_report_and_import_targets_are_named(run_cli, tmp_path, mtg):
+    (tmp_path / "afile").write_text("x")
+    code, _, err = run_cli("import", "--pair-array", mtg / "features_clasp.npy", "--out", tmp_path / "afile" / "c.h5")
+    assert code == 1 and "afile" in one_line(err) and ".tmp" not in err
+    code, _, err = run_cli("import", "--pair-array", mtg / "features_clasp.npy", "--out", tmp_path / "c.h5")
+    assert code == 0, err
+    code, _, err = run_cli("gap", tmp_path / "c.h5", "--out", tmp_path / "run", "--no-plots", "-q")
+    assert code == 0, err
+    code, _, err = run_cli("report", tmp_path / "run", "-o", tmp_path / "afile" / "r.html")
+    assert code == 1 and "is a file" in one_line(err)
+
+
+def test_hints_name_the_right_flag():
+    from clipscope.errors import ClipscopeError
+    from clipscope.models import load_encoder
+
+    with pytest.raises(ClipscopeError, match="bundled"):
+        load_encoder("clipscope-tiny", "no-such-tag")
+    with pytest.raises(ClipscopeError, match="--reference-pretrained") as e:
+        load_encoder("timm:vit_tiny_patch16_224")  # offline: the reference's own weights cannot be fetched
+    assert "--pretrained PATH" not in str(e.value)

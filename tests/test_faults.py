@@ -55,6 +55,22 @@ def assert_same_cache(a: Path, b: Path) -> None:
         assert np.array_equal(da[k], db[k]), k
 
 
+def reference_extract(path: Path, spec: str, batch_size: int = 64) -> Path:
+    """The uninterrupted run, in this process (only the runs that are killed need their own)."""
+    from clipscope.data import open_source
+    from clipscope.extract import extract
+    from clipscope.models import load_encoder
+
+    extract(open_source(spec), load_encoder("clipscope-tiny", "none"), path, batch_size=batch_size, progress=False)
+    return path
+
+
+def in_process(*args) -> None:
+    from clipscope.cli.main import main
+
+    assert main([str(a) for a in args]) == 0
+
+
 # --------------------------------------------------------------------------- kill -9 at commit points
 
 EXTRACT_KILLS = [("journal-appended", 1), ("journal-committed", 2), ("journal-appended", 2),
@@ -65,10 +81,6 @@ def test_extract_survives_kill_at_every_commit_point(tmp_path):
     """probes:24 in batches of 8: 3 image and 3 text commits. Each run is killed at the next
     kind of point (rows appended but not committed, just committed, cache written but not yet
     renamed); the final run completes and equals an uninterrupted extraction bit for bit."""
-    from clipscope.data import open_source
-    from clipscope.extract import extract
-    from clipscope.models import load_encoder
-
     out = tmp_path / "c.h5"
     args = ["extract", *TINY, "--data", "probes:24", "--batch-size", "8", "--out", out, "-q"]
     for point, n in EXTRACT_KILLS:
@@ -76,13 +88,10 @@ def test_extract_survives_kill_at_every_commit_point(tmp_path):
         assert code == -signal.SIGKILL, (point, n, err)
         assert not out.exists(), "a cache appeared before the run finished"
     assert list(tmp_path.glob(".c.h5.*.tmp")), "the kill before the rename leaves its temporary file"
-    code, out_text, err = cli(*args)
-    assert code == 0, err
+    in_process(*args)  # the resume
     assert not list(tmp_path.glob(".c.h5.*.tmp")), "a later success removes the killed run's temporary file"
     assert not (tmp_path / "c.h5.partial").exists()
-    extract(open_source("probes:24"), load_encoder("clipscope-tiny", "none"), tmp_path / "ref.h5", batch_size=8,
-            progress=False)
-    assert_same_cache(out, tmp_path / "ref.h5")
+    assert_same_cache(out, reference_extract(tmp_path / "ref.h5", "probes:24", batch_size=8))
 
 
 def invert(cache, out):
@@ -94,15 +103,12 @@ def test_invert_survives_kill_at_every_commit_point(tmp_path):
     """A kill between appending a batch and committing it, right after a commit, and before the
     cache is replaced: the rerun neither loses nor repeats a batch (12 rows stay 12 rows)."""
     for name in ("c.h5", "ref.h5"):
-        code, _, err = cli("extract", *TINY, "--data", "probes:12", "--out", tmp_path / name, "-q")
-        assert code == 0, err
+        reference_extract(tmp_path / name, "probes:12")
     for point, n in (("journal-appended", 2), ("journal-committed", 1), ("before-replace.h5", 1)):
         code, _, err = cli(*invert(tmp_path / "c.h5", tmp_path / "run"), env={"CLIPSCOPE_FAULT": f"{point}:{n}"})
         assert code == -signal.SIGKILL, (point, err)
-    code, _, err = cli(*invert(tmp_path / "c.h5", tmp_path / "run"))
-    assert code == 0, err
-    code, _, err = cli(*invert(tmp_path / "ref.h5", tmp_path / "ref-run"))
-    assert code == 0, err
+    in_process(*invert(tmp_path / "c.h5", tmp_path / "run"))
+    in_process(*invert(tmp_path / "ref.h5", tmp_path / "ref-run"))
     got, ref = datasets(tmp_path / "c.h5"), datasets(tmp_path / "ref.h5")
     assert got["image/oti_cosine"].shape == (12, 2)
     for k in ("image/oti_embeddings", "image/oti_cosine", "image/oti_curve"):
@@ -113,21 +119,14 @@ def test_invert_survives_kill_at_every_commit_point(tmp_path):
 def test_inversion_never_resumes_across_different_data(tmp_path):
     """invert killed mid-run, the cache re-extracted from other data with --overwrite, invert
     rerun: every row is the new data's inversion (the old partial state is gone)."""
-    c = tmp_path / "c.h5"
-    code, _, err = cli("extract", *TINY, "--data", "probes:12", "--out", c, "-q")
-    assert code == 0, err
+    c = reference_extract(tmp_path / "c.h5", "probes:12")
     code, _, _ = cli(*invert(c, tmp_path / "run"), env={"CLIPSCOPE_FAULT": "journal-committed:2"})
     assert code == -signal.SIGKILL and (tmp_path / "c.h5.oti.partial").exists()
-    code, _, err = cli("extract", *TINY, "--data", "probes:12:5", "--out", c, "--overwrite", "-q")
-    assert code == 0, err
+    in_process("extract", *TINY, "--data", "probes:12:5", "--out", c, "--overwrite", "-q")
     assert not (tmp_path / "c.h5.oti.partial").exists(), "--overwrite removes the inversion's partial state"
-    code, _, err = cli(*invert(c, tmp_path / "run"))
-    assert code == 0, err
-    fresh = tmp_path / "fresh.h5"
-    code, _, err = cli("extract", *TINY, "--data", "probes:12:5", "--out", fresh, "-q")
-    assert code == 0, err
-    code, _, err = cli(*invert(fresh, tmp_path / "fresh-run"))
-    assert code == 0, err
+    in_process(*invert(c, tmp_path / "run"))
+    fresh = reference_extract(tmp_path / "fresh.h5", "probes:12:5")
+    in_process(*invert(fresh, tmp_path / "fresh-run"))
     assert np.array_equal(datasets(c)["image/oti_embeddings"], datasets(fresh)["image/oti_embeddings"])
 
 
@@ -188,13 +187,7 @@ def test_two_extract_processes_on_one_cache_take_turns(tmp_path):
     assert first.returncode == 0, err1
     assert second.returncode == 0, err2.read_text()
     assert "already complete" in out2
-    from clipscope.data import open_source
-    from clipscope.extract import extract
-    from clipscope.models import load_encoder
-
-    extract(open_source("probes:96"), load_encoder("clipscope-tiny", "none"), tmp_path / "ref.h5", batch_size=8,
-            progress=False)
-    assert_same_cache(out, tmp_path / "ref.h5")
+    assert_same_cache(out, reference_extract(tmp_path / "ref.h5", "probes:96", batch_size=8))
 
 
 def test_two_analyses_extracting_into_the_content_cache_at_once(tmp_path):
@@ -210,13 +203,8 @@ def test_two_analyses_extracting_into_the_content_cache_at_once(tmp_path):
     m1, m2 = (json.loads((tmp_path / f"{k}.json").read_text())["metrics"] for k in (1, 2))
     assert m1 == m2
     (cached,) = (tmp_path / "cc").glob("*.h5")
-    from clipscope.data import open_source
-    from clipscope.extract import extract
-    from clipscope.models import load_encoder
-
-    extract(open_source("probes:64"), load_encoder("clipscope-tiny", "none"), tmp_path / "ref.h5", batch_size=8,
-            progress=False)
-    assert np.array_equal(datasets(cached)["image/embeddings"], datasets(tmp_path / "ref.h5")["image/embeddings"])
+    ref = reference_extract(tmp_path / "ref.h5", "probes:64", batch_size=8)
+    assert np.array_equal(datasets(cached)["image/embeddings"], datasets(ref)["image/embeddings"])
 
 
 def test_a_second_writer_can_hold_no_lock_the_first_holds():
@@ -286,21 +274,13 @@ def test_full_disk_during_extract_keeps_the_journal(small_fs, tmp_path):
     assert not out.exists() and not list(small_fs.glob(".c.h5.*.tmp"))
     assert (small_fs / "c.h5.partial" / "manifest.json").exists()
     subprocess.run(["mount", "-o", "remount,size=8m", str(small_fs)], check=True)
-    code, _, err = cli(*args)
-    assert code == 0, err
-    from clipscope.data import open_source
-    from clipscope.extract import extract
-    from clipscope.models import load_encoder
-
-    extract(open_source("probes:300"), load_encoder("clipscope-tiny", "none"), tmp_path / "ref.h5", progress=False)
-    assert_same_cache(out, tmp_path / "ref.h5")
+    in_process(*args)
+    assert_same_cache(out, reference_extract(tmp_path / "ref.h5", "probes:300"))
 
 
 def test_full_disk_during_invert_says_so_and_cleans_up(small_fs):
     subprocess.run(["mount", "-o", "remount,size=8m", str(small_fs)], check=True)
-    c = small_fs / "c.h5"
-    code, _, err = cli("extract", *TINY, "--data", "probes:120", "--out", c, "-q")
-    assert code == 0, err
+    c = reference_extract(small_fs / "c.h5", "probes:120")
     filler = small_fs / "filler"
     free = os.statvfs(small_fs).f_bavail * os.statvfs(small_fs).f_frsize
     filler.write_bytes(b"\0" * max(0, free - 60_000))  # room for the journal, not for a copy of the cache

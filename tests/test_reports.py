@@ -198,3 +198,41 @@ def test_demo_cache_matches_cache_schema(demo_dir):
     jsonschema.Draft202012Validator(schema, format_checker=jsonschema.FormatChecker()).validate(doc)
     assert doc["attrs"]["pretrained"] == "bundled"
     assert doc["datasets"]["image/oti_embeddings"]["shape"] == [256, 64]
+
+
+def test_report_over_two_runs_of_one_command_has_two_sections(run_cli, tmp_path, mtg):
+    import re
+
+    code, _, err = run_cli("import", "--pair-array", mtg / "features_clasp.npy", "--out", tmp_path / "c.h5")
+    assert code == 0, err
+    for name, boot in (("a", "0"), ("b", "20")):
+        code, _, err = run_cli("gap", tmp_path / "c.h5", "--out", tmp_path / "runs" / name, "--bootstrap", boot, "-q")
+        assert code == 0, err
+    code, _, err = run_cli("report", tmp_path / "runs", "--baseline", tmp_path / "runs", "-o", tmp_path / "r.html")
+    assert code == 0, err
+    page = (tmp_path / "r.html").read_text()
+    ids = re.findall(r"<section id='([^']+)'", page)
+    assert len(ids) == 2 and len(set(ids)) == 2
+    assert "gap · a ·" in page and "gap · b ·" in page and "<section id=summary>" in page
+    code, out, _ = run_cli("compare", tmp_path / "runs" / "a" / "gap.json", tmp_path / "runs" / "b" / "gap.json",
+                           "--format", "html")
+    assert code in (0, 3) and out.startswith("<!doctype html>") and "centroid_distance" in out
+
+
+def test_models_and_cache_commands(run_cli, tmp_path, monkeypatch):
+    import json
+
+    code, out, _ = run_cli("models", "--filter", "ViT-B-32", "--json")
+    rows = json.loads(out)
+    assert code == 0 and any(r["model"] == "ViT-B-32" and r["pretrained"] == "openai" for r in rows)
+    code, out, _ = run_cli("models", "--cached")
+    assert code == 0 and "clipscope-tiny" in out
+    code, _, err = run_cli("gap", "--model", "clipscope-tiny", "--data", "probes:8", "--json", tmp_path / "g.json", "-q")
+    assert code == 0, err
+    code, out, _ = run_cli("cache", "list", "--json")
+    listed = json.loads(out)["caches"]
+    assert code == 0 and len(listed) == 1 and listed[0]["model"] == "clipscope-tiny" and listed[0]["images"] == 8
+    assert run_cli("cache", "clean")[0] == 2  # says what to remove
+    code, out, _ = run_cli("cache", "clean", "--all")
+    assert code == 0 and "removed 1" in out
+    assert json.loads(run_cli("cache", "list", "--json")[1])["caches"] == []

@@ -348,6 +348,10 @@ def gap_metrics(I: np.ndarray, T: np.ndarray, Ip: np.ndarray | None, Tp: np.ndar
     out["centroid_distance"]["estimate"] = estimate
     acc, n_test = linear_separability(I, T, seed=seed)
     out["linear_separability"] = _m("linear_separability", acc, wilson_interval(acc, n_test), n_test=n_test)
+    if n_test == 0:
+        out["linear_separability"]["why_undefined"] = (f"linear_separability needs at least 5 rows of each modality "
+                                                       f"for its 80/20 split; there are {len(I)} image and {len(T)} "
+                                                       "text rows")
     return {k: out[k] for k in DESCRIPTIONS if k in out}
 
 

@@ -13,7 +13,8 @@ from clipscope.cli.options import data_options, model_options, output_options, r
 @data_options
 @output_options
 @click.option("--bootstrap", default=200, show_default=True, type=click.IntRange(0), help="Bootstrap replicates for ci95 (0: off).")
-@click.option("--projection", default="umap", show_default=True, type=click.Choice(["umap", "pca"]), help="2-D projection plot.")
+@click.option("--projection", default="pca", show_default=True, type=click.Choice(["pca", "umap"]),
+              help="2-D projection plot: pca (fast) or umap (compiles on first use: ~15 s more).")
 @click.option("--sweep-max-rows", default=5000, show_default=True, type=click.IntRange(10), help="Pairs used by the shift sweep.")
 @click.option("--shift-deltas", default=None, metavar="START:STOP:STEP|a,b,..",
               help="Absolute shift deltas instead of fractions of the gap; '-5:5:0.25' is the reference grid.")

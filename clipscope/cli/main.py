@@ -34,6 +34,8 @@ COMMANDS = {
     "compare": ("clipscope.cli.report_cmds:compare_cmd", "Compare two reports; exit 3 on a regression."),
     "check": ("clipscope.cli.report_cmds:check_cmd", "Run a declared suite and gate it; exit 3 on a regression."),
     "demo": ("clipscope.cli.demo_cmd:demo_cmd", "Offline end-to-end run on the bundled tiny model."),
+    "models": ("clipscope.cli.discover_cmds:models_cmd", "Models and weights clipscope can load (and what is cached)."),
+    "cache": ("clipscope.cli.discover_cmds:cache_group", "List, locate or clean the content-keyed embedding cache."),
 }
 
 

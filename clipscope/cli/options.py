@@ -72,7 +72,7 @@ def run_and_write(command: str, cache, opts: dict, **options):
     plots = out is not None and not no_plots
     report = run(command, cache, progress=not quiet, plots=plots, **opts, **options)
     if out is not None:
-        report.save(out, plots=plots)
+        report.save(out, plots=plots, progress=not quiet)
     if json_out == "-":
         click.echo(report.to_json(with_figures=plots), nl=False)
     elif json_out:

@@ -16,18 +16,24 @@ from clipscope.cli.main import EXIT_REGRESSION
 @click.option("-o", "--output", type=click.Path(dir_okay=False), default=None,
               help="The HTML file to write (default RUN_DIR/report.html).")
 @click.option("--title", default=None, help="Page title.")
-def report_cmd(run_dir, output, title):
-    """One self-contained HTML report (plots embedded) of every report found in RUN_DIR.
+@click.option("--baseline", default=None, type=click.Path(file_okay=False), metavar="DIR",
+              help="Reports of a baseline release: the summary marks (and lists first) the runs that regressed.")
+def report_cmd(run_dir, output, title, baseline):
+    """One self-contained HTML report (plots embedded) of every report found in RUN_DIR: a
+    summary row per run, then one section per run.
 
     \b
     Example:
       clipscope report runs/ -o report.html
+      clipscope report runs/ --baseline reports/baseline -o report.html
     """
+    from clipscope.fileio import check_writable
     from clipscope.report import atomic_write_text
     from clipscope.report.html import render
 
-    page = render(run_dir, title)
     path = Path(output) if output else Path(run_dir) / "report.html"
+    check_writable(path, folder=False)
+    page = render(run_dir, title, baseline=baseline)
     atomic_write_text(path, page)
     click.echo(f"report: {path}")
 
@@ -38,7 +44,8 @@ def report_cmd(run_dir, output, title):
 @click.option("--tolerance", type=float, default=None, help="Absolute tolerance for every metric (default: per metric).")
 @click.option("--metric", "metric_overrides", multiple=True, metavar="NAME=TOL", help="Tolerance of one metric (repeatable).")
 @click.option("--alpha", default=0.05, show_default=True, type=float, help="Level of the z-test when both sides have intervals.")
-@click.option("--format", "fmt", default="table", show_default=True, type=click.Choice(["table", "markdown", "json"]))
+@click.option("--format", "fmt", default="table", show_default=True,
+              type=click.Choice(["table", "markdown", "json", "html"]))
 @click.option("--allow-missing", is_flag=True,
               help="A metric missing, null, NaN or infinite in NEW is listed, not a regression.")
 def compare_cmd(base, new, tolerance, metric_overrides, alpha, fmt, allow_missing):
@@ -58,7 +65,13 @@ def compare_cmd(base, new, tolerance, metric_overrides, alpha, fmt, allow_missin
 
     rows, warnings = compare_paths(base, new, tolerance=tolerance, overrides=parse_metric_overrides(metric_overrides),
                                    alpha=alpha, allow_missing=allow_missing)
-    click.echo(format_rows(rows, warnings, fmt))
+    if fmt == "html":
+        from clipscope.report.html import compare_page
+
+        click.echo(compare_page(rows, warnings + [f"{r.report}.{r.metric}: {r.reason}" for r in rows if r.reason],
+                                f"clipscope compare: {base} → {new}"))
+    else:
+        click.echo(format_rows(rows, warnings, fmt))
     if any(r.status == "regression" for r in rows):
         raise click.exceptions.Exit(EXIT_REGRESSION)
 

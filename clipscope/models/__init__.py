@@ -247,7 +247,7 @@ def _load_open_clip(model: str, pretrained: str | None, device: str, precision: 
     elif os.sep in pretrained or pretrained.endswith((".pt", ".pth", ".bin", ".safetensors")):
         raise ClipscopeError(f"--pretrained {pretrained}: no such checkpoint file")
     else:
-        tags = open_clip.list_pretrained_tags_by_model(model)
+        tags = open_clip.list_pretrained_tags_by_model(model) + (["bundled"] if model in BUNDLED else [])
         if pretrained not in tags:
             listed = ", ".join(tags) if tags else "none published"
             raise ClipscopeError(f"unknown pretrained tag {pretrained!r} for {model} (open_clip tags: {listed}); "

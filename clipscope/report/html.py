@@ -28,7 +28,11 @@ table{border-collapse:collapse;font-size:13px;margin:6px 0}td,th{border-bottom:1
 th{background:#f0f2f6}td.num{text-align:right;font-variant-numeric:tabular-nums}
 .prov{font-size:13px;color:#444}.prov code{background:#f0f2f6;padding:1px 4px;border-radius:3px}
 .note{font-size:13px;color:#6a4b00;background:#fff7e0;border-left:3px solid #e0b000;padding:4px 8px;margin:4px 0}
-.plots{display:flex;flex-wrap:wrap;gap:12px}.plots figure{margin:0;max-width:640px}.plots img{max-width:100%;border:1px solid #e3e6ec}
+.plots{display:grid;grid-template-columns:repeat(auto-fill,minmax(380px,1fr));gap:14px}.plots figure{margin:0}
+.plots img{width:100%;height:auto;border:1px solid #e3e6ec}.plots figure.wide{grid-column:span 2}
+td.ci{white-space:nowrap}
+.summary td,.summary th{white-space:nowrap}tr.regressed td{background:#fdecec}.bad{color:#a00;font-weight:600}
+details{margin:8px 0}summary{cursor:pointer;font-weight:600;font-size:14px}
 figcaption{font-size:12px;color:#555}.badge{display:inline-block;padding:1px 6px;border-radius:8px;font-size:11px;background:#e8ecf3}
 .warn{color:#a00}
 """
@@ -39,11 +43,29 @@ def esc(value) -> str:
 
 
 def _fmt(v) -> str:
+    """A value for people: 4 significant digits, '–' for missing, yes/no for flags."""
+    if v is None:
+        return "–"
+    if isinstance(v, bool):
+        return "yes" if v else "no"
     if isinstance(v, float):
-        return f"{v:.4g}" if abs(v) >= 1e-3 or v == 0 else f"{v:.3e}"
-    if isinstance(v, (list, dict)):
+        if v != v:
+            return "–"
+        return f"{v:.4g}" if abs(v) >= 1e-3 or v == 0 else f"{v:.2e}"
+    if isinstance(v, (list, tuple)):
+        return ", ".join(_fmt(x) for x in v[:8]) + (" …" if len(v) > 8 else "")
+    if isinstance(v, dict):
         return json.dumps(v)[:200]
     return str(v)
+
+
+UNITS = {"%": " %", "degrees": "°", "nats": " nats"}
+
+
+def _value(m: dict) -> str:
+    if m.get("value") is None:
+        return "n/a"
+    return _fmt(m["value"]) + UNITS.get(m.get("unit") or "", "")
 
 
 def _metrics_table(metrics: dict) -> str:
@@ -51,29 +73,34 @@ def _metrics_table(metrics: dict) -> str:
     for name, m in metrics.items():
         ci = f"[{_fmt(m['ci95'][0])}, {_fmt(m['ci95'][1])}]" if m.get("ci95") else ""
         hib = {True: "higher", False: "lower", None: ""}[m.get("higher_is_better")]
-        unit = {"%": " %", "degrees": "°", "nats": " nats"}.get(m.get("unit") or "", "")
-        value = "n/a" if m.get("value") is None else _fmt(m["value"]) + unit
-        rows.append(f"<tr><td><code>{esc(name)}</code></td><td class=num>{esc(value)}</td><td class=num>{esc(ci)}</td>"
+        value = _value(m)
+        rows.append(f"<tr><td><code>{esc(name)}</code></td><td class=num>{esc(value)}</td><td class='num ci'>{esc(ci)}</td>"
                     f"<td>{esc(hib)}</td><td>{esc(m.get('description', ''))}</td></tr>")
     return ("<table><tr><th>metric</th><th>value</th><th>95% interval</th><th>better</th><th>definition</th></tr>"
             + "".join(rows) + "</table>")
 
 
 def _generic_table(name: str, rows) -> str:
+    """A report table, collapsed (click to open) when it is long."""
+    title = name.replace("_", " ")
     if isinstance(rows, dict):
         if "rows" in rows and isinstance(rows["rows"], list):
             rows = rows["rows"]
         else:
-            items = "".join(f"<tr><td>{esc(k)}</td><td>{esc(_fmt(v))}</td></tr>" for k, v in list(rows.items())[:MAX_TABLE_ROWS])
-            return f"<h3>{esc(name)}</h3><table>{items}</table>"
+            items = "".join(f"<tr><td>{esc(k)}</td><td class=num>{esc(_fmt(v))}</td></tr>"
+                            for k, v in list(rows.items())[:MAX_TABLE_ROWS])
+            return f"<details><summary>{esc(title)}</summary><table>{items}</table></details>"
     if not isinstance(rows, list) or not rows or not isinstance(rows[0], dict):
         return ""
     cols = list(dict.fromkeys(k for r in rows[:MAX_TABLE_ROWS] for k in r))
-    head = "".join(f"<th>{esc(c)}</th>" for c in cols)
-    body = "".join("<tr>" + "".join(f"<td>{esc(_fmt(r.get(c, '')))}</td>" for c in cols) + "</tr>"
-                   for r in rows[:MAX_TABLE_ROWS])
+    head = "".join(f"<th>{esc(c.replace('_', ' '))}</th>" for c in cols)
+    cell = lambda v: f"<td class=num>{esc(_fmt(v))}</td>" if isinstance(v, (int, float)) else f"<td>{esc(_fmt(v))}</td>"  # noqa: E731
+    body = "".join("<tr>" + "".join(cell(r.get(c)) for c in cols) + "</tr>" for r in rows[:MAX_TABLE_ROWS])
     more = f"<p class=prov>{len(rows) - MAX_TABLE_ROWS} more rows in the JSON report</p>" if len(rows) > MAX_TABLE_ROWS else ""
-    return f"<h3>{esc(name)}</h3><table><tr>{head}</tr>{body}</table>{more}"
+    table = f"<table><tr>{head}</tr>{body}</table>{more}"
+    if len(rows) <= 8:
+        return f"<h3>{esc(title)}</h3>{table}"
+    return f"<details><summary>{esc(title)} ({len(rows)} rows)</summary>{table}</details>"
 
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -82,6 +109,16 @@ PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 def _image(path: Path) -> str:
     data = base64.b64encode(path.read_bytes()).decode("ascii")
     return f"data:image/png;base64,{data}"
+
+
+def _aspect(path: Path) -> float:
+    """Width / height of a PNG, from its IHDR header."""
+    import struct
+
+    with open(path, "rb") as fh:
+        head = fh.read(24)
+    w, h = struct.unpack(">II", head[16:24])
+    return w / max(h, 1)
 
 
 def embeddable(rel: str, base: Path, root: Path) -> Path | None:
@@ -97,7 +134,22 @@ def embeddable(rel: str, base: Path, root: Path) -> Path | None:
         return p if fh.read(8) == PNG_MAGIC else None
 
 
-def section(report: dict, base: Path | None = None, root: Path | None = None) -> str:
+def run_title(report: dict, rel: str | None = None) -> str:
+    """A run's title: its command, its folder, and the settings that tell runs apart."""
+    c = report.get("config", {})
+    keys = {"invert": ("mode", "steps"), "blindpairs": ("clip_threshold", "ref_threshold", "reference_model"),
+            "robustness": ("severities",), "uniformity": ("t",), "drift": ("k",)}.get(report["command"], ())
+    bits = [f"{k.replace('_', ' ')} {_fmt(c[k])}" for k in keys if c.get(k) is not None]
+    m = report["model"]
+    model = f"{m.get('name')} ({m.get('pretrained')})"
+    if "old" in m:
+        model = f"{m['old'].get('name')} ({m['old'].get('pretrained')}) → {model}"
+    where = f" · {rel}" if rel and rel not in (".", report["command"]) else ""
+    return f"{report['command']}{where} · {model}" + (f" · {', '.join(bits)}" if bits else "")
+
+
+def section(report: dict, base: Path | None = None, root: Path | None = None, *, sid: str | None = None,
+            title: str | None = None) -> str:
     """One report as an HTML card; its PNGs are embedded when ``base`` (its folder) and ``root``
     (the run folder they must lie in) are given."""
     m, d = report["model"], report["data"]
@@ -114,11 +166,12 @@ def section(report: dict, base: Path | None = None, root: Path | None = None) ->
     for name, rel in (report.get("artifacts", {}) if base is not None else {}).items():
         p = embeddable(rel, base, root)
         if p is not None:
-            figs.append(f"<figure><img alt='{esc(name)}' src='{_image(p)}'><figcaption>{esc(name)}</figcaption></figure>")
+            wide = " class=wide" if _aspect(p) > 1.8 else ""  # two-panel figures get two grid columns
+            figs.append(f"<figure{wide}><img alt='{esc(name)}' src='{_image(p)}'><figcaption>{esc(name)}</figcaption></figure>")
     tables = "".join(_generic_table(k, v) for k, v in report.get("tables", {}).items())
-    cmd = report["command"]
-    return (f"<section id='{esc(cmd)}'><h2>{esc(cmd)}</h2>{prov}{notes}{_metrics_table(report['metrics'])}"
-            f"<div class=plots>{''.join(figs)}</div>{tables}</section>")
+    sid = sid or report["command"]
+    return (f"<section id='{esc(sid)}'><h2>{esc(title or run_title(report))}</h2>{prov}{notes}"
+            f"{_metrics_table(report['metrics'])}<div class=plots>{''.join(figs)}</div>{tables}</section>")
 
 
 def find_reports(run_dir: Path) -> list[tuple[dict, Path]]:
@@ -129,18 +182,82 @@ def find_reports(run_dir: Path) -> list[tuple[dict, Path]]:
     return found
 
 
-def render(run_dir: str | Path, title: str | None = None) -> str:
+def _headline(report: dict) -> list[str]:
+    from clipscope.tasks import summary_keys
+
+    keys = [k for k in summary_keys(report["command"]) if k in report["metrics"]][:3]
+    return [f"{k} {_value(report['metrics'][k])}" for k in keys]
+
+
+def render(run_dir: str | Path, title: str | None = None, *, baseline: str | Path | None = None) -> str:
+    """The page for every report under ``run_dir``: a summary row per run (with ``baseline``,
+    the runs that regressed against it first), then one section per run."""
+    from clipscope.report.compare import compare_reports
+
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         raise ClipscopeError(f"{run_dir} is not a folder; give the --out folder of clipscope runs")
     reports = find_reports(run_dir)
     if not reports:
         raise ClipscopeError(f"no clipscope reports (<command>.json) under {run_dir}")
-    nav = "".join(f"<a href='#{esc(r['command'])}'>{esc(r['command'])}</a>" for r, _ in reports)
+    base_reports = {}
+    if baseline is not None:
+        if not Path(baseline).is_dir():
+            raise ClipscopeError(f"--baseline {baseline}: no such folder of reports")
+        base_reports = {str(p.relative_to(baseline).with_suffix("")): r for r, p in reports_under(baseline, validate=True)}
+    runs = []
+    for k, (rep, base) in enumerate(reports):
+        rel = base.relative_to(run_dir).as_posix()
+        key = (Path(rel) / rep["command"]).as_posix() if rel != "." else rep["command"]
+        regressed = []
+        if key in base_reports and base_reports[key]["command"] == rep["command"]:
+            regressed = [r.metric for r in compare_reports(base_reports[key], rep) if r.status == "regression"]
+        sid = f"run-{k}-" + "".join(ch if ch.isalnum() else "-" for ch in key)
+        runs.append({"report": rep, "base": base, "rel": rel, "sid": sid, "regressed": regressed,
+                     "compared": key in base_reports})
+    if base_reports:
+        runs.sort(key=lambda r: not r["regressed"])  # regressions first
+    rows = []
+    for r in runs:
+        status = ""
+        if baseline is not None:
+            status = (f"<span class=bad>{len(r['regressed'])} regression(s): {esc(', '.join(r['regressed']))}</span>"
+                      if r["regressed"] else ("ok" if r["compared"] else "no baseline"))
+        rows.append(f"<tr class='{'regressed' if r['regressed'] else ''}'><td><a href='#{esc(r['sid'])}'>"
+                    f"{esc(run_title(r['report'], r['rel']))}</a></td><td>{esc(' · '.join(_headline(r['report'])))}</td>"
+                    + (f"<td>{status}</td>" if baseline is not None else "") + "</tr>")
+    head = "<tr><th>run</th><th>headline metrics</th>" + ("<th>against the baseline</th>" if baseline is not None else "") + "</tr>"
+    summary = f"<section id=summary><h2>Summary</h2><table class=summary>{head}{''.join(rows)}</table></section>"
     first = reports[0][0]
-    sub = f"{first['model'].get('name')} (pretrained: {first['model'].get('pretrained')}) · {len(reports)} report(s)"
-    body = "".join(section(r, base, run_dir) for r, base in reports)
-    t = esc(title or f"clipscope report: {run_dir.name}")
+    n_bad = sum(bool(r["regressed"]) for r in runs)
+    sub = (f"{first['model'].get('name')} (pretrained: {first['model'].get('pretrained')}) · {len(reports)} report(s)"
+           + (f" · {n_bad} run(s) regressed against {baseline}" if baseline is not None else ""))
+    body = "".join(section(r["report"], r["base"], run_dir, sid=r["sid"], title=run_title(r["report"], r["rel"]))
+                   for r in runs)
+    nav = "<a href='#summary'>summary</a>" + "".join(
+        f"<a href='#{esc(r['sid'])}'>{esc(r['report']['command'])}{'' if r['rel'] in ('.', r['report']['command']) else ' (' + esc(r['rel']) + ')'}</a>"
+        for r in runs)
+    return _page(title or f"clipscope report: {run_dir.name}", esc(sub), nav + "", summary + body)
+
+
+def _page(title: str, sub_html: str, nav_html: str, body_html: str) -> str:
+    t = esc(title)
     return (f"<!doctype html><html lang=en><head><meta charset=utf-8><title>{t}</title>"
             f"<meta name=viewport content='width=device-width,initial-scale=1'><style>{CSS}</style></head>"
-            f"<body><header><h1>{t}</h1><p>{esc(sub)}</p></header><nav>{nav}</nav>{body}</body></html>")
+            f"<body><header><h1>{t}</h1><p>{sub_html}</p></header><nav>{nav_html}</nav>{body_html}</body></html>")
+
+
+def compare_page(rows, warnings: list[str], title: str) -> str:
+    """``compare --format html``: the comparison as a page, regressions first."""
+    order = {"regression": 0, "missing": 1, "improvement": 2, "changed": 3, "new": 4, "undefined": 5, "ok": 6}
+    rows = sorted(rows, key=lambda r: order.get(r.status, 9))
+    bad = sum(r.status == "regression" for r in rows)
+    head = "<tr><th>report</th><th>metric</th><th>base</th><th>new</th><th>delta</th><th>tolerance</th><th>p</th><th>status</th></tr>"
+    body = "".join(
+        f"<tr class='{'regressed' if r.status == 'regression' else ''}'><td>{esc(r.report)}</td><td><code>{esc(r.metric)}</code></td>"
+        f"<td class=num>{esc(_fmt(r.base))}</td><td class=num>{esc(_fmt(r.new))}</td><td class=num>{esc(_fmt(r.delta))}</td>"
+        f"<td class=num>{esc(_fmt(r.tolerance))}</td><td class=num>{esc(_fmt(r.p_value))}</td>"
+        f"<td>{'<span class=bad>regression</span>' if r.status == 'regression' else esc(r.status)}</td></tr>" for r in rows)
+    notes = "".join(f"<div class=note>{esc(w)}</div>" for w in warnings)
+    verdict = f"{bad} regression(s)" if bad else "no regression"
+    return _page(title, esc(verdict), "", f"<section><h2>{esc(verdict)}</h2>{notes}<table>{head}{body}</table></section>")

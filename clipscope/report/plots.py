@@ -28,16 +28,18 @@ def _wrap(text: str, width: int = 70) -> str:
     return "\n".join(textwrap.fill(line, width) for line in text.split("\n"))
 
 
-def _save(fig, path) -> str:
+def _save(fig, path, *, layout: bool = True) -> str:
     import matplotlib.pyplot as plt
 
     from clipscope.fileio import atomic_path
 
     path = Path(path)
-    fig.tight_layout()
+    if layout:
+        fig.tight_layout()
     try:
         with atomic_path(path) as tmp:
-            fig.savefig(tmp, format=path.suffix.lstrip(".") or "png")
+            # bbox_inches="tight": titles, colour-bar labels and rotated ticks are never clipped
+            fig.savefig(tmp, format=path.suffix.lstrip(".") or "png", bbox_inches="tight", pad_inches=0.08)
     finally:
         plt.close(fig)
     return str(path)
@@ -49,8 +51,13 @@ def project_2d(X: np.ndarray, method: str = "umap", seed: int = 0) -> np.ndarray
         from sklearn.decomposition import PCA
 
         return PCA(n_components=2, random_state=seed).fit_transform(X)
+    import os
     import warnings
 
+    from clipscope.extract import cache_dir
+
+    # numba compiles UMAP on first use (~20 s); its on-disk cache makes later runs start fast.
+    os.environ.setdefault("NUMBA_CACHE_DIR", str(cache_dir() / "numba"))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         import umap
@@ -109,7 +116,7 @@ def cosine_histograms(paired: np.ndarray, unpaired: np.ndarray, path, *, title: 
     ax.set_xlabel("cosine similarity (image, text)")
     ax.set_ylabel("density")
     ax.set_title(_wrap(title), fontsize=10)
-    ax.legend()
+    ax.legend(fontsize=8)
     return _save(fig, path)
 
 
@@ -145,8 +152,10 @@ def shift_sweep_curves(table: dict, path, *, title: str) -> str:
         ax.set_xlabel("shift delta / gap (1 = centroids meet)")
         ax.set_ylabel("score")
         ax.set_title(_wrap(f"{variant.replace('_', '-')} shift"), fontsize=10)
-        if keys:
-            ax.legend(fontsize=8, loc="lower left")
+    if keys:  # one legend for both panels, below them, so it covers no curve
+        handles, labels = axes[0].get_legend_handles_labels()
+        fig.legend(handles, labels, loc="lower center", ncol=len(keys), fontsize=8, frameon=False,
+                   bbox_to_anchor=(0.5, -0.04))
     fig.suptitle(_wrap(title, 110), fontsize=10)
     return _save(fig, path)
 
@@ -159,10 +168,13 @@ def bars(values: dict, path, *, title: str, ylabel: str, errors: dict | None = N
     yerr = None
     if errors:
         yerr = np.array([[values[n] - errors[n][0], errors[n][1] - values[n]] if errors.get(n) else [0, 0] for n in names]).T
-    ax.bar(names, vals, yerr=yerr, color=IMAGE_COLOUR, capsize=3)
+    many = len(names) > 6
+    fig.set_size_inches(max(6.4, 0.32 * len(names) + 2), 4.4 if many else 4)
+    ax.bar(range(len(names)), vals, yerr=yerr, color=IMAGE_COLOUR, capsize=3)
+    ax.set_xticks(range(len(names)), [n if len(n) <= 24 else n[:23] + "…" for n in names],
+                  rotation=45 if many else 0, ha="right" if many else "center", fontsize=8 if many else 9)
     ax.set_ylabel(ylabel)
     ax.set_title(_wrap(title), fontsize=10)
-    ax.tick_params(axis="x", rotation=20)
     return _save(fig, path)
 
 
@@ -176,7 +188,7 @@ def histogram(series: dict, path, *, title: str, xlabel: str, bins: int = 50) ->
     ax.set_xlabel(xlabel)
     ax.set_ylabel("density")
     ax.set_title(_wrap(title), fontsize=10)
-    ax.legend()
+    ax.legend(fontsize=8)
     return _save(fig, path)
 
 
@@ -220,8 +232,9 @@ def image_grid(images: list, captions: list[str], path, *, title: str, ncols: in
         if k < n:
             ax.imshow(np.asarray(images[k]))
             ax.set_title(captions[k], fontsize=7)
-    fig.suptitle(_wrap(title, 110), fontsize=10)
-    return _save(fig, path)
+    fig.suptitle(_wrap(title, 110), fontsize=10, y=1.0)
+    fig.tight_layout(rect=(0, 0, 1, 0.96))  # keep the title clear of the first row's captions
+    return _save(fig, path, layout=False)
 
 
 def drift_sample(X, Y, moved, *, seed: int = 0, max_points: int = 1500) -> dict:
@@ -282,9 +295,14 @@ PLOTTERS = ("projection", "cosine_histograms", "per_dimension_bars", "shift_swee
             "heatmap", "image_grid", "drift_projection")
 
 
-def draw(specs, out_dir) -> None:
+def draw(specs, out_dir, *, progress: bool = False) -> None:
     """Draw recorded figure specs into ``out_dir`` (relative file names become paths there)."""
+    import sys
+
+    from tqdm import tqdm
+
     out_dir = Path(out_dir)
-    for name, args, kwargs in specs:
+    for name, args, kwargs in tqdm(specs, desc="figures", unit="figure", file=sys.stderr, disable=not progress,
+                                   leave=False):
         args = tuple(out_dir / a if isinstance(a, PurePath) else a for a in args)
         globals()[name](*args, **kwargs)

@@ -64,3 +64,13 @@ def title_of(provenance: dict, data_spec: str | None) -> str:
     weights = "random init" if pre == "none" else pre
     label = model if weights == model or "imported" in str(weights) else f"{model} ({weights})"
     return f"{label} on {data_spec or 'data'}"
+
+
+def summary_keys(command: str) -> tuple:
+    """The headline metrics of a command, in order (each task module's SUMMARY)."""
+    import importlib
+
+    try:
+        return getattr(importlib.import_module(f"clipscope.tasks.{command}"), "SUMMARY", ())
+    except ImportError:
+        return ()

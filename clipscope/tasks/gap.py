@@ -21,7 +21,7 @@ def evaluate(cache, *, bootstrap: int = 200, seed: int = 0, sweep_max_rows: int 
     per_dim = geometry.per_dimension_gap(I, T, top=top_dims)
     sweep = geometry.shift_sweep(I, T, pairs, class_text=class_text(cache), labels=cache.image_labels,
                                  deltas=shift_deltas, max_rows=sweep_max_rows, seed=seed)
-    notes = []
+    notes = [m.pop("why_undefined") for m in metrics.values() if "why_undefined" in m]
     if Ip is None:
         notes.append("no image-text pairs: paired metrics (paired_*, rmg) and the sweep's recall were skipped")
     if sweep["pairs_used"] < sweep["pairs_total"]:
@@ -41,7 +41,7 @@ def evaluate(cache, *, bootstrap: int = 200, seed: int = 0, sweep_max_rows: int 
                       plot_data=plot_data)
 
 
-def figures(result: TaskResult, out_dir: Path, title: str, *, projection: str = "umap", seed: int = 0,
+def figures(result: TaskResult, out_dir: Path, title: str, *, projection: str = "pca", seed: int = 0,
             plots=None) -> dict:
     """Lay out the gap figures on ``plots`` (the plotting module, or a recorder of figure specs)."""
     from clipscope.report import plots as plotting
