@@ -15,7 +15,9 @@ def test_every_subcommand_and_option_is_documented():
         assert f"# clipscope {name}" in text
         for sub in ("## Usage", "## Options", "## Outputs", "## Examples"):
             assert sub in text, (name, sub)
-        for p in cli.get_command(ctx, name).params:
+        cmd = cli.get_command(ctx, name)
+        params = list(cmd.params) + [p for sub in getattr(cmd, "commands", {}).values() for p in sub.params]
+        for p in params:
             for opt in getattr(p, "opts", []):
                 if opt.startswith("-"):
                     assert f"`{opt}`" in text, f"{opt} of {name} is missing from commands/{name}.md"

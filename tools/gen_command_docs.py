@@ -53,6 +53,10 @@ OUTPUTS = {
     "check": "The suite's reports under its run folder, a comparison table on stdout (and `--summary FILE`). Exit 3 on "
              "a regression or a violated threshold.",
     "demo": "`DIR/cache.h5`, one folder per step with its report and plots, and `DIR/report.html`.",
+    "models": "A list on stdout (or JSON with `--json`): architecture, pretrained tags, `*` where the weights are "
+              "in the local Hugging Face cache; nothing is downloaded.",
+    "cache": "`list`: each cached extraction (model, weights, data, rows, size, date) and unfinished ones; `path`: "
+             "the folder; `clean`: removes caches (never one another process is writing) and says how much was freed.",
 }
 
 COMMON = ("Exit codes: 0 ok, 1 error (one line `Error: ...`; `--debug` before the command shows the traceback), "
@@ -75,7 +79,16 @@ def page(name: str, cmd: click.Command) -> str:
             lines.append(f"| {names} | {meaning.replace('|', '/')} |")
         else:
             lines.append(f"| `{p.name.upper()}` (argument) | {'required' if p.required else 'optional'} |")
-    lines += ["| `--help` | Show the help and exit. |", "", "## Outputs", "", OUTPUTS[name], "", COMMON, "", "## Examples", ""]
+    lines.append("| `--help` | Show the help and exit. |")
+    if isinstance(cmd, click.Group):  # one options table per subcommand
+        lines += ["", "## Subcommands"]
+        for sub_name, sub in cmd.commands.items():
+            lines += ["", f"### clipscope {name} {sub_name}", "", (sub.help or "").split("\n")[0], "",
+                      "| option | meaning |", "|---|---|"]
+            for p in sub.params:
+                if isinstance(p, click.Option):
+                    lines.append(f"| {', '.join(f'`{o}`' for o in p.opts)} | {(p.help or '').replace('|', '/')} |")
+    lines += ["", "## Outputs", "", OUTPUTS[name], "", COMMON, "", "## Examples", ""]
     text = cmd.help or ""
     if "Example" in text:
         ex = text.split("Example", 1)[1].split(":", 1)[1]
