@@ -6,7 +6,7 @@ VENV   ?= .venv
 PY      = $(VENV)/bin/python
 STAMP   = $(VENV)/.clipscope-installed
 
-.PHONY: demo test install bench clean baseline wheel-check
+.PHONY: demo test test-fast install bench clean baseline wheel-check
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -21,6 +21,10 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	HF_HUB_OFFLINE=1 $(PY) -m pytest -n 2 -q
+
+# the inner loop: everything but the tests marked slow (real processes, the demo, Ray, ViT-B-32)
+test-fast: $(STAMP)
+	HF_HUB_OFFLINE=1 $(PY) -m pytest -n 2 -q -m "not slow"
 
 wheel-check: $(STAMP)
 	bash tools/wheel_check.sh

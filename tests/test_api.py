@@ -79,6 +79,7 @@ def test_the_cli_calls_the_library(run_cli, tmp_path, mtg):
     assert cli == lib
 
 
+@pytest.mark.slow
 def test_example_training_loop_runs():
     p = subprocess.run([sys.executable, str(REPO / "examples" / "gap_per_epoch.py"), "--epochs", "1", "--steps", "1",
                         "--batch", "8"], capture_output=True, text=True, timeout=300)

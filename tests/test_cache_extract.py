@@ -91,6 +91,7 @@ def _datasets(path):
     return out, attrs
 
 
+@pytest.mark.slow
 def test_sigkill_then_resume_is_bit_identical(tmp_path):
     """Acceptance: kill an extraction with SIGKILL mid-run, rerun, compare with an uninterrupted run."""
     args = [sys.executable, "-m", "clipscope.cli.main", "extract", "--model", "ViT-B-32", "--pretrained", "none",

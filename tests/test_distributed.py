@@ -3,8 +3,10 @@
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
+import pytest
 
 from clipscope import Cache
 from clipscope.distributed import plan_shards
@@ -28,19 +30,47 @@ def _all(cache):
     return out
 
 
+@pytest.mark.slow
 def test_sharded_cache_equals_single_process(tmp_path):
+    """One local Ray cluster for the whole test (each `extract --engine ray` would start its own)."""
     folder = make_image_folder(tmp_path / "imgs", classes=("a", "b", "c"), per_class=7)  # 21 images + 3 broken
     spec = f"folder:{folder}"
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1", "RAY_DISABLE_IMPORT_WARNING": "1"}
+    import socket
+    import tempfile
+
+    ray_tmp = tempfile.mkdtemp(prefix="cs-ray-", dir="/tmp")  # Ray's socket paths must stay under 108 bytes
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1", "RAY_DISABLE_IMPORT_WARNING": "1",
+           "RAY_AUTH_MODE": "disabled"}  # a loopback-only test cluster
     common = ["--model", "clipscope-tiny", "--pretrained", "none", "--data", spec, "--batch-size", "4", "--quiet"]
-    run = lambda *a: subprocess.run([sys.executable, "-m", "clipscope.cli.main", "extract", *common, *a],  # noqa: E731
-                                    env=env, cwd=REPO, capture_output=True, text=True, timeout=600)
-    single = run("--out", str(tmp_path / "single.h5"), "--workers", "0")
-    assert single.returncode == 0, single.stderr
-    sharded = run("--out", str(tmp_path / "out" / "ray.h5"), "--engine", "ray", "--num-shards", "2")
-    assert sharded.returncode == 0, sharded.stderr
-    merged = run("--out", str(tmp_path / "merged.h5"), "--engine", "ray", "--num-shards", "3", "--merge")
-    assert merged.returncode == 0, merged.stderr
+    from clipscope.cli.main import main
+
+    assert main(["extract", *common, "--out", str(tmp_path / "single.h5"), "--workers", "0"]) == 0
+    ray_bin = str(Path(sys.executable).parent / "ray")
+    started = subprocess.run([ray_bin, "start", "--head", "--num-cpus", "2", "--include-dashboard=false",
+                              f"--port={port}", f"--temp-dir={ray_tmp}"], env=env, capture_output=True, text=True,
+                             timeout=300)
+    assert started.returncode == 0, started.stderr
+    try:
+        def run(*a, quiet=True):
+            args = common if quiet else common[:-1]  # without --quiet the shards' progress is printed
+            return subprocess.run([sys.executable, "-m", "clipscope.cli.main", "extract", *args, *a, "--address", f"127.0.0.1:{port}"],
+                                  env=env, cwd=REPO, capture_output=True, text=True, timeout=600)
+
+        sharded = run("--out", str(tmp_path / "out" / "ray.h5"), "--engine", "ray", "--num-shards", "2")
+        assert sharded.returncode == 0, sharded.stderr
+        merged = run("--out", str(tmp_path / "merged.h5"), "--engine", "ray", "--num-shards", "3", "--merge")
+        assert merged.returncode == 0, merged.stderr
+        again = run("--out", str(tmp_path / "merged.h5"), "--engine", "ray", "--num-shards", "3", "--merge", quiet=False)
+    finally:
+        subprocess.run([ray_bin, "stop", "--force"], env=env, capture_output=True, timeout=120)
+        import shutil
+
+        shutil.rmtree(ray_tmp, ignore_errors=True)
+    # a rerun skips the finished shards
+    assert again.returncode == 0 and "already done" in again.stderr, again.stderr
     # the virtual cache reads from another working directory and after the folder moves
     moved = tmp_path / "moved"
     (tmp_path / "out").rename(moved)
@@ -55,12 +85,6 @@ def test_sharded_cache_equals_single_process(tmp_path):
         assert b["image/embeddings"].is_virtual and not c["image/embeddings"].is_virtual
         assert len(ref["failed"]) == 3
         assert b.attrs["shards"] == 2 and b.attrs["pretrained"] == "none"
-    # a rerun skips the finished shards
-    (tmp_path / "again").mkdir()
-    again = subprocess.run([sys.executable, "-m", "clipscope.cli.main", "extract", *common[:-1], "--out",
-                            str(tmp_path / "merged.h5"), "--engine", "ray", "--num-shards", "3", "--merge"],
-                           env=env, cwd=REPO, capture_output=True, text=True, timeout=600)
-    assert again.returncode == 0 and "already done" in again.stderr
 
 
 def test_ray_missing_is_a_clear_error(run_cli, tmp_path, monkeypatch):

@@ -21,6 +21,7 @@ import numpy as np
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
+pytestmark = pytest.mark.slow  # real processes, kills and file systems: CI runs them, `make test-fast` does not
 TINY = ["--model", "clipscope-tiny", "--pretrained", "none"]
 
 

@@ -9,6 +9,7 @@ import torch
 from clipscope.errors import ClipscopeError
 from clipscope.models import import_open_clip, load_encoder
 
+pytestmark = pytest.mark.slow  # ViT-B-32 models
 
 @pytest.fixture(scope="module")
 def quickgelu_checkpoint(tmp_path_factory):
