@@ -287,12 +287,40 @@ def _geometry(command, ctx: _Context, cache, **options) -> Report:
     else:
         options["device"] = resolve_device(ctx.device)
     with ctx.cache(cache) as c:
+        if command == "uniformity" and ctx.progress:
+            _announce_exact_cost(c, options)
         prov = c.provenance
         result = task.evaluate(c, seed=ctx.seed, **options)
         title = title_of(prov, prov.get("data_spec"))
         return ctx.report(command, task, result, model=model_block(prov), data=data_block(c),
                           figures=lambda plots, d: task.figures(result, d, title, seed=ctx.seed, plots=plots,
                                                                 **figure_kw))
+
+
+def _announce_exact_cost(cache, options) -> None:
+    """Say on stderr, before it starts, when exact uniformity will take more than a minute (timed
+    on one tile of this machine), and how to get the sampled estimate instead."""
+    import sys
+    import time
+
+    import numpy as np
+    import torch
+
+    from clipscope.analysis.pairwise import DEFAULT_MAX_PAIRS
+
+    n_i, n_t = cache.n_images, cache.n_texts
+    pairs = n_i * (n_i - 1) // 2 + n_t * (n_t - 1) // 2 + (n_i + n_t) * (n_i + n_t - 1) // 2 + n_i * n_t
+    if pairs > options.get("max_pairs", DEFAULT_MAX_PAIRS) or pairs < 10**9:
+        return
+    d = cache.image_embeddings.shape[1]
+    tile = torch.from_numpy(np.random.default_rng(0).normal(size=(2048, d)).astype(np.float32))
+    t0 = time.perf_counter()
+    (tile @ tile.T).mul_(4).sub_(4).exp_().sum(1, dtype=torch.float64)
+    seconds = pairs / (2048 * 2048) * (time.perf_counter() - t0)  # pairs, at this tile's rate
+    if seconds > 60:
+        print(f"uniformity: exact mode over {pairs:.2e} pairs will take about {seconds / 60:.0f} min here; "
+              f"--max-pairs {10**9} gives the sampled estimate with its interval in a fraction of that",
+              file=sys.stderr, flush=True)
 
 
 def parse_deltas(text: str) -> list[float]:

@@ -164,3 +164,25 @@ def test_sample_unpaired_never_returns_a_pair():
     a, b = sample_unpaired(pairs, len(I), len(T), 500, np.random.default_rng(0))
     assert len(a) == 500
     assert not paired_mask(pairs, len(T), len(I))[b, a].any()
+
+
+def test_analytic_shifted_means_equal_renormalising_every_row():
+    from clipscope.analysis.geometry import shifted_means
+
+    I, _, _ = layout("coco")
+    rng = np.random.default_rng(2)
+    g = rng.normal(size=I.shape[1]).astype(np.float32)
+    steps = [-1.3, -0.2, 0.0, 0.4, 2.5]
+    direct = [np.mean([(x + s * g) / np.linalg.norm(x + s * g) for x in I.astype(np.float64)], axis=0) for s in steps]
+    np.testing.assert_allclose(shifted_means(I, g, steps, block=3), np.array(direct), atol=1e-6)
+
+
+@pytest.mark.parametrize("name", LAYOUTS)
+def test_one_pass_recall_equals_the_tiled_one(name, monkeypatch):
+    from clipscope.analysis import retrieval
+
+    I, T, pairs = layout(name, seed=4)
+    fast = retrieval.cross_modal_recall(I, T, pairs)
+    monkeypatch.setattr(retrieval, "ONE_PASS_MAX_ENTRIES", 0)  # force the tiled path
+    tiled = retrieval.cross_modal_recall(I, T, pairs, block=7)
+    assert fast == pytest.approx(tiled)

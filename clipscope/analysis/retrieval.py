@@ -45,13 +45,38 @@ def recall_at_k(queries: np.ndarray, gallery: np.ndarray, correct: np.ndarray, k
     return {k: float((rank < k).mean()) if len(rank) else float("nan") for k in ks}
 
 
+ONE_PASS_MAX_ENTRIES = 64_000_000  # 256 MB of float32 similarities
+
+
 def cross_modal_recall(image: np.ndarray, text: np.ndarray, pairs: np.ndarray, ks=(1, 5), **kw) -> dict[str, float]:
-    """Image-to-text and text-to-image recall@k over the pairs (image row, text row)."""
+    """Image-to-text and text-to-image recall@k over the pairs (image row, text row).
+
+    Up to :data:`ONE_PASS_MAX_ENTRIES` similarities, one image x text matrix serves both
+    directions (rows for image queries, columns for text queries); above, each direction is
+    computed in tiles by :func:`recall_at_k`. Both follow the same rank rule.
+    """
     pairs = np.asarray(pairs, np.int64)
+    if len(image) * len(text) <= ONE_PASS_MAX_ENTRIES and not kw.get("device", "cpu").startswith("cuda"):
+        return _cross_modal_recall_one_pass(image, text, pairs, ks)
     i2t = recall_at_k(image, text, pairs, ks, **kw)
     t2i = recall_at_k(text, image, pairs[:, ::-1], ks, **kw)
     out = {f"i2t_recall@{k}": v for k, v in i2t.items()}
     out.update({f"t2i_recall@{k}": v for k, v in t2i.items()})
+    return out
+
+
+def _cross_modal_recall_one_pass(image, text, pairs, ks) -> dict[str, float]:
+    import torch
+
+    S = torch.from_numpy(np.ascontiguousarray(image, np.float32)) @ torch.from_numpy(np.ascontiguousarray(text, np.float32)).T
+    a, b = torch.from_numpy(pairs[:, 0]), torch.from_numpy(pairs[:, 1])
+    correct = S[a, b]
+    best_i = torch.full((S.shape[0],), -torch.inf).scatter_reduce(0, a, correct, "amax")
+    best_t = torch.full((S.shape[1],), -torch.inf).scatter_reduce(0, b, correct, "amax")
+    rank_i = (S > best_i[:, None] + TIE_TOLERANCE).sum(1)[torch.isfinite(best_i)].numpy()
+    rank_t = (S > best_t[None, :] + TIE_TOLERANCE).sum(0)[torch.isfinite(best_t)].numpy()
+    out = {f"i2t_recall@{k}": float((rank_i < k).mean()) if len(rank_i) else float("nan") for k in ks}
+    out.update({f"t2i_recall@{k}": float((rank_t < k).mean()) if len(rank_t) else float("nan") for k in ks})
     return out
 
 
