@@ -510,7 +510,7 @@ def demo(out="demo-out", *, device: str = "auto", overwrite: bool = False, progr
                                progress=progress).save(out / "invert")),
         ("blindpairs", lambda: run("blindpairs", model="clipscope-tiny", benchmark="probes", device=device,
                                    progress=progress).save(out / "blindpairs")),
-        ("robustness", lambda: run("robustness", model="clipscope-tiny", data="probes:128:1", workers=0,
+        ("robustness", lambda: run("robustness", model="clipscope-tiny", data="probes:64:1", workers=0,
                                    corruptions="gaussian_noise,defocus_blur,fog,contrast,jpeg_compression",
                                    severities="1,3,5", device=device, progress=progress).save(out / "robustness")),
     ]

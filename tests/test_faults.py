@@ -74,8 +74,8 @@ def in_process(*args) -> None:
 
 # --------------------------------------------------------------------------- kill -9 at commit points
 
-EXTRACT_KILLS = [("journal-appended", 1), ("journal-committed", 2), ("journal-appended", 2),
-                 ("journal-committed", 2), ("before-replace.h5", 1)]
+# rows appended but not committed; just committed (image phase); just committed (text phase); renamed not yet
+EXTRACT_KILLS = [("journal-appended", 1), ("journal-committed", 2), ("journal-committed", 3), ("before-replace.h5", 1)]
 
 
 def test_extract_survives_kill_at_every_commit_point(tmp_path):
