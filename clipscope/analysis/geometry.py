@@ -52,6 +52,15 @@ def paired_cosine(I: np.ndarray, T: np.ndarray) -> float:
     return float(row_dots(I, T).mean())
 
 
+def pair_dots(I: np.ndarray, T: np.ndarray, a: np.ndarray, b: np.ndarray, block: int = 65536) -> np.ndarray:
+    """``<I_a[k], T_b[k]>`` for index arrays a, b, in blocks: no gathered copy of all the rows
+    (and none at all when the pairs are row i with row i)."""
+    if len(a) == len(I) == len(T) and np.array_equal(a, np.arange(len(I))) and np.array_equal(b, a):
+        return row_dots(I, T)
+    return np.concatenate([row_dots(I[a[i:i + block]], T[b[i:i + block]]) for i in range(0, len(a), block)]) \
+        if len(a) else np.zeros(0)
+
+
 def paired_angle(I: np.ndarray, T: np.ndarray) -> float:
     """Mean angle between paired rows in degrees, ``mean_i arccos <I_i, T_i>`` (defined by clipscope)."""
     return float(np.degrees(np.arccos(np.clip(row_dots(I, T), -1.0, 1.0))).mean())
@@ -204,7 +213,7 @@ def centroid_gap_estimate(I: np.ndarray, T: np.ndarray, pairs: np.ndarray | None
     u_ii = (Si @ Si - row_dots(I, I).sum()) / (n_i * (n_i - 1))
     u_tt = (St @ St - row_dots(T, T).sum()) / (n_t * (n_t - 1))
     pairing = None if pairs is None or not len(pairs) else Pairing(pairs[:, 0], pairs[:, 1], n_i, n_t)
-    paired_dot = 0.0 if pairing is None else float(row_dots(I[pairing.a], T[pairing.b]).sum())
+    paired_dot = 0.0 if pairing is None else float(pair_dots(I, T, pairing.a, pairing.b).sum())
     u_it = (Si @ St - paired_dot) / (n_i * n_t - (0 if pairing is None else len(pairing)))
     g2 = u_ii + u_tt - 2 * u_it
     g = Si / n_i - St / n_t
