@@ -164,7 +164,9 @@ def _run_kwargs(run: dict, suite: dict, name: str, base: Path) -> tuple:
     # Suite-wide settings go to the commands that take them (drift, for one, names two models itself).
     for key in ("model", "pretrained", "data", "device"):
         value = run.get(key, s.get(key))
+        # With a cache, only invert needs the model (it optimises through it); data comes from the cache.
         if value is not None and key in accepted and not (paths and key == "data") \
+                and not (paths and key in ("model", "pretrained") and command != "invert") \
                 and not (command == "drift" and key in ("model", "pretrained")):
             kwargs[key] = value
     options = dict(run.get("options") or {})
