@@ -254,15 +254,14 @@ class _Context:
             v = m.get("value")
             if (v is None or v != v or v in (float("inf"), float("-inf"))) and not any(name in n for n in notes):
                 notes.append(f"{name} could not be computed on this data ({m.get('description', '')})")
-        head = [k for k in getattr(task, "SUMMARY", ()) if k in result.metrics]
-        result.metrics = {**{k: result.metrics[k] for k in head}, **result.metrics}
         from clipscope.metric_specs import spec_of
         from clipscope.report import with_spec
 
-        return Report(command, model, data, self.seed, {**result.config, **(extra_config or {})},
-                      {k: Metric.from_dict(with_spec(m, spec_of(k))) for k, m in result.metrics.items()},
-                      result.tables, notes,
-                      specs, files, getattr(task, "SUMMARY", ()))
+        head = getattr(task, "SUMMARY", ())
+        ordered = [k for k in head if k in result.metrics] + [k for k in result.metrics if k not in head]
+        metrics = {k: Metric.from_dict(with_spec(result.metrics[k], spec_of(k))) for k in ordered}
+        return Report(command, model, data, self.seed, {**result.config, **(extra_config or {})}, metrics,
+                      result.tables, notes, specs, files, head)
 
 
 def data_block(cache) -> dict:
@@ -309,8 +308,10 @@ def _announce_exact_cost(cache, options) -> None:
     from clipscope.analysis.pairwise import DEFAULT_MAX_PAIRS
 
     n_i, n_t = cache.n_images, cache.n_texts
-    pairs = n_i * (n_i - 1) // 2 + n_t * (n_t - 1) // 2 + (n_i + n_t) * (n_i + n_t - 1) // 2 + n_i * n_t
-    if pairs > options.get("max_pairs", DEFAULT_MAX_PAIRS) or pairs < 10**9:
+    per_metric = (n_i * (n_i - 1) // 2, n_t * (n_t - 1) // 2, (n_i + n_t) * (n_i + n_t - 1) // 2, n_i * n_t)
+    # Each pair mean is exact or sampled on its own: only the exact ones cost all their pairs.
+    pairs = sum(p for p in per_metric if p <= options.get("max_pairs", DEFAULT_MAX_PAIRS))
+    if pairs < 10**9:
         return
     d = cache.image_embeddings.shape[1]
     tile = torch.from_numpy(np.random.default_rng(0).normal(size=(2048, d)).astype(np.float32))
@@ -375,7 +376,6 @@ def _invert(ctx: _Context, cache, *, mode=None, tokens=None, steps=None, lr=None
 
 def _blindpairs(ctx: _Context, cache, *, reference=None, reference_pretrained=None, reference_cache=None,
                 clip_threshold=0.95, ref_threshold=0.6, top=1000, benchmark=None) -> Report:
-    from clipscope.cache import Cache
     from clipscope.report import model_block
     from clipscope.runtime import resolve_device
     from clipscope.tasks import blindpairs, title_of
@@ -399,15 +399,9 @@ def _blindpairs(ctx: _Context, cache, *, reference=None, reference_pretrained=No
         if reference_cache is not None:
             ref = open_cache(reference_cache)
         else:
-            from clipscope.extract import ensure_cache
-            from clipscope.models import load_encoder
-            from clipscope.runtime import default_workers
-
-            source = ctx.source(ctx.data or c.attrs.get("data_spec"))
-            ref_encoder = load_encoder(reference, reference_pretrained, device=ctx.device, precision=ctx.precision)
-            path = ensure_cache(ref_encoder, source, batch_size=ctx.batch_size, progress=ctx.progress,
-                                workers=default_workers(ref_encoder.device) if ctx.workers is None else ctx.workers)
-            ref = Cache.open(path)
+            spec = ctx.data or c.attrs.get("data_spec")
+            source = ctx.source(spec)  # opened once: the reference extraction and the contact sheet share it
+            ref = ctx.cache(None, data=spec, encoder=ctx.encoder(reference, reference_pretrained))
         with ref:
             result = blindpairs.mine(c, ref, clip_threshold=clip_threshold, ref_threshold=ref_threshold, top=top,
                                      device=resolve_device(ctx.device), source=source)

@@ -183,9 +183,14 @@ def add_datasets(path: str | os.PathLike, arrays: dict, attrs: dict | None = Non
 INVERSION_MODES = ("oti", "ovi")
 
 
+def partial_dir(path: str | os.PathLike, mode: str) -> Path:
+    """Where ``invert --mode MODE`` keeps its unfinished work on the cache at ``path``."""
+    return Path(f"{path}.{mode}.partial")
+
+
 def derived_partials(path: str | os.PathLike) -> list[Path]:
     """Unfinished work of analyses that add datasets to the cache at ``path`` (``invert``)."""
-    return [Path(f"{path}.{mode}.partial") for mode in INVERSION_MODES if Path(f"{path}.{mode}.partial").exists()]
+    return [partial_dir(path, mode) for mode in INVERSION_MODES if partial_dir(path, mode).exists()]
 
 
 def from_arrays(image_embeddings, text_embeddings=None, pairs=None, *, image_labels=None, classnames=None,
@@ -219,7 +224,7 @@ def from_arrays(image_embeddings, text_embeddings=None, pairs=None, *, image_lab
              "data_spec": "arrays", "data_fingerprint": digest, "source": "arrays", "dtype": "float32",
              "created_utc": utc_now()}
     f = h5py.File(f"clipscope-memory-{uuid.uuid4().hex}.h5", "w", driver="core", backing_store=False)
-    _fill(f, attrs={"clipscope_schema": SCHEMA_VERSION, **attrs}, image_embeddings=img, image_ids=image_ids,
+    _fill(f, attrs=attrs, image_embeddings=img, image_ids=image_ids,
           image_labels=image_labels, classnames=classnames, text_embeddings=txt, text_captions=text_captions, pairs=pairs)
     return Cache(Path("<memory>"), f)
 

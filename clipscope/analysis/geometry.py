@@ -138,7 +138,7 @@ def relative_alignment_rows(I: np.ndarray, T: np.ndarray, pairs: np.ndarray, row
     P = pairs if rows is None else pairs[np.asarray(rows)]
     q_texts, q_of_pair = np.unique(P[:, 1], return_inverse=True)
     pairing = Pairing.texts_by_images(pairs, len(I), len(T)).subset(a_idx=q_texts)
-    Tq = T[q_texts]
+    Tq = T if len(q_texts) == len(T) else T[q_texts]  # every text queried (the usual case): no copy
     best = torch.full((len(q_texts),), -torch.inf, dtype=torch.float32, device=device)
     for i0, i1, j0, j1, s in similarity_tiles(Tq, I, block=block, device=device):
         r, c = pairing.in_tile(i0, i1, j0, j1)
@@ -147,7 +147,7 @@ def relative_alignment_rows(I: np.ndarray, T: np.ndarray, pairs: np.ndarray, row
         best[i0:i1] = torch.maximum(best[i0:i1], s.max(1).values)
     best_neg = best.cpu().numpy().astype(np.float64)
     best_neg[~np.isfinite(best_neg)] = np.nan
-    own_cos = row_dots(Tq[q_of_pair.ravel()], I[P[:, 0]])
+    own_cos = pair_dots(T, I, q_texts[q_of_pair.ravel()], P[:, 0])
     return 2.0 * (best_neg[q_of_pair.ravel()] - own_cos)
 
 

@@ -13,7 +13,7 @@ import numpy as np
 from clipscope.analysis import metric
 from clipscope.analysis.inversion import OTI_DEFAULTS, OVI_DEFAULTS, InversionConfig, invert_batch
 from clipscope.analysis.retrieval import label_retrieval
-from clipscope.cache import add_datasets
+from clipscope.cache import add_datasets, partial_dir
 from clipscope.errors import ClipscopeError
 from clipscope.fileio import atomic_json
 from clipscope.journal import Journal
@@ -63,12 +63,8 @@ def run_inversion(cache, encoder, *, mode: str, config: InversionConfig, progres
         add_datasets(cache.path, {out_key: feats, f"{group}/{mode}_cosine": cos_first_last.astype(np.float32),
                                   f"{group}/{mode}_curve": curve.astype(np.float32)},
                      attrs={f"{mode}_config": cfg}, keep="the inversion's progress is kept: rerun to finish")
-        shutil.rmtree(_partial_dir(cache, mode), ignore_errors=True)
+        shutil.rmtree(partial_dir(cache.path, mode), ignore_errors=True)
     return feats, curve, cos_first_last
-
-
-def _partial_dir(cache, mode: str) -> Path:
-    return Path(f"{cache.path}.{mode}.partial")
 
 
 def _check_unchanged(cache) -> None:
@@ -102,7 +98,7 @@ def _invert_rows(cache, encoder, targets: np.ndarray, *, mode: str, config: Inve
                 "cache": {k: a.get(k) for k in ("model", "pretrained", "init_seed", "weights_sha256", "data_fingerprint",
                                                 "created_utc")},
                 "targets_sha256": hashlib.sha256(np.ascontiguousarray(targets).tobytes()).hexdigest()}
-    folder = _partial_dir(cache, mode)
+    folder = partial_dir(cache.path, mode)
     manifest_path = folder / "manifest.json"
     if folder.exists() and (not manifest_path.exists() or json.loads(manifest_path.read_text()) != manifest):
         shutil.rmtree(folder)  # another configuration or other content: its partial results do not apply
