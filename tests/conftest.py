@@ -8,6 +8,10 @@ import pytest
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # tests never reach the network
 os.environ.setdefault("MPLBACKEND", "Agg")
+# xdist already runs one worker per core: a worker (and the processes it starts) that also spread
+# over every core only thrash; one math thread each is faster in total on the 2-core CI machine
+for _threads in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "NUMBA_NUM_THREADS"):
+    os.environ.setdefault(_threads, "1")
 
 REPO = Path(__file__).resolve().parents[1]
 FIXTURES = Path(os.environ.get("CLIPSCOPE_FIXTURES", REPO.parent / "shared" / "fixtures")) / "mind-the-gap"

@@ -186,6 +186,21 @@ def test_mce_against_a_baseline_by_hand():
     assert mce == pytest.approx(rows[0]["ce"]) and rel == pytest.approx(rows[0]["relative_ce"])
 
 
+def test_relative_ce_is_undefined_when_the_baseline_did_not_degrade():
+    import math
+    import warnings
+
+    from clipscope.robustness.mce import corruption_errors
+
+    table = [{"corruption": "fog", "severity": 1, "accuracy": 0.6}]
+    base = [{"corruption": "fog", "severity": 1, "accuracy": 0.8}]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no divide-by-zero warning, no inf
+        rows, mce, rel = corruption_errors(table, 0.9, baseline_table=base, baseline_clean_accuracy=0.8)
+    assert rows[0]["ce"] == pytest.approx(100 * 0.4 / 0.2) and mce == pytest.approx(200.0)
+    assert math.isnan(rows[0]["relative_ce"]) and math.isnan(rel)
+
+
 def test_mce_against_alexnet_published_errors_by_hand():
     """Gaussian noise at accuracies 0.5 .. 0.1 (mean error 0.7) against AlexNet's 88.6428% mean
     error and 43.5% clean error; a corruption without all five severities is left out."""

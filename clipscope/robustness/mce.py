@@ -35,6 +35,10 @@ def is_imagenet_val(classnames: list[str] | None, folder_names: list[str] | None
     return len(names) == 1000 and all(WNID.fullmatch(n) for n in names)
 
 
+def _ratio(num: float, den: float) -> float:
+    return float(num) / float(den) if den != 0 else float("nan")
+
+
 def corruption_errors(table: list[dict], clean_accuracy: float, *, baseline_table: list[dict] | None = None,
                       baseline_clean_accuracy: float | None = None, alexnet: bool = False) -> tuple[list[dict], float, float]:
     """Per-corruption CE and relative CE (percent), and mCE and relative mCE.
@@ -42,7 +46,8 @@ def corruption_errors(table: list[dict], clean_accuracy: float, *, baseline_tabl
     ``table``: rows {corruption, severity, accuracy}. With ``baseline_table`` the cells both
     reports hold are compared; with ``alexnet`` a corruption counts only when all five
     severities were run (AlexNet's errors are means over 1-5). Corruptions without a baseline
-    are left out; returns NaN means when none remains.
+    are left out; returns NaN means when none remains. A baseline whose errors (or whose
+    degradation, for the relative CE) sum to zero leaves that ratio undefined: NaN, not inf.
     """
     err = {(r["corruption"], r["severity"]): 1.0 - r["accuracy"] for r in table}
     e_clean = 1.0 - clean_accuracy
@@ -58,7 +63,7 @@ def corruption_errors(table: list[dict], clean_accuracy: float, *, baseline_tabl
             b = np.array([base[(c, sevs[k])] for k in common])
             e = e[common]
             b_clean = 1.0 - baseline_clean_accuracy
-            ce, rel = e.sum() / b.sum(), (e - e_clean).sum() / (b - b_clean).sum()
+            ce, rel = _ratio(e.sum(), b.sum()), _ratio((e - e_clean).sum(), (b - b_clean).sum())
         elif alexnet and c in ALEXNET_ERRORS and sevs == [1, 2, 3, 4, 5]:
             ce = e.mean() / ALEXNET_ERRORS[c]
             rel = (e.mean() - e_clean) / (ALEXNET_ERRORS[c] - ALEXNET_CLEAN_ERROR)

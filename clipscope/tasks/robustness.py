@@ -189,6 +189,9 @@ def evaluate(encoder, source, *, corruptions: list[str], severities: list[int], 
         metrics["relative_mce"] = metric(rel, higher_is_better=False,
                                          description=f"relative mCE (%): errors minus the clean error, normalised by "
                                                      f"{against} the same way")
+        if any(not np.isfinite(r["relative_ce"]) for r in ce_rows):
+            notes.append("relative mCE: the baseline's accuracy did not drop under some corruption, so its "
+                         "degradation is zero and the relative CE is undefined there (reported as null)")
         if not ce_rows:
             notes.append("mCE: no corruption has baseline errors for the cells that were run "
                          "(AlexNet's need all five severities)")
