@@ -359,16 +359,26 @@ class Cache:
         if key not in self._f:
             raise ClipscopeError(f"{self.path} has no {key}; {self._missing_hint(key)}")
         ds = self._f[key]
-        out = np.empty((ds.shape[0], ds.shape[1]), np.float32) if rows is None else None
-        if out is not None:
-            # Read in row blocks into one float32 buffer: no float64 or double copy of the rows.
+        if rows is None:
+            # One pass in row blocks into one float32 buffer: each block is read, checked and
+            # normalised while it is in cache; no float64 or second copy of the rows.
+            out = np.empty((ds.shape[0], ds.shape[1]), np.float32)
             for i in range(0, ds.shape[0], 65536):
-                out[i:i + 65536] = ds[i:i + 65536]
-        else:
-            out = np.asarray(ds[np.sort(np.asarray(rows))], np.float32)
-        if not np.isfinite(out).all():
-            raise ClipscopeError(f"{self.path}:{key} has NaN or inf rows; re-extract or fix the import")
+                block = out[i:i + 65536]
+                if ds.dtype == np.float32:
+                    ds.read_direct(block, np.s_[i:i + 65536])  # straight into the buffer
+                else:  # float16 caches stay float16 on disk; widened one block at a time
+                    block[:] = ds[i:i + 65536]
+                self._check_finite(block, key)
+                l2_normalize(block, copy=False)
+            return out
+        out = np.asarray(ds[np.sort(np.asarray(rows))], np.float32)
+        self._check_finite(out, key)
         return l2_normalize(out, copy=False)
+
+    def _check_finite(self, rows: np.ndarray, key: str) -> None:
+        if not np.isfinite(rows).all():
+            raise ClipscopeError(f"{self.path}:{key} has NaN or inf rows; re-extract or fix the import")
 
     def _missing_hint(self, key: str) -> str:
         if key.startswith("text"):

@@ -186,3 +186,28 @@ def test_one_pass_recall_equals_the_tiled_one(name, monkeypatch):
     monkeypatch.setattr(retrieval, "ONE_PASS_MAX_ENTRIES", 0)  # force the tiled path
     tiled = retrieval.cross_modal_recall(I, T, pairs, block=7)
     assert fast == pytest.approx(tiled)
+
+
+@pytest.mark.parametrize("name", LAYOUTS)
+def test_analytic_shift_sweep_equals_renormalising_at_every_delta(name, monkeypatch):
+    """The sweep's retrieval from one product (ShiftedSimilarities) against the direct sweep,
+    which renormalises the shifted rows and multiplies again at each delta (#19)."""
+    from clipscope.analysis import retrieval
+
+    I, T, pairs = layout(name, seed=5)
+    fast = g.shift_sweep(I, T, pairs, max_rows=len(pairs) // 2, seed=1)
+    monkeypatch.setattr(retrieval, "ONE_PASS_MAX_ENTRIES", 0)  # the per-delta, tiled path
+    direct = g.shift_sweep(I, T, pairs, max_rows=len(pairs) // 2, seed=1)
+    assert len(fast["rows"]) == len(direct["rows"]) == 2 * len(g.SHIFT_FRACTIONS)
+    for a, b in zip(fast["rows"], direct["rows"]):
+        assert a == pytest.approx(b, abs=1e-9), (a, b)
+
+
+def test_shifted_similarities_equal_the_shifted_rows_product():
+    I, T, _ = layout("coco", seed=6)
+    gap = (I.mean(0) - T.mean(0)).astype(np.float32)
+    shifted = g.ShiftedSimilarities(I, T, gap)
+    for s, t in ((0.0, 0.0), (0.4, 0.0), (0.2, 0.2), (-0.3, -0.3), (1.1, 0.55)):
+        Ii = (I - s * gap) / np.linalg.norm(I - s * gap, axis=1, keepdims=True)
+        Tt = (T + t * gap) / np.linalg.norm(T + t * gap, axis=1, keepdims=True)
+        np.testing.assert_allclose(shifted.at(s, t).numpy(), Ii @ Tt.T, atol=2e-6)

@@ -15,12 +15,14 @@ def evaluate(cache, *, bootstrap: int = 200, seed: int = 0, sweep_max_rows: int 
     I, T, Ip, Tp, pairs = modality_rows(cache)
     from clipscope.metric_specs import computed_metrics
 
-    metrics = geometry.gap_metrics(I, T, Ip, Tp, bootstrap=bootstrap, seed=seed, pairs=pairs)
+    moments = geometry.Moments(I), geometry.Moments(T)  # one pass each, shared by every metric below
+    diff = moments[0].mean - moments[1].mean
+    metrics = geometry.gap_metrics(I, T, Ip, Tp, bootstrap=bootstrap, seed=seed, pairs=pairs, moments=moments)
     if Ip is not None:  # metrics registered with a compute function (metric_specs)
         metrics.update(computed_metrics("gap", {"I": I, "T": T, "Ip": Ip, "Tp": Tp, "pairs": pairs}))
-    per_dim = geometry.per_dimension_gap(I, T, top=top_dims)
+    per_dim = geometry.per_dimension_gap(I, T, top=top_dims, diff=diff)
     sweep = geometry.shift_sweep(I, T, pairs, class_text=class_text(cache), labels=cache.image_labels,
-                                 deltas=shift_deltas, max_rows=sweep_max_rows, seed=seed)
+                                 deltas=shift_deltas, max_rows=sweep_max_rows, seed=seed, diff=diff)
     notes = [m.pop("why_undefined") for m in metrics.values() if "why_undefined" in m]
     if Ip is None:
         notes.append("no image-text pairs: paired metrics (paired_*, rmg) and the sweep's recall were skipped")
