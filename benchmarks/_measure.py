@@ -3,6 +3,7 @@
 Peak memory is the process's maximum resident set size minus its resident size right before
 the command starts (after imports), so it counts what the command itself holds.
 Usage: python benchmarks/_measure.py clipscope-args...   (prints one JSON line)
+       python benchmarks/_measure.py --read-only CACHE   (only read and normalise the rows)
 """
 
 import json
@@ -28,7 +29,15 @@ def main():
 
     before = rss_mb()
     t0 = time.perf_counter()
-    code = cli.main(sys.argv[1:])
+    if sys.argv[1] == "--read-only":  # the baseline: read and normalise both modalities once
+        from clipscope.cache import Cache
+        from clipscope.tasks import modality_rows
+
+        with Cache.open(sys.argv[2]) as cache:
+            modality_rows(cache)
+        code = 0
+    else:
+        code = cli.main(sys.argv[1:])
     seconds = time.perf_counter() - t0
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(json.dumps({"code": code, "seconds": seconds, "peak_extra_mb": peak - before, "baseline_mb": before}))

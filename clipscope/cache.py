@@ -31,7 +31,7 @@ import numpy as np
 
 from clipscope.errors import ClipscopeError
 from clipscope.fileio import atomic_path, ensure_space
-from clipscope.linalg import l2_normalize
+from clipscope.linalg import NonFiniteRows, l2_normalize
 
 SCHEMA_VERSION = 1
 ROW_CHUNK_BYTES = 1 << 20
@@ -359,7 +359,10 @@ class Cache:
         if key not in self._f:
             raise ClipscopeError(f"{self.path} has no {key}; {self._missing_hint(key)}")
         ds = self._f[key]
-        if rows is None:
+        try:
+            if rows is not None:
+                return l2_normalize(np.asarray(ds[np.sort(np.asarray(rows))], np.float32), copy=False,
+                                    require_finite=True)
             # One pass in row blocks into one float32 buffer: each block is read, checked and
             # normalised while it is in cache; no float64 or second copy of the rows.
             out = np.empty((ds.shape[0], ds.shape[1]), np.float32)
@@ -369,16 +372,10 @@ class Cache:
                     ds.read_direct(block, np.s_[i:i + 65536])  # straight into the buffer
                 else:  # float16 caches stay float16 on disk; widened one block at a time
                     block[:] = ds[i:i + 65536]
-                self._check_finite(block, key)
-                l2_normalize(block, copy=False)
+                l2_normalize(block, copy=False, require_finite=True)
             return out
-        out = np.asarray(ds[np.sort(np.asarray(rows))], np.float32)
-        self._check_finite(out, key)
-        return l2_normalize(out, copy=False)
-
-    def _check_finite(self, rows: np.ndarray, key: str) -> None:
-        if not np.isfinite(rows).all():
-            raise ClipscopeError(f"{self.path}:{key} has NaN or inf rows; re-extract or fix the import")
+        except NonFiniteRows:
+            raise ClipscopeError(f"{self.path}:{key} has NaN or inf rows; re-extract or fix the import") from None
 
     def _missing_hint(self, key: str) -> str:
         if key.startswith("text"):

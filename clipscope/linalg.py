@@ -17,11 +17,22 @@ from clipscope.errors import ClipscopeError
 DEFAULT_BLOCK = 4096
 
 
-def l2_normalize(x, *, eps: float = 1e-12, copy: bool = True) -> np.ndarray:
-    """Rows divided by their L2 norm (float32). Zero rows stay zero."""
+class NonFiniteRows(ClipscopeError):
+    """Rows holding NaN or inf, found by :func:`l2_normalize` with ``require_finite``."""
+
+
+def l2_normalize(x, *, eps: float = 1e-12, copy: bool = True, require_finite: bool = False) -> np.ndarray:
+    """Rows divided by their L2 norm (float32). Zero rows stay zero.
+
+    ``require_finite`` raises :class:`NonFiniteRows` when a row holds NaN or inf, found from the
+    norms at no extra pass (a NaN or inf element makes its row's float64 squared norm NaN or
+    inf; finite float32 values cannot overflow it).
+    """
     x = np.array(x, dtype=np.float32, copy=copy) if copy else np.asarray(x, dtype=np.float32)
     # Norms accumulated in float64 so that very wide rows normalise exactly.
     norms = np.sqrt(np.einsum("ij,ij->i", x, x, dtype=np.float64))
+    if require_finite and not np.isfinite(norms).all():
+        raise NonFiniteRows(f"{int((~np.isfinite(norms)).sum())} row(s) hold NaN or inf")
     x /= np.maximum(norms, eps).astype(np.float32)[:, None]
     return x
 
@@ -89,7 +100,7 @@ def row_dots(A: np.ndarray, B: np.ndarray, block: int = 65536) -> np.ndarray:
     """``<A_i, B_i>`` for every row, as float64, in row blocks (no full-size temporary)."""
     out = np.empty(len(A), np.float64)
     for i in range(0, len(A), block):
-        out[i:i + block] = np.einsum("ij,ij->i", A[i:i + block].astype(np.float64), B[i:i + block])
+        out[i:i + block] = np.einsum("ij,ij->i", A[i:i + block], B[i:i + block], dtype=np.float64)
     return out
 
 

@@ -211,3 +211,17 @@ def test_shifted_similarities_equal_the_shifted_rows_product():
         Ii = (I - s * gap) / np.linalg.norm(I - s * gap, axis=1, keepdims=True)
         Tt = (T + t * gap) / np.linalg.norm(T + t * gap, axis=1, keepdims=True)
         np.testing.assert_allclose(shifted.at(s, t).numpy(), Ii @ Tt.T, atol=2e-6)
+
+
+@pytest.mark.parametrize("name", LAYOUTS)
+def test_projection_sample_keeps_exactly_the_pairs_among_sampled_rows(name):
+    from clipscope.report.plots import projection_sample
+
+    I, T, pairs = layout(name)
+    smp = projection_sample(I, T, pairs, seed=2, max_points=len(I) // 2)
+    rng = np.random.default_rng(2)
+    ii = np.sort(rng.choice(len(I), len(I) // 2, replace=False))
+    tt = np.sort(rng.choice(len(T), min(len(T), len(I) // 2), replace=False))
+    expected = {(a, b) for a, b in pairs.tolist() if a in set(ii.tolist()) and b in set(tt.tolist())}
+    assert {(int(ii[a]), int(tt[b])) for a, b in smp["pairs"]} == expected and len(smp["pairs"]) == len(expected)
+    assert np.array_equal(smp["I"], I[ii]) and np.array_equal(smp["T"], T[tt])

@@ -359,15 +359,13 @@ def _poisson_bootstrap(I, T, cos, dist, B: int, seed: int, moments: tuple[Moment
     return out
 
 
-def paired_cos_dist(Ip: np.ndarray, Tp: np.ndarray, block: int = ROW_BLOCK) -> tuple[np.ndarray, np.ndarray]:
-    """Each pair's cosine ``<I_i, T_i>`` and distance ``||I_i - T_i||`` (float64), in one pass."""
-    cos, dist = np.empty(len(Ip)), np.empty(len(Ip))
-    for i in range(0, len(Ip), block):
-        a, b = Ip[i:i + block], Tp[i:i + block]
-        cos[i:i + block] = np.einsum("ij,ij->i", a, b, dtype=np.float64)
-        diff = np.asarray(a, np.float64) - b if a.dtype != np.float32 else a - b
-        dist[i:i + block] = np.sqrt(np.einsum("ij,ij->i", diff, diff, dtype=np.float64))
-    return cos, dist
+def paired_cos_dist(Ip: np.ndarray, Tp: np.ndarray, sq_norms_i: np.ndarray, sq_norms_t: np.ndarray
+                    ) -> tuple[np.ndarray, np.ndarray]:
+    """Each pair's cosine ``<I_i, T_i>`` and distance ``||I_i - T_i||`` (float64), in one pass:
+    the distance from ``||a||^2 + ||b||^2 - 2 <a, b>`` with the rows' squared norms (the
+    pairs' own, from :class:`Moments`), all in float64."""
+    cos = row_dots(Ip, Tp)
+    return cos, np.sqrt(np.maximum(0.0, sq_norms_i + sq_norms_t - 2.0 * cos))
 
 
 # --------------------------------------------------------------------------- metric sets
@@ -431,7 +429,8 @@ def gap_metrics(I: np.ndarray, T: np.ndarray, Ip: np.ndarray | None, Tp: np.ndar
         pairs = np.stack([np.arange(len(I))] * 2, 1)
     cos = dist = None
     if Ip is not None:
-        cos, dist = paired_cos_dist(Ip, Tp)
+        a, b = (slice(None), slice(None)) if pairs is None else (pairs[:, 0], pairs[:, 1])
+        cos, dist = paired_cos_dist(Ip, Tp, mi.sq_norms[a], mt.sq_norms[b])
         values["paired_distance"] = float(dist.mean())
         values["paired_cosine"] = float(cos.mean())
         cis["paired_cosine"], cis["paired_distance"] = _mean_ci(cos), _mean_ci(dist)

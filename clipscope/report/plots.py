@@ -74,10 +74,11 @@ def projection_sample(I, T, pairs, *, seed: int = 0, max_points: int = 2000) -> 
     tt = np.sort(rng.choice(len(T), min(len(T), max_points), replace=False))
     local = None
     if pairs is not None and len(pairs):
-        pos_i = {int(r): k for k, r in enumerate(ii)}
-        pos_t = {int(r): k for k, r in enumerate(tt)}
-        local = np.array([(pos_i[int(a)], pos_t[int(b)]) for a, b in pairs if int(a) in pos_i and int(b) in pos_t],
-                         np.int64).reshape(-1, 2)
+        pos_i, pos_t = np.full(len(I), -1, np.int64), np.full(len(T), -1, np.int64)
+        pos_i[ii], pos_t[tt] = np.arange(len(ii)), np.arange(len(tt))
+        a, b = pos_i[pairs[:, 0]], pos_t[pairs[:, 1]]
+        keep = (a >= 0) & (b >= 0)  # both rows of the pair were sampled
+        local = np.stack([a[keep], b[keep]], 1)
     return {"I": np.asarray(I[ii]), "T": np.asarray(T[tt]), "pairs": local, "totals": (len(I), len(T))}
 
 
