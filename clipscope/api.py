@@ -20,7 +20,7 @@ from clipscope.errors import ClipscopeError, UsageError
 COMMON = ("model", "pretrained", "weights", "data", "verify", "device", "precision", "batch_size", "workers", "seed")
 # The options each command takes besides COMMON (the CLI's option names; `check` validates suites with them).
 OPTIONS = {
-    "gap": ("bootstrap", "projection", "sweep_max_rows", "shift_deltas"),
+    "gap": ("bootstrap", "projection", "sweep_max_rows", "shift_deltas", "engine", "address", "num_shards"),
     "uniformity": ("t", "max_pairs", "sample_pairs", "block"),
     "invert": ("mode", "tokens", "steps", "lr", "weight_decay", "template", "inv_batch_size", "inv_seed", "gallery"),
     "blindpairs": ("reference", "reference_pretrained", "reference_cache", "clip_threshold", "ref_threshold", "top",

@@ -355,7 +355,7 @@ class Cache:
     def n_texts(self) -> int:
         return 0 if self.text_embeddings is None else int(self.text_embeddings.shape[0])
 
-    def _normalized(self, key: str, rows=None) -> np.ndarray:
+    def _normalized(self, key: str, rows=None, span: tuple[int, int] | None = None) -> np.ndarray:
         if key not in self._f:
             raise ClipscopeError(f"{self.path} has no {key}; {self._missing_hint(key)}")
         ds = self._f[key]
@@ -365,13 +365,14 @@ class Cache:
                                     require_finite=True)
             # One pass in row blocks into one float32 buffer: each block is read, checked and
             # normalised while it is in cache; no float64 or second copy of the rows.
-            out = np.empty((ds.shape[0], ds.shape[1]), np.float32)
-            for i in range(0, ds.shape[0], 65536):
-                block = out[i:i + 65536]
+            r0, r1 = span or (0, ds.shape[0])
+            out = np.empty((r1 - r0, ds.shape[1]), np.float32)
+            for i in range(r0, r1, 65536):
+                block = out[i - r0:min(r1, i + 65536) - r0]
                 if ds.dtype == np.float32:
-                    ds.read_direct(block, np.s_[i:i + 65536])  # straight into the buffer
+                    ds.read_direct(block, np.s_[i:i + len(block)])  # straight into the buffer
                 else:  # float16 caches stay float16 on disk; widened one block at a time
-                    block[:] = ds[i:i + 65536]
+                    block[:] = ds[i:i + len(block)]
                 l2_normalize(block, copy=False, require_finite=True)
             return out
         except NonFiniteRows:
@@ -381,6 +382,14 @@ class Cache:
         if key.startswith("text"):
             return "it holds images only; extract or import texts as well"
         return "run the command that creates it (extract, import or invert)"
+
+    def normalized_span(self, modality: str, r0: int, r1: int) -> np.ndarray:
+        """L2-normalised rows r0..r1 of ``modality`` ("image" or "text") as float32."""
+        return self._normalized(f"{modality}/embeddings", span=(r0, r1))
+
+    def rows(self, modality: str) -> "RowReader":
+        """``modality``'s L2-normalised rows, read from the file only when indexed."""
+        return RowReader(self, f"{modality}/embeddings")
 
     def normalized_image_embeddings(self, rows=None) -> np.ndarray:
         """L2-normalised image rows as float32 (all rows, or the sorted ``rows``)."""
@@ -430,3 +439,34 @@ def layout(path: str | os.PathLike) -> dict:
             ds = c._f[name]
             datasets[name] = {"kind": ds.dtype.kind, "shape": list(ds.shape)}
         return {"attrs": {k: v for k, v in c.attrs.items() if v is not None}, "datasets": datasets}
+
+
+class RowReader:
+    """A cache dataset's L2-normalised rows, read when indexed (for work that needs only a
+    sample of rows that need not fit in memory together, e.g. on Ray).
+
+    ``reader[idx]`` (an index array in any order, with repeats, or a slice) returns float32
+    rows; ``reader.take(idx)`` is a reader over those rows, in that order.
+    """
+
+    def __init__(self, cache: Cache, key: str, index: np.ndarray | None = None):
+        self.cache, self.key, self.index = cache, key, index
+        ds = cache[key]
+        self.shape = (int(ds.shape[0]) if index is None else len(index), int(ds.shape[1]))
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+    def take(self, idx) -> "RowReader":
+        idx = np.asarray(idx, np.int64)
+        return RowReader(self.cache, self.key, idx if self.index is None else self.index[idx])
+
+    def __getitem__(self, idx) -> np.ndarray:
+        rows = np.arange(len(self))[idx] if isinstance(idx, slice) else np.asarray(idx, np.int64)
+        if self.index is not None:
+            rows = self.index[rows]
+        if rows.ndim != 1:
+            raise TypeError("RowReader takes an index array or a slice")
+        uniq, inverse = np.unique(rows, return_inverse=True)  # h5py reads increasing indices
+        return self.cache._normalized(self.key, uniq)[inverse.ravel()] if len(uniq) else \
+            np.zeros((0, self.shape[1]), np.float32)

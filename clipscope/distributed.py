@@ -69,6 +69,15 @@ def _import_ray():
     return ray
 
 
+def _init_ray(ray, address: str | None, num_cpus: int | None = None) -> None:
+    if not ray.is_initialized():
+        import logging
+
+        kwargs = {"address": address} if address else {"num_cpus": num_cpus}
+        ray.init(ignore_reinit_error=True, log_to_driver=False, include_dashboard=False, logging_level=logging.ERROR,
+                 **kwargs)
+
+
 def extract_sharded(*, model: str, pretrained: str | None, data: str, out: str | os.PathLike, num_shards: int | None = None,
                     address: str | None = None, batch_size: int = 64, dtype: str = "float32", device: str = "auto",
                     precision: str = "auto", merge: bool = False, overwrite: bool = False, progress: bool = True,
@@ -87,12 +96,7 @@ def extract_sharded(*, model: str, pretrained: str | None, data: str, out: str |
         shutil.rmtree(shard_dir, ignore_errors=True)
         out.unlink(missing_ok=True)
     source = open_source(data, verify=verify)
-    if not ray.is_initialized():
-        kwargs = {"address": address} if address else {"num_cpus": num_cpus}
-        import logging
-
-        ray.init(ignore_reinit_error=True, log_to_driver=False, include_dashboard=False, logging_level=logging.ERROR,
-                 **kwargs)
+    _init_ray(ray, address, num_cpus)
     n = num_shards or max(1, int(ray.cluster_resources().get("GPU", 0)) or int(ray.cluster_resources().get("CPU", 1)))
     img_ranges = plan_shards(len(source.image_ids), n, batch_size)
     n = len(img_ranges)
@@ -191,3 +195,82 @@ def _virtual(f, key: str, caches, paths, out: Path, dim: int, dtype) -> None:
             layout[row:row + size] = h5py.VirtualSource(rel, key, shape=(size, dim))
             row += size
     f.create_virtual_dataset(key, layout, fillvalue=np.nan)
+
+
+# --------------------------------------------------------------------------- gap statistics on Ray
+
+
+def row_ranges(cache, key: str, num_shards: int) -> list[tuple[int, int]]:
+    """Row ranges of a cache's dataset: its shards' when it is a virtual dataset over shard
+    files (each task then reads one file), else ``num_shards`` near-equal ranges."""
+    ds = cache[key]
+    n = int(ds.shape[0])
+    if ds.is_virtual:
+        bounds = sorted((int(v.vspace.get_select_bounds()[0][0]), int(v.vspace.get_select_bounds()[1][0]) + 1)
+                        for v in ds.virtual_sources())
+        if bounds and bounds[0][0] == 0 and bounds[-1][1] == n:
+            return [b for b in bounds if b[1] > b[0]]
+    return even_ranges(n, num_shards)
+
+
+def even_ranges(n: int, k: int) -> list[tuple[int, int]]:
+    """0..n cut into at most k near-equal non-empty ranges."""
+    edges = np.linspace(0, n, max(1, min(k, n)) + 1).astype(int)
+    return [(int(a), int(b)) for a, b in zip(edges[:-1], edges[1:]) if b > a]
+
+
+def _round1_task(path, modality, r0, r1, B, seed, stream):
+    from clipscope.analysis import gap_sums
+    from clipscope.cache import Cache
+
+    with Cache.open(path) as cache:
+        return gap_sums.modality_round1(cache.normalized_span(modality, r0, r1), r0, B=B, seed=seed, stream=stream)
+
+
+def _round2_task(path, modality, r0, r1, centroids):
+    from clipscope.analysis import gap_sums
+    from clipscope.cache import Cache
+
+    with Cache.open(path) as cache:
+        return gap_sums.modality_round2(cache.normalized_span(modality, r0, r1), centroids, text=modality == "text")
+
+
+def _pairs_task(path, k0, k1, centroids, B, seed, identity):
+    from clipscope.analysis import gap_sums
+    from clipscope.cache import Cache
+
+    with Cache.open(path) as cache:
+        pairs = cache.pairs[k0:k1]
+        Ip, Tp = cache.rows("image")[pairs[:, 0]], cache.rows("text")[pairs[:, 1]]
+    return gap_sums.pair_sums(Ip, Tp, centroids, k0, B=B, seed=seed, identity=identity)
+
+
+def gap_sums_on_ray(path, *, bootstrap: int, seed: int, identity: bool, steps_of=None, num_shards: int | None = None,
+                    address: str | None = None, num_cpus: int | None = None):
+    """The sums of :mod:`clipscope.analysis.gap_sums` for a cache, computed shard by shard on
+    Ray (two rounds of tasks; each reads only its rows) and added on the driver: equal to
+    ``gap_sums.local`` on the whole rows up to float64 summation order."""
+    from clipscope.analysis import gap_sums
+    from clipscope.cache import Cache
+
+    ray = _import_ray()
+    _init_ray(ray, address, num_cpus)
+    path = str(Path(path).resolve())
+    with Cache.open(path) as cache:
+        n = num_shards or max(1, int(ray.cluster_resources().get("CPU", 1)))
+        img, txt = row_ranges(cache, "image/embeddings", n), row_ranges(cache, "text/embeddings", n)
+        n_pairs = int(len(cache.pairs))
+    pair_ranges = even_ranges(n_pairs, n)
+    B = bootstrap if n_pairs else 0
+    round1, round2, pairs_task = (ray.remote(f) for f in (_round1_task, _round2_task, _pairs_task))
+    r1_i = gap_sums.combine(ray.get([round1.remote(path, "image", a, b, B, seed, gap_sums.IMAGE) for a, b in img]))
+    r1_t = gap_sums.combine(ray.get([round1.remote(path, "text", a, b, B, seed, gap_sums.TEXT) for a, b in txt]))
+    c = gap_sums.Centroids.of(r1_i, r1_t)
+    if steps_of is not None:
+        c.steps_i, c.steps_t = (np.asarray(s, np.float64) for s in steps_of(float(np.linalg.norm(c.gap))))
+    refs_i = [round2.remote(path, "image", a, b, c) for a, b in img]
+    refs_t = [round2.remote(path, "text", a, b, c) for a, b in txt]
+    refs_p = [pairs_task.remote(path, a, b, c, B, seed, identity) for a, b in pair_ranges]
+    r2_i, r2_t = gap_sums.combine(ray.get(refs_i)), gap_sums.combine(ray.get(refs_t))
+    p = gap_sums.combine(ray.get(refs_p)) if refs_p else None
+    return r1_i, r1_t, r2_i, r2_t, p, c

@@ -120,6 +120,11 @@ def specs_for(command: str) -> list[MetricSpec]:
     return [s for s in SPECS if s.command == command]
 
 
+def computed_names(command: str) -> list[str]:
+    """The metrics of ``command`` registered with a ``compute`` function."""
+    return [s.pattern for s in specs_for(command) if s.compute is not None]
+
+
 def computed_metrics(command: str, inputs: dict) -> dict:
     """Every metric of ``command`` whose spec has a ``compute`` function, evaluated on the
     command's inputs (gap: I, T, Ip, Tp, pairs). A metric whose inputs are missing is skipped."""

@@ -1,5 +1,6 @@
 """Sharded extraction on a local Ray cluster (2 CPU workers) equals single-process extraction."""
 
+import json
 import os
 import subprocess
 import sys
@@ -64,6 +65,21 @@ def test_sharded_cache_equals_single_process(tmp_path):
         merged = run("--out", str(tmp_path / "merged.h5"), "--engine", "ray", "--num-shards", "3", "--merge")
         assert merged.returncode == 0, merged.stderr
         again = run("--out", str(tmp_path / "merged.h5"), "--engine", "ray", "--num-shards", "3", "--merge", quiet=False)
+        # gap shard by shard (#19): over the virtual cache's shards (class prompts: many images
+        # per text), and over a 1:1 imported cache cut into 3 ranges, against local runs
+        rng = np.random.default_rng(0)
+        I = rng.normal(size=(500, 24)).astype(np.float32) + 0.5
+        np.save(tmp_path / "pairs.npy", np.stack([I, I + rng.normal(size=I.shape).astype(np.float32)]))
+        assert main(["import", "--pair-array", str(tmp_path / "pairs.npy"), "--out", str(tmp_path / "one.h5")]) == 0
+        gap_runs = {}
+        for name, cache, extra in (("virtual", tmp_path / "out" / "ray.h5", []), ("one", tmp_path / "one.h5",
+                                                                                    ["--num-shards", "3"])):
+            assert main(["gap", str(cache), "--out", str(tmp_path / f"gap-{name}-local"), "--no-plots", "-q"]) == 0
+            on_ray = subprocess.run([sys.executable, "-m", "clipscope.cli.main", "gap", str(cache), "--engine", "ray",
+                                     "--address", f"127.0.0.1:{port}", "--out", str(tmp_path / f"gap-{name}-ray"),
+                                     "-q", *extra], env=env, cwd=REPO, capture_output=True, text=True, timeout=600)
+            assert on_ray.returncode == 0, on_ray.stderr
+            gap_runs[name] = [json.loads((tmp_path / f"gap-{name}-{e}" / "gap.json").read_text()) for e in ("local", "ray")]
     finally:
         subprocess.run([ray_bin, "stop", "--force"], env=env, capture_output=True, timeout=120)
         import shutil
@@ -85,6 +101,25 @@ def test_sharded_cache_equals_single_process(tmp_path):
         assert b["image/embeddings"].is_virtual and not c["image/embeddings"].is_virtual
         assert len(ref["failed"]) == 3
         assert b.attrs["shards"] == 2 and b.attrs["pretrained"] == "none"
+    for name, (local, on_ray) in gap_runs.items():
+        assert on_ray["config"]["engine"] == "ray" and (tmp_path / f"gap-{name}-ray" / "gap_shift_sweep.png").exists()
+        assert set(local["metrics"]) - set(on_ray["metrics"]) == {"paired_angle"}  # registered: needs every row
+        for k, m in on_ray["metrics"].items():
+            want = local["metrics"][k]
+            assert (m["value"] is None) == (want["value"] is None) and (m.get("ci95") is None) == (want.get("ci95") is None)
+            if want["value"] is not None:  # None: undefined in both (separability with 3 texts)
+                assert m["value"] == pytest.approx(want["value"], rel=1e-9), (name, k)
+            if want.get("ci95") is not None:  # bootstrap: float32 rounding of its sums over other blocks
+                assert m["ci95"] == pytest.approx(want["ci95"], rel=1e-6), (name, k)
+        dims, want = on_ray["tables"]["per_dimension_gap"], local["tables"]["per_dimension_gap"]
+        assert dims["top_share"] == pytest.approx(want["top_share"], rel=1e-9)
+        pairs_of_rows = list(zip(dims["rows"], want["rows"])) + list(zip(on_ray["tables"]["shift_sweep"],
+                                                                         local["tables"]["shift_sweep"]))
+        for a, b in pairs_of_rows:
+            assert a.keys() == b.keys(), name
+            for k in a:
+                # the sweep's shifted centroids are float32 GEMMs over other blocks: ~1e-8 apart
+                assert a[k] == (b[k] if isinstance(b[k], str) else pytest.approx(b[k], rel=1e-6, abs=1e-7)), (name, k)
 
 
 def test_ray_missing_is_a_clear_error(run_cli, tmp_path, monkeypatch):

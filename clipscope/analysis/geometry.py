@@ -22,53 +22,13 @@ import math
 
 import numpy as np
 
-from clipscope.analysis import metric
+from clipscope.analysis import gap_sums, metric
 from clipscope.analysis.pairwise import (DEFAULT_MAX_PAIRS, DEFAULT_SAMPLE_PAIRS, Z95, PairMean, gaussian_cross_mean,
                                          gaussian_pair_mean)
 from clipscope.linalg import DEFAULT_BLOCK, column_sums, row_distances, row_dots, similarity_tiles
 from clipscope.pairing import Pairing
 
 RMG_MIN_DISTANCE = 1e-3
-ROW_BLOCK = 65536
-
-
-class Moments:
-    """One modality's O(n d) sufficient statistics, from one pass over its rows in blocks:
-    the column sums and each row's squared norm (both float64).
-
-    The centroid, cone and bias-corrected gap metrics (and the bootstrap) are functions of
-    these plus, for the intervals, each row's products with the two centroids
-    (:meth:`project`), so `gap` reads the rows twice instead of once per metric. Sums of
-    blocks combine by addition, which is what makes them computable shard by shard.
-    """
-
-    def __init__(self, X: np.ndarray, block: int = ROW_BLOCK):
-        self.n = len(X)
-        self.sums = np.zeros(X.shape[1])
-        self.sq_norms = np.empty(self.n)
-        for i in range(0, self.n, block):
-            xb = X[i:i + block]
-            self.sums += xb.sum(0, dtype=np.float64)
-            self.sq_norms[i:i + block] = np.einsum("ij,ij->i", xb, xb, dtype=np.float64)
-
-    @property
-    def mean(self) -> np.ndarray:
-        return self.sums / self.n
-
-    def cone(self) -> float:
-        """``(||sum_i x_i||^2 - sum_i ||x_i||^2) / (n (n - 1))``: the mean <x_i, x_j> over i != j."""
-        return float((self.sums @ self.sums - self.sq_norms.sum()) / (self.n * (self.n - 1)))
-
-    @staticmethod
-    def project(X: np.ndarray, vectors: np.ndarray, block: int = ROW_BLOCK) -> np.ndarray:
-        """``X @ vectors`` (vectors as columns) in row blocks: float32 products, float64 result."""
-        v = np.asarray(vectors, np.float32)
-        out = np.empty((len(X), v.shape[1]))
-        for i in range(0, len(X), block):
-            out[i:i + block] = X[i:i + block] @ v
-        return out
-
-
 def centroid_distance(I: np.ndarray, T: np.ndarray) -> float:
     """L2M, the modality gap: ``||mean(I) - mean(T)||`` (Liang et al. 2022; Schrodi et al. 2025)."""
     return float(np.linalg.norm(column_sums(I) / len(I) - column_sums(T) / len(T)))
@@ -112,7 +72,7 @@ def cone(X: np.ndarray) -> float:
 
     ``(||sum_i x_i||^2 - n) / (n (n - 1))`` for unit rows, so O(n d) with no pairwise matrix.
     """
-    return Moments(X).cone()
+    return gap_sums.cone_value(gap_sums.modality_round1(X))
 
 
 def relative_modality_gap(paired_cos: float, cone_image: float, cone_text: float) -> float:
@@ -200,7 +160,9 @@ def linear_separability(I: np.ndarray, T: np.ndarray, *, seed: int = 0, max_rows
     from sklearn.model_selection import train_test_split
 
     rng = np.random.default_rng(seed)
-    take = lambda X: X[np.sort(rng.choice(len(X), max_rows, replace=False))] if len(X) > max_rows else X  # noqa: E731
+    # Indexed even when all rows are kept, so that I and T may be row readers (clipscope.cache.RowReader).
+    take = lambda X: X[np.sort(rng.choice(len(X), max_rows, replace=False)) if len(X) > max_rows else  # noqa: E731
+                       np.arange(len(X))]
     Xi, Xt = take(I), take(T)
     X = np.concatenate([Xi, Xt]).astype(np.float64)
     y = np.concatenate([np.zeros(len(Xi), int), np.ones(len(Xt), int)])
@@ -218,19 +180,11 @@ def cone_interval(X: np.ndarray) -> list[float] | None:
     """95% interval of the cone (a U-statistic with kernel <x, y>): Hoeffding's variance
     4 Var(h1) / n with h1(x_i) = <x_i, mean of the other rows>, normal approximation. The cone
     is unbiased for E<x, x'>, so the interval is about the reported value itself."""
-    m = Moments(X)
-    return _cone_interval(m, Moments.project(X, m.mean[:, None])[:, 0])
-
-
-def _cone_interval(m: Moments, x_dot_mean: np.ndarray) -> list[float] | None:
-    """:func:`cone_interval` from the moments and each row's product with its own centroid."""
-    n = m.n
-    if n < 3:
-        return None
-    h1 = (n * x_dot_mean - m.sq_norms) / (n - 1)
-    value = m.cone()
-    half = Z95 * math.sqrt(4 * h1.var(ddof=1) / n)
-    return [value - half, value + half]
+    r1 = gap_sums.modality_round1(X)
+    mean = r1["sums"] / r1["n"]
+    half = gap_sums.cone_halfwidth(r1, gap_sums.modality_round2(X, gap_sums.Centroids(mean, mean), text=False), Z95)
+    value = gap_sums.cone_value(r1)
+    return None if half is None else [value - half, value + half]
 
 
 def centroid_gap_estimate(I: np.ndarray, T: np.ndarray, pairs: np.ndarray | None) -> tuple[float, list[float] | None]:
@@ -244,37 +198,11 @@ def centroid_gap_estimate(I: np.ndarray, T: np.ndarray, pairs: np.ndarray | None
     otherwise; the interval for the square is mapped through sqrt (clipped at 0). Returns
     ``(estimate, interval)``; the interval contains the estimate.
     """
-    if min(len(I), len(T)) < 3:
-        return float("nan"), None
-    mi, mt = Moments(I), Moments(T)
-    g = mi.mean - mt.mean
     pairing = None if pairs is None or not len(pairs) else Pairing(pairs[:, 0], pairs[:, 1], len(I), len(T))
-    paired_dot = 0.0 if pairing is None else float(pair_dots(I, T, pairing.a, pairing.b).sum())
-    return _centroid_gap_estimate(mi, mt, Moments.project(I, g[:, None])[:, 0], Moments.project(T, g[:, None])[:, 0],
-                                  pairing, paired_dot)
-
-
-def _centroid_gap_estimate(mi: Moments, mt: Moments, i_dot_gap: np.ndarray, t_dot_gap: np.ndarray,
-                           pairing: Pairing | None, paired_dot: float) -> tuple[float, list[float] | None]:
-    """:func:`centroid_gap_estimate` from the moments, each row's product with the gap vector
-    ``mean I - mean T``, and the sum of the paired rows' products."""
-    n_i, n_t = mi.n, mt.n
-    if min(n_i, n_t) < 3:
-        return float("nan"), None
-    Si, St = mi.sums, mt.sums
-    u_ii, u_tt = mi.cone(), mt.cone()
-    u_it = (Si @ St - paired_dot) / (n_i * n_t - (0 if pairing is None else len(pairing)))
-    g2 = u_ii + u_tt - 2 * u_it
-    g = mi.mean - mt.mean
-    infl_i = 2 * (i_dot_gap - mi.mean @ g)
-    infl_t = -2 * (t_dot_gap - mt.mean @ g)
-    if pairing is not None and pairing.is_identity:
-        var = (infl_i + infl_t).var(ddof=1) / n_i
-    else:
-        var = infl_i.var(ddof=1) / n_i + infl_t.var(ddof=1) / n_t
-    half = Z95 * math.sqrt(var)
-    root = lambda v: math.sqrt(max(0.0, v))  # noqa: E731
-    return root(g2), [root(g2 - half), root(g2 + half)]
+    identity = pairing is not None and pairing.is_identity
+    Ip, Tp = (None, None) if pairing is None else (I[pairs[:, 0]], T[pairs[:, 1]])
+    r1_i, r1_t, r2_i, r2_t, p, _ = gap_sums.local(I, T, Ip, Tp, identity=identity)
+    return gap_sums.gap_estimate(r1_i, r1_t, r2_i, r2_t, p, 0 if pairing is None else len(pairing), identity, Z95)
 
 
 def _ci(samples: np.ndarray) -> list[float] | None:
@@ -282,90 +210,6 @@ def _ci(samples: np.ndarray) -> list[float] | None:
     if len(samples) < 10:
         return None
     return [float(np.percentile(samples, 2.5)), float(np.percentile(samples, 97.5))]
-
-
-def _poisson1_table(bits: int = 16) -> np.ndarray:
-    """Poisson(1) by inverse CDF on 2**bits equally likely cells (float32 counts).
-
-    Drawing 16-bit integers and looking them up is ~10x faster than ``Generator.poisson``,
-    which dominated the bootstrap; the cells' midpoints put every count k <= 7 within 2**-16
-    of its Poisson(1) probability (mean 1 and variance 1 to within 1e-4).
-    """
-    cells = (np.arange(2 ** bits) + 0.5) / 2 ** bits
-    cdf = np.cumsum([math.exp(-1.0) / math.factorial(k) for k in range(20)])
-    return np.searchsorted(cdf, cells).astype(np.float32)
-
-
-_POISSON1 = _poisson1_table()
-
-
-def poisson1_weights(rng: np.random.Generator, shape) -> np.ndarray:
-    """Independent Poisson(1) counts (float32) of the given shape, see :func:`_poisson1_table`."""
-    return _POISSON1[rng.integers(0, len(_POISSON1), size=shape, dtype=np.uint16)]
-
-
-def _poisson_bootstrap(I, T, cos, dist, B: int, seed: int, moments: tuple[Moments, Moments] | None = None,
-                       block: int = 16384) -> dict[str, np.ndarray]:
-    """Bootstrap replicates of the O(n d) gap metrics, by Poisson weights (resampling with
-    independent Poisson(1) counts per row or pair; it streams in blocks of rows).
-
-    Modality-level metrics resample the rows of each modality; paired metrics resample pairs
-    (``cos``, ``dist``: each pair's cosine and distance). Only ``centroid_cosine`` and ``rmg``
-    take their interval from these replicates (percentile); the others have analytic
-    intervals (see :func:`gap_metrics`).
-    """
-    rng = np.random.default_rng(seed)
-    mi, mt = moments or (Moments(I), Moments(T))
-
-    def weighted(X, sq_norms):
-        sums = np.zeros((B, X.shape[1]))
-        w_tot = np.zeros(B)
-        w2_tot = np.zeros(B)
-        w_sq_self = np.zeros(B)  # sum_i w_i^2 ||x_i||^2: a row drawn w times pairs with none of its copies
-        for i in range(0, len(X), block):
-            w = poisson1_weights(rng, (B, min(block, len(X) - i)))
-            sums += w @ X[i:i + block]  # a float32 GEMM per block, summed in float64
-            w2 = w * w
-            w_tot += w.sum(1, dtype=np.float64)
-            w2_tot += w2.sum(1, dtype=np.float64)
-            w_sq_self += w2 @ sq_norms[i:i + block]
-        return sums, w_tot, w2_tot, w_sq_self
-
-    si, wi, wi2, qi = weighted(I, mi.sq_norms)
-    st, wt, wt2, qt = weighted(T, mt.sq_norms)
-    # A replicate that draws fewer than two rows of a modality is undefined (NaN); _ci leaves it out.
-    with np.errstate(invalid="ignore", divide="ignore"):
-        ci, ct = si / wi[:, None], st / wt[:, None]
-        out = {
-            "centroid_distance": np.linalg.norm(ci - ct, axis=1),
-            "centroid_cosine": (ci * ct).sum(1) / (np.linalg.norm(ci, axis=1) * np.linalg.norm(ct, axis=1)),
-            # The U-statistic over distinct rows of the resample (copies of one row are not pairs).
-            "cone_image": (np.einsum("bd,bd->b", si, si) - qi) / (wi * wi - wi2),
-            "cone_text": (np.einsum("bd,bd->b", st, st) - qt) / (wt * wt - wt2),
-        }
-    # Paired metrics are means of per-pair values: reweight those.
-    acc = {k: np.zeros(B) for k in ("cos", "dist", "d2", "w")}
-    for i in range(0, len(cos), block):
-        w = poisson1_weights(rng, (B, min(block, len(cos) - i))).astype(np.float64)
-        acc["cos"] += w @ cos[i:i + block]
-        acc["dist"] += w @ dist[i:i + block]
-        acc["d2"] += w @ (dist[i:i + block] ** 2)
-        acc["w"] += w.sum(1)
-    out["paired_cosine"] = acc["cos"] / acc["w"]
-    out["paired_distance"] = acc["dist"] / acc["w"]
-    out["alignment"] = acc["d2"] / acc["w"]
-    out["rmg"] = np.array([relative_modality_gap(c, a, b) for c, a, b in
-                           zip(out["paired_cosine"], out["cone_image"], out["cone_text"])])
-    return out
-
-
-def paired_cos_dist(Ip: np.ndarray, Tp: np.ndarray, sq_norms_i: np.ndarray, sq_norms_t: np.ndarray
-                    ) -> tuple[np.ndarray, np.ndarray]:
-    """Each pair's cosine ``<I_i, T_i>`` and distance ``||I_i - T_i||`` (float64), in one pass:
-    the distance from ``||a||^2 + ||b||^2 - 2 <a, b>`` with the rows' squared norms (the
-    pairs' own, from :class:`Moments`), all in float64."""
-    cos = row_dots(Ip, Tp)
-    return cos, np.sqrt(np.maximum(0.0, sq_norms_i + sq_norms_t - 2.0 * cos))
 
 
 # --------------------------------------------------------------------------- metric sets
@@ -398,14 +242,14 @@ def _m(name: str, value, ci=None, **extra) -> dict:
 
 
 def gap_metrics(I: np.ndarray, T: np.ndarray, Ip: np.ndarray | None, Tp: np.ndarray | None, *,
-                bootstrap: int = 200, seed: int = 0, pairs: np.ndarray | None = None,
-                moments: tuple[Moments, Moments] | None = None) -> dict[str, dict]:
+                bootstrap: int = 200, seed: int = 0, pairs: np.ndarray | None = None, sums=None) -> dict[str, dict]:
     """The `gap` report's metrics.
 
     ``I``, ``T``: all image and all text rows (modality-level metrics); ``Ip``, ``Tp``: the
     paired rows (pair-level metrics; None when there are no pairs); ``pairs``: (image row, text
     row), for the centroid distance's bias correction (default: 1:1 when ``Ip`` is ``I``);
-    ``moments``: the :class:`Moments` of I and T when the caller has them already.
+    ``sums``: the :mod:`clipscope.analysis.gap_sums` of these rows when the caller has them
+    (computed shard by shard, say); otherwise they are computed here, two passes over the rows.
 
     Intervals (95%), chosen for near-nominal coverage (tests/test_coverage.py simulates it):
     centroid distance: around its bias-corrected estimate (``estimate``; see
@@ -413,40 +257,10 @@ def gap_metrics(I: np.ndarray, T: np.ndarray, Ip: np.ndarray | None, Tp: np.ndar
     distance: the mean's normal interval over pairs; centroid cosine and RMG: Poisson bootstrap
     percentiles with ``bootstrap`` replicates (0 turns them off); separability: Wilson.
     """
-    # Two passes over each modality's rows serve every metric below except separability:
-    # the moments, then each row's products with both centroids and the gap vector (intervals).
-    mi, mt = moments or (Moments(I), Moments(T))
-    directions = np.stack([mi.mean, mt.mean, mi.mean - mt.mean], 1)
-    proj_i, proj_t = Moments.project(I, directions), Moments.project(T, directions)
-    values = {
-        "centroid_distance": float(np.linalg.norm(mi.mean - mt.mean)),
-        "centroid_cosine": _cosine(mi.mean, mt.mean),
-        "cone_image": mi.cone(),
-        "cone_text": mt.cone(),
-    }
-    cis = {"cone_image": _cone_interval(mi, proj_i[:, 0]), "cone_text": _cone_interval(mt, proj_t[:, 1])}
-    if pairs is None and Ip is not None and len(Ip) == len(I) == len(T):
-        pairs = np.stack([np.arange(len(I))] * 2, 1)
-    cos = dist = None
-    if Ip is not None:
-        a, b = (slice(None), slice(None)) if pairs is None else (pairs[:, 0], pairs[:, 1])
-        cos, dist = paired_cos_dist(Ip, Tp, mi.sq_norms[a], mt.sq_norms[b])
-        values["paired_distance"] = float(dist.mean())
-        values["paired_cosine"] = float(cos.mean())
-        cis["paired_cosine"], cis["paired_distance"] = _mean_ci(cos), _mean_ci(dist)
-        values["rmg"] = relative_modality_gap(values["paired_cosine"], values["cone_image"], values["cone_text"])
-    pairing = None if pairs is None or not len(pairs) else Pairing(pairs[:, 0], pairs[:, 1], len(I), len(T))
-    # Ip, Tp are the rows of `pairs`, so their products are the paired products the estimate needs.
-    paired_dot = 0.0 if pairing is None else float(cos.sum() if cos is not None else
-                                                     pair_dots(I, T, pairing.a, pairing.b).sum())
-    estimate, cis["centroid_distance"] = _centroid_gap_estimate(
-        mi, mt, proj_i[:, 2], proj_t[:, 2], pairing, paired_dot)
-    boots = _poisson_bootstrap(I, T, cos, dist, bootstrap, seed, (mi, mt)) if (bootstrap and Ip is not None) else {}
-    for k in ("centroid_cosine", "rmg"):
-        if k in boots:
-            cis[k] = _ci(boots[k])
-    out = {k: _m(k, v, cis.get(k)) for k, v in values.items()}
-    out["centroid_distance"]["estimate"] = estimate
+    pairing, identity = gap_pairing(I, T, Ip, pairs)
+    if sums is None:
+        sums = gap_sums.local(I, T, Ip, Tp, B=bootstrap if Ip is not None else 0, seed=seed, identity=identity)
+    out = gap_metrics_from_sums(sums, n_pairs=0 if pairing is None else len(pairing), identity=identity)
     acc, n_test = linear_separability(I, T, seed=seed)
     out["linear_separability"] = _m("linear_separability", acc, wilson_interval(acc, n_test), n_test=n_test)
     if n_test == 0:
@@ -454,6 +268,48 @@ def gap_metrics(I: np.ndarray, T: np.ndarray, Ip: np.ndarray | None, Tp: np.ndar
                                                        f"for its 80/20 split; there are {len(I)} image and {len(T)} "
                                                        "text rows")
     return {k: out[k] for k in DESCRIPTIONS if k in out}
+
+
+def gap_pairing(I, T, Ip, pairs: np.ndarray | None) -> tuple[Pairing | None, bool]:
+    """The pairing of `gap`'s rows (1:1 by row when ``Ip`` is given without ``pairs`` and the
+    counts agree), and whether it is the identity (row i with row i)."""
+    if pairs is None and Ip is not None and len(Ip) == len(I) == len(T):
+        pairs = np.stack([np.arange(len(I))] * 2, 1)
+    pairing = None if pairs is None or not len(pairs) else Pairing(pairs[:, 0], pairs[:, 1], len(I), len(T))
+    return pairing, pairing is not None and pairing.is_identity
+
+
+def gap_metrics_from_sums(sums, *, n_pairs: int, identity: bool) -> dict[str, dict]:
+    """Every `gap` metric but separability from the combined sums ``(round 1 image, round 1
+    text, round 2 image, round 2 text, pair sums or None, centroids)`` of :mod:`gap_sums`."""
+    r1_i, r1_t, r2_i, r2_t, p, c = sums
+    values = {
+        "centroid_distance": float(np.linalg.norm(c.gap)),
+        "centroid_cosine": _cosine(c.mean_i, c.mean_t),
+        "cone_image": gap_sums.cone_value(r1_i),
+        "cone_text": gap_sums.cone_value(r1_t),
+    }
+    cis = {}
+    for key, r1, r2 in (("cone_image", r1_i, r2_i), ("cone_text", r1_t, r2_t)):
+        half = gap_sums.cone_halfwidth(r1, r2, Z95)
+        cis[key] = None if half is None else [values[key] - half, values[key] + half]
+    if p is not None:
+        n = float(p["n"])
+        values["paired_distance"] = float(p["dist"] / n)
+        values["paired_cosine"] = float(p["cos"] / n)
+        cis["paired_cosine"] = gap_sums.mean_interval(float(p["cos"]), float(p["cos2"]), n, Z95)
+        cis["paired_distance"] = gap_sums.mean_interval(float(p["dist"]), float(p["dist2"]), n, Z95)
+        values["rmg"] = relative_modality_gap(values["paired_cosine"], values["cone_image"], values["cone_text"])
+    estimate, cis["centroid_distance"] = gap_sums.gap_estimate(r1_i, r1_t, r2_i, r2_t, p, n_pairs, identity, Z95)
+    if p is not None and "boot_sums" in r1_i:
+        boots = gap_sums.bootstrap_replicates(r1_i, r1_t, p)
+        boots["rmg"] = np.array([relative_modality_gap(pc, a, b) for pc, a, b in
+                                 zip(boots["paired_cosine"], boots["cone_image"], boots["cone_text"])])
+        for k in ("centroid_cosine", "rmg"):
+            cis[k] = _ci(boots[k])
+    out = {k: _m(k, v, cis.get(k)) for k, v in values.items()}
+    out["centroid_distance"]["estimate"] = estimate
+    return out
 
 
 def uniformity_metrics(I: np.ndarray, T: np.ndarray, Ip: np.ndarray | None, Tp: np.ndarray | None,
@@ -539,17 +395,9 @@ def shifted_means(X: np.ndarray, g: np.ndarray, steps, block: int = 16384) -> np
     over the rows for all steps at once, in row blocks (no shifted copy of the rows).
     """
     steps = np.asarray(steps, np.float64)
-    g64 = np.asarray(g, np.float64)
-    acc = np.zeros((len(steps), X.shape[1]))
-    wsum = np.zeros(len(steps))
-    for i in range(0, len(X), block):
-        xb = X[i:i + block]
-        p, q = xb @ g64, np.einsum("ij,ij->i", xb, xb, dtype=np.float64)
-        r = np.sqrt(np.maximum(q[:, None] + 2 * steps[None, :] * p[:, None] + steps[None, :] ** 2 * (g64 @ g64), 0))
-        w = 1.0 / np.maximum(r, 1e-12)
-        acc += w.T.astype(xb.dtype) @ xb  # a float32 GEMM for float32 rows; blocks summed in float64
-        wsum += w.sum(0)
-    return (acc + steps[:, None] * wsum[:, None] * g64[None, :]) / len(X)
+    parts = [gap_sums.shifted_sums(X[i:i + block], g, steps) for i in range(0, len(X), block)]
+    sums = {"shift_acc": sum(a for a, _ in parts), "shift_w": sum(w for _, w in parts)}
+    return gap_sums.shifted_centroids({"n": len(X)}, sums, g, steps)
 
 
 class ShiftedSimilarities:
@@ -589,9 +437,28 @@ def _renorm(X: np.ndarray) -> np.ndarray:
 SHIFT_FRACTIONS = (-0.5, -0.25, 0.0, 0.25, 0.5, 0.75, 1.0, 1.25, 1.5)
 
 
+def unit_direction(diff: np.ndarray) -> np.ndarray:
+    """The unit gap direction as the sweep uses it (float32; zero when there is no gap)."""
+    gap = float(np.linalg.norm(diff))
+    return (diff / gap).astype(np.float32) if gap > 0 else np.zeros_like(diff, np.float32)
+
+
+def sweep_plan(gap: float, fractions=SHIFT_FRACTIONS, deltas=None) -> list[tuple]:
+    """``(variant, fraction, delta, image shift, text shift)`` for every step of the sweep."""
+    steps = [(float(d) / gap if gap > 0 else 0.0, float(d)) for d in deltas] if deltas is not None else \
+        [(float(f), float(f) * gap) for f in fractions]
+    return [(variant, f, delta, *((delta, 0.0) if variant == "image_only" else (delta / 2, delta / 2)))
+            for variant in ("image_only", "symmetric") for f, delta in steps]
+
+
+def sweep_steps(plan: list[tuple]) -> tuple[list[float], list[float]]:
+    """The plan's shifts along the unit gap direction: of the image rows (``-s``) and the text rows."""
+    return [-si for *_, si, _ in plan], [st for *_, st in plan]
+
+
 def shift_sweep(I: np.ndarray, T: np.ndarray, pairs: np.ndarray | None, *, class_text: np.ndarray | None = None,
                 labels: np.ndarray | None = None, fractions=SHIFT_FRACTIONS, deltas=None, max_rows: int = 5000,
-                seed: int = 0, diff: np.ndarray | None = None) -> dict:
+                seed: int = 0, diff: np.ndarray | None = None, centroids: tuple | None = None) -> dict:
     """Embedding shift experiment (Liang et al. 2022, Sec. 4.2).
 
     With the unit gap direction ``g = (mean I - mean T) / ||mean I - mean T||`` and the gap
@@ -607,14 +474,16 @@ def shift_sweep(I: np.ndarray, T: np.ndarray, pairs: np.ndarray | None, *, class
     fractions of the gap. At each delta: the remaining centroid distance; with pairs, image-to-text and
     text-to-image recall@1 and @5; with labels and class prompt embeddings, zero-shot
     accuracy. Pairs beyond ``max_rows`` are subsampled (seeded), which the result states.
-    ``diff``: mean I - mean T, when the caller has it.
+    ``diff``: mean I - mean T, and ``centroids``: the shifted centroids (image, text) of every
+    step of :func:`sweep_plan`, when the caller has them (e.g. from :mod:`gap_sums`); then
+    ``I`` and ``T`` are only indexed for the sampled rows.
     """
     from clipscope.analysis.retrieval import (ONE_PASS_MAX_ENTRIES, cross_modal_recall, recall_from_similarities,
                                               zero_shot_accuracy)
 
     diff = column_sums(I) / len(I) - column_sums(T) / len(T) if diff is None else diff
     gap = float(np.linalg.norm(diff))
-    g = (diff / gap).astype(np.float32) if gap > 0 else np.zeros_like(diff, np.float32)
+    g = unit_direction(diff)
     sub_pairs = None
     if pairs is not None and len(pairs):
         sub_pairs = pairs
@@ -631,13 +500,11 @@ def shift_sweep(I: np.ndarray, T: np.ndarray, pairs: np.ndarray | None, *, class
         zs_rows = np.arange(len(I))
         if len(I) > max_rows:
             zs_rows = np.sort(np.random.default_rng(seed + 1).choice(len(I), max_rows, replace=False))
-    steps = [(float(d) / gap if gap > 0 else 0.0, float(d)) for d in deltas] if deltas is not None else \
-        [(float(f), float(f) * gap) for f in fractions]
-    plan = [(variant, f, delta, *((delta, 0.0) if variant == "image_only" else (delta / 2, delta / 2)))
-            for variant in ("image_only", "symmetric") for f, delta in steps]
-    # The centroid of every shifted, renormalised modality in one pass over its rows.
-    mean_i = shifted_means(I, g, [-si for *_, si, _ in plan])
-    mean_t = shifted_means(T, g, [st for *_, st in plan])
+    plan = sweep_plan(gap, fractions, deltas)
+    if centroids is None:  # the centroid of every shifted, renormalised modality in one pass over its rows
+        steps_i, steps_t = sweep_steps(plan)
+        centroids = shifted_means(I, g, steps_i), shifted_means(T, g, steps_t)
+    mean_i, mean_t = centroids
     shifted = None
     if sub_pairs is not None and len(img_rows) * len(txt_rows) <= ONE_PASS_MAX_ENTRIES:
         shifted = ShiftedSimilarities(I[img_rows], T[txt_rows], g)

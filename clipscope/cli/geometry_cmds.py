@@ -18,7 +18,12 @@ from clipscope.cli.options import data_options, model_options, output_options, r
 @click.option("--sweep-max-rows", default=5000, show_default=True, type=click.IntRange(10), help="Pairs used by the shift sweep.")
 @click.option("--shift-deltas", default=None, metavar="START:STOP:STEP|a,b,..",
               help="Absolute shift deltas instead of fractions of the gap; '-5:5:0.25' is the reference grid.")
-def gap_cmd(cache, bootstrap, projection, sweep_max_rows, shift_deltas, **opts):
+@click.option("--engine", default="local", show_default=True, type=click.Choice(["local", "ray"]),
+              help="ray: the O(n d) statistics shard by shard on a Ray cluster; only sampled rows are read here.")
+@click.option("--address", default=None, metavar="auto|HOST:PORT", help="With --engine ray: the cluster to join (default: start a local one).")
+@click.option("--num-shards", default=None, type=click.IntRange(1),
+              help="With --engine ray: row ranges per modality (default: the cache's shards, else the cluster's CPUs).")
+def gap_cmd(cache, bootstrap, projection, sweep_max_rows, shift_deltas, engine, address, num_shards, **opts):
     """The modality gap: centroid distance and cosine, paired distance and cosine, RMG, cone,
     linear separability, per-dimension gap and the shift sweep.
 
@@ -26,9 +31,10 @@ def gap_cmd(cache, bootstrap, projection, sweep_max_rows, shift_deltas, **opts):
     Examples:
       clipscope gap cache.h5 --out runs/gap
       clipscope gap --model ViT-B-32 --pretrained none --data folder:./imgs --out runs/gap
+      clipscope gap big.h5 --engine ray --address auto --out runs/gap   # rows need not fit in memory
     """
     run_and_write("gap", cache, opts, bootstrap=bootstrap, projection=projection, sweep_max_rows=sweep_max_rows,
-                  shift_deltas=shift_deltas)
+                  shift_deltas=shift_deltas, engine=engine, address=address, num_shards=num_shards)
 
 
 @click.command("uniformity")

@@ -22,8 +22,11 @@ class TaskResult:
     plot_data: dict = field(default_factory=dict)  # arrays for figures; never written to JSON
 
 
-def modality_rows(cache):
-    """(all image rows, all text rows, paired image rows, paired text rows, pairs), normalised."""
+def modality_rows(cache, *, lazy: bool = False):
+    """(all image rows, all text rows, paired image rows, paired text rows, pairs), normalised.
+
+    ``lazy``: :class:`clipscope.cache.RowReader` objects that read rows only when indexed,
+    for work done shard by shard (the rows need not fit in memory)."""
     if cache.image_embeddings is None:
         raise ClipscopeError(f"{cache.path} holds no image embeddings")
     if cache.text_embeddings is None:
@@ -34,9 +37,14 @@ def modality_rows(cache):
             why = " (every input failed: see clipscope info --failed)" if n == 0 and cache.failed else ""
             raise ClipscopeError(f"{cache.path} holds {n} {what} row(s){why}; these metrics need at least 2 of each "
                                  "modality: extract or import more data")
+    pairs = cache.pairs
+    if lazy:
+        I, T = cache.rows("image"), cache.rows("text")
+        if len(pairs):
+            return I, T, I.take(pairs[:, 0]), T.take(pairs[:, 1]), pairs
+        return I, T, None, None, None
     I = cache.normalized_image_embeddings()
     T = cache.normalized_text_embeddings()
-    pairs = cache.pairs
     if len(pairs):
         return I, T, _take(I, pairs[:, 0]), _take(T, pairs[:, 1]), pairs
     return I, T, None, None, None

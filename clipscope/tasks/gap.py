@@ -6,24 +6,43 @@ from pathlib import Path
 
 import numpy as np
 
-from clipscope.analysis import geometry
+from clipscope.analysis import gap_sums, geometry
 from clipscope.tasks import TaskResult, class_text, modality_rows
 
 
 def evaluate(cache, *, bootstrap: int = 200, seed: int = 0, sweep_max_rows: int = 5000, top_dims: int = 20,
-             shift_deltas=None) -> TaskResult:
-    I, T, Ip, Tp, pairs = modality_rows(cache)
-    from clipscope.metric_specs import computed_metrics
+             shift_deltas=None, engine: str = "local", address: str | None = None,
+             num_shards: int | None = None) -> TaskResult:
+    """``engine="ray"``: the O(n d) statistics are computed shard by shard on a Ray cluster
+    (``address``; a local one by default) and only sampled rows are read here, so the rows
+    never need to fit in this process; the values equal a local run's."""
+    from clipscope.metric_specs import computed_metrics, computed_names
 
-    moments = geometry.Moments(I), geometry.Moments(T)  # one pass each, shared by every metric below
-    diff = moments[0].mean - moments[1].mean
-    metrics = geometry.gap_metrics(I, T, Ip, Tp, bootstrap=bootstrap, seed=seed, pairs=pairs, moments=moments)
-    if Ip is not None:  # metrics registered with a compute function (metric_specs)
+    on_ray = engine == "ray"
+    I, T, Ip, Tp, pairs = modality_rows(cache, lazy=on_ray)
+    _, identity = geometry.gap_pairing(I, T, Ip, pairs)
+    steps_of = lambda gap: geometry.sweep_steps(geometry.sweep_plan(gap, deltas=shift_deltas))  # noqa: E731
+    boot = bootstrap if Ip is not None else 0
+    if on_ray:
+        from clipscope.distributed import gap_sums_on_ray
+
+        sums = gap_sums_on_ray(cache.path, bootstrap=boot, seed=seed, identity=identity, steps_of=steps_of,
+                               num_shards=num_shards, address=address)
+    else:  # two passes over the rows give every O(n d) statistic below, the sweep's centroids included
+        sums = gap_sums.local(I, T, Ip, Tp, B=boot, seed=seed, identity=identity, steps_of=steps_of)
+    metrics = geometry.gap_metrics(I, T, Ip, Tp, bootstrap=bootstrap, seed=seed, pairs=pairs, sums=sums)
+    notes = []
+    if Ip is not None and not on_ray:  # metrics registered with a compute function (metric_specs)
         metrics.update(computed_metrics("gap", {"I": I, "T": T, "Ip": Ip, "Tp": Tp, "pairs": pairs}))
-    per_dim = geometry.per_dimension_gap(I, T, top=top_dims, diff=diff)
+    elif on_ray and Ip is not None and computed_names("gap"):
+        notes.append("not computed with --engine ray (they need every row in one process): "
+                     + ", ".join(computed_names("gap")))
+    c = sums[-1]
+    per_dim = geometry.per_dimension_gap(I, T, top=top_dims, diff=c.gap)
     sweep = geometry.shift_sweep(I, T, pairs, class_text=class_text(cache), labels=cache.image_labels,
-                                 deltas=shift_deltas, max_rows=sweep_max_rows, seed=seed, diff=diff)
-    notes = [m.pop("why_undefined") for m in metrics.values() if "why_undefined" in m]
+                                 deltas=shift_deltas, max_rows=sweep_max_rows, seed=seed, diff=c.gap,
+                                 centroids=gap_sums.sweep_centroids(sums))
+    notes += [m.pop("why_undefined") for m in metrics.values() if "why_undefined" in m]
     if Ip is None:
         notes.append("no image-text pairs: paired metrics (paired_*, rmg) and the sweep's recall were skipped")
     if sweep["pairs_used"] < sweep["pairs_total"]:
@@ -37,7 +56,7 @@ def evaluate(cache, *, bootstrap: int = 200, seed: int = 0, sweep_max_rows: int 
     }
     plot_data = {"I": I, "T": T, "pairs": pairs, "Ip": Ip, "Tp": Tp, "per_dim": per_dim, "sweep": sweep}
     return TaskResult(metrics, tables, notes,
-                      config={"bootstrap": bootstrap, "sweep_max_rows": sweep_max_rows, "top_dims": top_dims,
+                      config={"bootstrap": bootstrap, "sweep_max_rows": sweep_max_rows, "top_dims": top_dims, "engine": engine,
                               "shift_deltas": None if shift_deltas is None else [float(d) for d in shift_deltas]},
                       counts={"images": len(I), "texts": len(T), "pairs": 0 if pairs is None else len(pairs)},
                       plot_data=plot_data)
