@@ -21,7 +21,7 @@ COMMON = ("model", "pretrained", "weights", "data", "verify", "device", "precisi
 # The options each command takes besides COMMON (the CLI's option names; `check` validates suites with them).
 OPTIONS = {
     "gap": ("bootstrap", "projection", "sweep_max_rows", "shift_deltas", "engine", "address", "num_shards"),
-    "uniformity": ("t", "max_pairs", "sample_pairs", "block"),
+    "uniformity": ("t", "max_pairs", "sample_pairs", "block", "engine", "address", "num_shards"),
     "invert": ("mode", "tokens", "steps", "lr", "weight_decay", "template", "inv_batch_size", "inv_seed", "gallery"),
     "blindpairs": ("reference", "reference_pretrained", "reference_cache", "clip_threshold", "ref_threshold", "top",
                    "benchmark"),
@@ -316,7 +316,7 @@ def _announce_exact_cost(cache, options) -> None:
     d = cache.image_embeddings.shape[1]
     tile = torch.from_numpy(np.random.default_rng(0).normal(size=(2048, d)).astype(np.float32))
     t0 = time.perf_counter()
-    (tile @ tile.T).mul_(4).sub_(4).exp_().sum(1, dtype=torch.float64)
+    (tile @ tile.T).mul_(4).sub_(4).exp_().sum(1)  # as the kernel sums do
     seconds = pairs / (2048 * 2048) * (time.perf_counter() - t0)  # pairs, at this tile's rate
     if seconds > 60:
         print(f"uniformity: exact mode over {pairs:.2e} pairs will take about {seconds / 60:.0f} min here; "

@@ -449,6 +449,8 @@ class RowReader:
     rows; ``reader.take(idx)`` is a reader over those rows, in that order.
     """
 
+    dtype = np.dtype(np.float32)
+
     def __init__(self, cache: Cache, key: str, index: np.ndarray | None = None):
         self.cache, self.key, self.index = cache, key, index
         ds = cache[key]

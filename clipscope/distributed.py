@@ -219,7 +219,7 @@ def even_ranges(n: int, k: int) -> list[tuple[int, int]]:
     return [(int(a), int(b)) for a, b in zip(edges[:-1], edges[1:]) if b > a]
 
 
-def _round1_task(path, modality, r0, r1, B, seed, stream):
+def _round1_task(path, r0, r1, modality, B, seed, stream):
     from clipscope.analysis import gap_sums
     from clipscope.cache import Cache
 
@@ -227,7 +227,7 @@ def _round1_task(path, modality, r0, r1, B, seed, stream):
         return gap_sums.modality_round1(cache.normalized_span(modality, r0, r1), r0, B=B, seed=seed, stream=stream)
 
 
-def _round2_task(path, modality, r0, r1, centroids):
+def _round2_task(path, r0, r1, modality, centroids):
     from clipscope.analysis import gap_sums
     from clipscope.cache import Cache
 
@@ -245,32 +245,57 @@ def _pairs_task(path, k0, k1, centroids, B, seed, identity):
     return gap_sums.pair_sums(Ip, Tp, centroids, k0, B=B, seed=seed, identity=identity)
 
 
+def _best_negatives_task(path, r0, r1, Tq, pairing, block):
+    from clipscope.analysis.geometry import best_negative_cosines
+    from clipscope.cache import Cache
+
+    with Cache.open(path) as cache:
+        return best_negative_cosines(Tq, cache.normalized_span("image", r0, r1), pairing, offset=r0, block=block)
+
+
+class RayRanges:
+    """A cache's row ranges on a Ray cluster (joined, or started locally when ``address`` is
+    None): the tasks behind `gap` and `uniformity` with ``--engine ray``."""
+
+    def __init__(self, path, *, num_shards: int | None = None, address: str | None = None, num_cpus: int | None = None):
+        from clipscope.cache import Cache
+
+        self.ray = _import_ray()
+        _init_ray(self.ray, address, num_cpus)
+        self.path = str(Path(path).resolve())
+        n = num_shards or max(1, int(self.ray.cluster_resources().get("CPU", 1)))
+        with Cache.open(self.path) as cache:
+            self.image = row_ranges(cache, "image/embeddings", n)
+            self.text = row_ranges(cache, "text/embeddings", n)
+            self.pairs = even_ranges(int(len(cache.pairs)), n)
+
+    def map(self, fn, ranges, *args) -> list:
+        task = self.ray.remote(fn)
+        return self.ray.get([task.remote(self.path, a, b, *args) for a, b in ranges])
+
+    def pair_sums(self, centroids=None, B: int = 0, seed: int = 0, identity: bool = False) -> dict | None:
+        from clipscope.analysis import gap_sums
+
+        parts = self.map(_pairs_task, self.pairs, centroids, B, seed, identity)
+        return gap_sums.combine(parts) if parts else None
+
+    def best_negatives(self, Tq, pairing, block: int) -> np.ndarray:
+        """:func:`clipscope.analysis.geometry.best_negative_cosines` over every image shard."""
+        return np.maximum.reduce(self.map(_best_negatives_task, self.image, np.asarray(Tq), pairing, block))
+
+
 def gap_sums_on_ray(path, *, bootstrap: int, seed: int, identity: bool, steps_of=None, num_shards: int | None = None,
                     address: str | None = None, num_cpus: int | None = None):
     """The sums of :mod:`clipscope.analysis.gap_sums` for a cache, computed shard by shard on
     Ray (two rounds of tasks; each reads only its rows) and added on the driver: equal to
     ``gap_sums.local`` on the whole rows up to float64 summation order."""
     from clipscope.analysis import gap_sums
-    from clipscope.cache import Cache
 
-    ray = _import_ray()
-    _init_ray(ray, address, num_cpus)
-    path = str(Path(path).resolve())
-    with Cache.open(path) as cache:
-        n = num_shards or max(1, int(ray.cluster_resources().get("CPU", 1)))
-        img, txt = row_ranges(cache, "image/embeddings", n), row_ranges(cache, "text/embeddings", n)
-        n_pairs = int(len(cache.pairs))
-    pair_ranges = even_ranges(n_pairs, n)
-    B = bootstrap if n_pairs else 0
-    round1, round2, pairs_task = (ray.remote(f) for f in (_round1_task, _round2_task, _pairs_task))
-    r1_i = gap_sums.combine(ray.get([round1.remote(path, "image", a, b, B, seed, gap_sums.IMAGE) for a, b in img]))
-    r1_t = gap_sums.combine(ray.get([round1.remote(path, "text", a, b, B, seed, gap_sums.TEXT) for a, b in txt]))
-    c = gap_sums.Centroids.of(r1_i, r1_t)
-    if steps_of is not None:
-        c.steps_i, c.steps_t = (np.asarray(s, np.float64) for s in steps_of(float(np.linalg.norm(c.gap))))
-    refs_i = [round2.remote(path, "image", a, b, c) for a, b in img]
-    refs_t = [round2.remote(path, "text", a, b, c) for a, b in txt]
-    refs_p = [pairs_task.remote(path, a, b, c, B, seed, identity) for a, b in pair_ranges]
-    r2_i, r2_t = gap_sums.combine(ray.get(refs_i)), gap_sums.combine(ray.get(refs_t))
-    p = gap_sums.combine(ray.get(refs_p)) if refs_p else None
-    return r1_i, r1_t, r2_i, r2_t, p, c
+    on = RayRanges(path, num_shards=num_shards, address=address, num_cpus=num_cpus)
+    B = bootstrap if on.pairs else 0
+    r1_i = gap_sums.combine(on.map(_round1_task, on.image, "image", B, seed, gap_sums.IMAGE))
+    r1_t = gap_sums.combine(on.map(_round1_task, on.text, "text", B, seed, gap_sums.TEXT))
+    c = gap_sums.Centroids.of(r1_i, r1_t, steps_of)
+    r2_i = gap_sums.combine(on.map(_round2_task, on.image, "image", c))
+    r2_t = gap_sums.combine(on.map(_round2_task, on.text, "text", c))
+    return r1_i, r1_t, r2_i, r2_t, on.pair_sums(c, B, seed, identity), c

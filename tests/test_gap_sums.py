@@ -25,7 +25,7 @@ def ranges(n, cuts):
 def split_sums(I, T, Ip, Tp, *, B, seed, identity, steps_of, cuts):
     r1_i = gs.combine([gs.modality_round1(I[a:b], a, B=B, seed=seed, stream=gs.IMAGE) for a, b in ranges(len(I), cuts)])
     r1_t = gs.combine([gs.modality_round1(T[a:b], a, B=B, seed=seed, stream=gs.TEXT) for a, b in ranges(len(T), cuts)])
-    c = gs.Centroids.of(r1_i, r1_t, *steps_of(float(np.linalg.norm(r1_i["sums"] / r1_i["n"] - r1_t["sums"] / r1_t["n"]))))
+    c = gs.Centroids.of(r1_i, r1_t, steps_of)
     r2_i = gs.combine([gs.modality_round2(I[a:b], c, text=False) for a, b in ranges(len(I), cuts)])
     r2_t = gs.combine([gs.modality_round2(T[a:b], c, text=True) for a, b in ranges(len(T), cuts)])
     p = gs.combine([gs.pair_sums(Ip[a:b], Tp[a:b], c, a, B=B, seed=seed, identity=identity)
@@ -86,3 +86,32 @@ def test_sums_reproduce_the_direct_definitions(name):
     assert float(p["cos"]) == pytest.approx(cos.sum(), abs=1e-9)
     assert float(p["dist"]) == pytest.approx(np.linalg.norm(Ip.astype(np.float64) - Tp, axis=1).sum(), rel=1e-7)
     np.testing.assert_allclose(c.gap, I64.mean(0) - T64.mean(0), atol=1e-12)
+
+
+@pytest.mark.parametrize("name", LAYOUTS)
+def test_uniformity_from_row_readers_and_shards_equals_in_memory(name):
+    """What `uniformity --engine ray` does, without Ray: rows read only when indexed (sampled
+    mode reads its sample), alignment from pair sums over pair ranges, nearest negatives as the
+    maximum over image ranges (one per shard)."""
+    from clipscope.cache import from_arrays
+    from clipscope.tasks import modality_rows
+
+    I, T, pairs = layout(name, seed=7)
+    cache = from_arrays(I, T, pairs)
+    kw = dict(max_pairs=40, sample_pairs=120, seed=2)  # sampled estimates, as at scale
+    arrays = g.uniformity_metrics(*modality_rows(cache), **kw)
+    Ir, Tr = cache.rows("image"), cache.rows("text")
+    pair_stats = gs.combine([gs.pair_sums(Ir[pairs[a:b, 0]], Tr[pairs[a:b, 1]], None, a) for a, b in ranges(len(pairs), (7,))])
+    img_ranges = ranges(len(I), (4, 9))
+
+    def best_negatives(Tq, pairing):
+        return np.maximum.reduce([g.best_negative_cosines(Tq, cache.normalized_span("image", a, b), pairing, offset=a,
+                                                          block=3) for a, b in img_ranges])
+
+    lazy = g.uniformity_metrics(Ir, Tr, Ir.take(pairs[:, 0]), Tr.take(pairs[:, 1]), pairs, pair_stats=pair_stats,
+                                best_negatives=best_negatives, **kw)
+    assert lazy.keys() == arrays.keys() and {"alignment", "relative_alignment", "uniformity_cross"} <= lazy.keys()
+    assert not arrays["uniformity_image"]["exact"]
+    for k in arrays:
+        assert lazy[k]["value"] == pytest.approx(arrays[k]["value"], rel=1e-6), k
+        assert lazy[k]["ci95"] == pytest.approx(arrays[k]["ci95"], rel=1e-6), k

@@ -110,10 +110,12 @@ class Centroids:
     steps_t: np.ndarray | None = None
 
     @classmethod
-    def of(cls, r1_i: dict, r1_t: dict, steps_i=None, steps_t=None) -> "Centroids":
-        return cls(r1_i["sums"] / r1_i["n"], r1_t["sums"] / r1_t["n"],
-                   None if steps_i is None else np.asarray(steps_i, np.float64),
-                   None if steps_t is None else np.asarray(steps_t, np.float64))
+    def of(cls, r1_i: dict, r1_t: dict, steps_of=None) -> "Centroids":
+        """From the round-1 sums; ``steps_of(gap length)``: the sweep's (image, text) steps."""
+        c = cls(r1_i["sums"] / r1_i["n"], r1_t["sums"] / r1_t["n"])
+        if steps_of is not None:
+            c.steps_i, c.steps_t = (np.asarray(s, np.float64) for s in steps_of(float(np.linalg.norm(c.gap))))
+        return c
 
     @property
     def gap(self) -> np.ndarray:
@@ -160,15 +162,15 @@ def modality_round2(X: np.ndarray, c: Centroids, *, text: bool, block: int = 655
     return out
 
 
-def pair_sums(Ip: np.ndarray, Tp: np.ndarray, c: Centroids, k0: int = 0, *, B: int = 0, seed: int = 0,
+def pair_sums(Ip: np.ndarray, Tp: np.ndarray, c: Centroids | None = None, k0: int = 0, *, B: int = 0, seed: int = 0,
               identity: bool = False) -> dict:
     """Sums over pairs k0..k0+len(Ip) (row k of ``Ip`` pairs with row k of ``Tp``): cosines and
-    distances and their squares, their bootstrap, and with ``identity`` (1:1 data) the gap
-    estimate's per-pair influence ``2 <I_k - mean I, g> - 2 <T_k - mean T, g>``."""
-    out = {k: np.zeros(()) for k in ("n", "cos", "cos2", "dist", "dist2", "infl", "infl2")}
+    distances and their squares (and the squared distances' squares, for alignment), their
+    bootstrap, and with ``identity`` (1:1 data; needs the centroids ``c``) the gap estimate's
+    per-pair influence ``2 <I_k - mean I, g> - 2 <T_k - mean T, g>``."""
+    out = {k: np.zeros(()) for k in ("n", "cos", "cos2", "dist", "dist2", "dist4", "infl", "infl2")}
     if B:
         out.update({k: np.zeros(B) for k in ("boot_cos", "boot_dist", "boot_d2", "boot_w")})
-    g = c.gap
     for i, j in _aligned_blocks(len(Ip), k0):
         a, b = Ip[i:j], Tp[i:j]
         cos = np.einsum("ij,ij->i", a, b, dtype=np.float64)
@@ -178,8 +180,11 @@ def pair_sums(Ip: np.ndarray, Tp: np.ndarray, c: Centroids, k0: int = 0, *, B: i
         out["cos"] += cos.sum()
         out["cos2"] += cos @ cos
         out["dist"] += dist.sum()
-        out["dist2"] += dist @ dist
+        d2 = dist * dist
+        out["dist2"] += d2.sum()
+        out["dist4"] += d2 @ d2
         if identity:
+            g = c.gap
             infl = 2 * (a @ g - c.mean_i @ g) - 2 * (b @ g - c.mean_t @ g)
             out["infl"] += infl.sum()
             out["infl2"] += infl @ infl
@@ -282,9 +287,7 @@ def local(I: np.ndarray, T: np.ndarray, Ip: np.ndarray | None, Tp: np.ndarray | 
     ``steps_of(gap)``: the shift sweep's (image steps, text steps) for the gap's length."""
     r1_i = modality_round1(I, B=B, seed=seed, stream=IMAGE)
     r1_t = modality_round1(T, B=B, seed=seed, stream=TEXT)
-    c = Centroids.of(r1_i, r1_t)
-    if steps_of is not None:
-        c.steps_i, c.steps_t = (np.asarray(s, np.float64) for s in steps_of(float(np.linalg.norm(c.gap))))
+    c = Centroids.of(r1_i, r1_t, steps_of)
     r2_i, r2_t = modality_round2(I, c, text=False), modality_round2(T, c, text=True)
     p = None if Ip is None else pair_sums(Ip, Tp, c, B=B, seed=seed, identity=identity)
     return r1_i, r1_t, r2_i, r2_t, p, c

@@ -56,7 +56,8 @@ def paired_cosine(I: np.ndarray, T: np.ndarray) -> float:
 def pair_dots(I: np.ndarray, T: np.ndarray, a: np.ndarray, b: np.ndarray, block: int = 65536) -> np.ndarray:
     """``<I_a[k], T_b[k]>`` for index arrays a, b, in blocks: no gathered copy of all the rows
     (and none at all when the pairs are row i with row i)."""
-    if len(a) == len(I) == len(T) and np.array_equal(a, np.arange(len(I))) and np.array_equal(b, a):
+    if (isinstance(I, np.ndarray) and isinstance(T, np.ndarray) and len(a) == len(I) == len(T)
+            and np.array_equal(a, np.arange(len(I))) and np.array_equal(b, a)):
         return row_dots(I, T)
     return np.concatenate([row_dots(I[a[i:i + block]], T[b[i:i + block]]) for i in range(0, len(a), block)]) \
         if len(a) else np.zeros(0)
@@ -120,7 +121,7 @@ def cross_uniformity(T: np.ndarray, I: np.ndarray, pairs: np.ndarray, *, t: floa
 
 
 def relative_alignment_rows(I: np.ndarray, T: np.ndarray, pairs: np.ndarray, rows: np.ndarray | None = None, *,
-                            block: int = DEFAULT_BLOCK, device: str = "cpu") -> np.ndarray:
+                            block: int = DEFAULT_BLOCK, device: str = "cpu", best_negatives=None) -> np.ndarray:
     """Per-pair relative alignment (Oh et al. 2023), for each pair (image i, text t) in ``pairs``:
 
         ||t - I_i||^2 - min_{j not paired with t} ||t - I_j||^2
@@ -128,26 +129,41 @@ def relative_alignment_rows(I: np.ndarray, T: np.ndarray, pairs: np.ndarray, row
     i.e. ``2 (max_{j not paired with t} <t, I_j> - <t, I_i>)`` for unit rows. ``I`` and ``T``
     hold each distinct row once; "not paired" means not in ``pairs``, never "another row index",
     so an image paired with t through another caption's pair is not a negative. The maximum is
-    found in blocks over all image rows. ``rows`` restricts the computation to those pairs (a
-    sample). A text paired with every image has no negative: its pairs give NaN.
+    found in blocks over all image rows (by :func:`best_negative_cosines`, or by
+    ``best_negatives(Tq, pairing)`` when given, e.g. shard by shard on Ray). ``rows``
+    restricts the computation to those pairs (a sample). A text paired with every image has
+    no negative: its pairs give NaN.
     """
-    import torch
-
     pairs = np.asarray(pairs, np.int64).reshape(-1, 2)
     P = pairs if rows is None else pairs[np.asarray(rows)]
     q_texts, q_of_pair = np.unique(P[:, 1], return_inverse=True)
     pairing = Pairing.texts_by_images(pairs, len(I), len(T)).subset(a_idx=q_texts)
-    Tq = T if len(q_texts) == len(T) else T[q_texts]  # every text queried (the usual case): no copy
-    best = torch.full((len(q_texts),), -torch.inf, dtype=torch.float32, device=device)
-    for i0, i1, j0, j1, s in similarity_tiles(Tq, I, block=block, device=device):
-        r, c = pairing.in_tile(i0, i1, j0, j1)
-        if len(r):
-            s[torch.from_numpy(r).to(s.device), torch.from_numpy(c).to(s.device)] = -torch.inf  # paired: not a negative
-        best[i0:i1] = torch.maximum(best[i0:i1], s.max(1).values)
-    best_neg = best.cpu().numpy().astype(np.float64)
+    every_text = len(q_texts) == len(T) and isinstance(T, np.ndarray)
+    Tq = T if every_text else T[q_texts]  # every text queried (the usual case): no copy
+    if best_negatives is None:
+        best_neg = best_negative_cosines(Tq, I, pairing, block=block, device=device)
+    else:
+        best_neg = best_negatives(Tq, pairing)
+    best_neg = best_neg.astype(np.float64)
     best_neg[~np.isfinite(best_neg)] = np.nan
     own_cos = pair_dots(T, I, q_texts[q_of_pair.ravel()], P[:, 0])
     return 2.0 * (best_neg[q_of_pair.ravel()] - own_cos)
+
+
+def best_negative_cosines(Tq: np.ndarray, I: np.ndarray, pairing: Pairing, *, offset: int = 0,
+                          block: int = DEFAULT_BLOCK, device: str = "cpu") -> np.ndarray:
+    """For each query row, the largest cosine with an image row it is not paired with (-inf
+    when none): ``I`` holds image rows offset..offset+len(I) (one shard's), ``pairing`` pairs
+    query rows with global image rows. Shards combine by maximum."""
+    import torch
+
+    best = torch.full((len(Tq),), -torch.inf, dtype=torch.float32, device=device)
+    for i0, i1, j0, j1, s in similarity_tiles(Tq, I, block=block, device=device):
+        r, c = pairing.in_tile(i0, i1, j0 + offset, j1 + offset)
+        if len(r):
+            s[torch.from_numpy(r).to(s.device), torch.from_numpy(c).to(s.device)] = -torch.inf  # paired: not a negative
+        best[i0:i1] = torch.maximum(best[i0:i1], s.max(1).values)
+    return best.cpu().numpy()
 
 
 def linear_separability(I: np.ndarray, T: np.ndarray, *, seed: int = 0, max_rows: int = 20000) -> tuple[float, int]:
@@ -315,13 +331,17 @@ def gap_metrics_from_sums(sums, *, n_pairs: int, identity: bool) -> dict[str, di
 def uniformity_metrics(I: np.ndarray, T: np.ndarray, Ip: np.ndarray | None, Tp: np.ndarray | None,
                        pairs: np.ndarray | None = None, *, t: float = 2.0, max_pairs: int = DEFAULT_MAX_PAIRS,
                        sample_pairs: int = DEFAULT_SAMPLE_PAIRS, seed: int = 0, block: int = DEFAULT_BLOCK,
-                       device: str = "cpu") -> dict[str, dict]:
+                       device: str = "cpu", pair_stats: dict | None = None, best_negatives=None) -> dict[str, dict]:
     """The `uniformity` report's metrics, exact in blocks up to ``max_pairs`` pairs, else sampled.
 
     ``I``, ``T``: every distinct image and text row; ``Ip``, ``Tp``: the rows of each pair;
     ``pairs``: (image row, text row), which defines the cross-modal negatives. Intervals:
     Hoeffding's U-statistic variance (exact mode) or the spread of disjoint random subsets
     (sampled mode) for the pair means, the standard error over pairs for the others.
+    The rows may be :class:`clipscope.cache.RowReader` objects: sampled estimates then read
+    only their sample. ``pair_stats`` (the pairs' :func:`gap_sums.pair_sums`) and
+    ``best_negatives`` (see :func:`relative_alignment_rows`) let the O(n d) parts run
+    elsewhere, e.g. shard by shard on Ray.
     """
     kw = dict(t=t, max_pairs=max_pairs, sample_pairs=sample_pairs, seed=seed, block=block, device=device)
     out = {}
@@ -337,13 +357,15 @@ def uniformity_metrics(I: np.ndarray, T: np.ndarray, Ip: np.ndarray | None, Tp: 
         if pairs is None:  # row-aligned 1:1 rows
             pairs = np.stack([np.arange(len(Ip))] * 2, 1)
         add_pair_mean("uniformity_cross", cross_uniformity(T, I, pairs, **kw))
-        d2 = np.maximum(0.0, 2.0 - 2.0 * row_dots(Ip, Tp))
-        out["alignment"] = _m("alignment", d2.mean(), _mean_ci(d2))
+        p = pair_stats if pair_stats is not None else gap_sums.pair_sums(Ip, Tp)
+        n_p = float(p["n"])  # ||I_i - T_i||^2 from the rows' norms and products, in float64
+        out["alignment"] = _m("alignment", float(p["dist2"]) / n_p,
+                              gap_sums.mean_interval(float(p["dist2"]), float(p["dist4"]), n_p, Z95))
         n = len(pairs)
         exact = n * len(I) <= max_pairs
         rows = None if exact else np.sort(np.random.default_rng(seed).choice(n, max(2, min(n, sample_pairs // len(I))),
                                                                               replace=False))
-        ra = relative_alignment_rows(I, T, pairs, rows, block=block, device=device)
+        ra = relative_alignment_rows(I, T, pairs, rows, block=block, device=device, best_negatives=best_negatives)
         undefined = int(np.isnan(ra).sum())
         ra = ra[np.isfinite(ra)]
         out["relative_alignment"] = _m("relative_alignment", ra.mean() if len(ra) else float("nan"), _mean_ci(ra),

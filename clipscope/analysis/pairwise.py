@@ -79,9 +79,11 @@ def _gaussian_kernel_sums(a, b, t: float, *, block: int, device: str, same: bool
 def _rows(a, idx: np.ndarray | None = None) -> np.ndarray:
     """Rows of ``a``, or of the virtual concatenation of a tuple of arrays (no full copy)."""
     if not isinstance(a, tuple):
-        return a if idx is None else a[idx]
+        if idx is None:  # all rows: a row reader (clipscope.cache.RowReader) reads them now
+            return a if isinstance(a, np.ndarray) else a[np.arange(len(a))]
+        return a[idx]
     if idx is None:
-        return np.concatenate(a)
+        return np.concatenate([_rows(x) for x in a])
     offsets = np.cumsum([0] + [len(x) for x in a])
     out = np.empty((len(idx), a[0].shape[1]), a[0].dtype)
     for k, x in enumerate(a):
@@ -138,7 +140,8 @@ def gaussian_cross_mean(a: np.ndarray, b: np.ndarray, pairing, *, t: float = 2.0
     if total < 1:
         raise ClipscopeError("every combination of rows is paired: there are no negatives to average over")
     if total <= max_pairs:
-        rows, cols = _gaussian_kernel_sums(a, b, t, block=block, device=device, same=False, pairing=pairing)
+        rows, cols = _gaussian_kernel_sums(_rows(a), _rows(b), t, block=block, device=device, same=False,
+                                           pairing=pairing)
         ra, cb = m - pairing.degree_a(), n - pairing.degree_b()
         h_a = rows[ra > 0] / ra[ra > 0]
         h_b = cols[cb > 0] / cb[cb > 0]

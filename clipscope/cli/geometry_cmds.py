@@ -7,6 +7,18 @@ import click
 from clipscope.cli.options import data_options, model_options, output_options, run_and_write
 
 
+def engine_options(f):
+    """--engine/--address/--num-shards: the O(n d) work shard by shard on a Ray cluster."""
+    f = click.option("--num-shards", default=None, type=click.IntRange(1),
+                     help="With --engine ray: row ranges per modality (default: the cache's shards, else the "
+                          "cluster's CPUs).")(f)
+    f = click.option("--address", default=None, metavar="auto|HOST:PORT",
+                     help="With --engine ray: the cluster to join (default: start a local one).")(f)
+    return click.option("--engine", default="local", show_default=True, type=click.Choice(["local", "ray"]),
+                        help="ray: the O(n d) statistics shard by shard on a Ray cluster; only sampled rows are "
+                             "read here, so the rows need not fit in memory.")(f)
+
+
 @click.command("gap")
 @click.argument("cache", required=False, type=click.Path(dir_okay=False))
 @model_options
@@ -18,11 +30,7 @@ from clipscope.cli.options import data_options, model_options, output_options, r
 @click.option("--sweep-max-rows", default=5000, show_default=True, type=click.IntRange(10), help="Pairs used by the shift sweep.")
 @click.option("--shift-deltas", default=None, metavar="START:STOP:STEP|a,b,..",
               help="Absolute shift deltas instead of fractions of the gap; '-5:5:0.25' is the reference grid.")
-@click.option("--engine", default="local", show_default=True, type=click.Choice(["local", "ray"]),
-              help="ray: the O(n d) statistics shard by shard on a Ray cluster; only sampled rows are read here.")
-@click.option("--address", default=None, metavar="auto|HOST:PORT", help="With --engine ray: the cluster to join (default: start a local one).")
-@click.option("--num-shards", default=None, type=click.IntRange(1),
-              help="With --engine ray: row ranges per modality (default: the cache's shards, else the cluster's CPUs).")
+@engine_options
 def gap_cmd(cache, bootstrap, projection, sweep_max_rows, shift_deltas, engine, address, num_shards, **opts):
     """The modality gap: centroid distance and cosine, paired distance and cosine, RMG, cone,
     linear separability, per-dimension gap and the shift sweep.
@@ -48,12 +56,15 @@ def gap_cmd(cache, bootstrap, projection, sweep_max_rows, shift_deltas, engine, 
 @click.option("--sample-pairs", default=200_000_000, show_default=True, type=click.IntRange(100),
               help="Pairs drawn when sampling.")
 @click.option("--block", default=4096, show_default=True, type=click.IntRange(16), help="Rows per similarity tile.")
-def uniformity_cmd(cache, t, max_pairs, sample_pairs, block, **opts):
+@engine_options
+def uniformity_cmd(cache, t, max_pairs, sample_pairs, block, engine, address, num_shards, **opts):
     """Uniformity and alignment (Wang & Isola 2020), union and cross-modal uniformity, relative alignment.
 
     \b
     Examples:
       clipscope uniformity cache.h5 --out runs/uniformity
       clipscope uniformity --model clipscope-tiny --data probes --json -
+      clipscope uniformity big.h5 --engine ray --address auto --out runs/uniformity
     """
-    run_and_write("uniformity", cache, opts, t=t, max_pairs=max_pairs, sample_pairs=sample_pairs, block=block)
+    run_and_write("uniformity", cache, opts, t=t, max_pairs=max_pairs, sample_pairs=sample_pairs, block=block,
+                  engine=engine, address=address, num_shards=num_shards)

@@ -15,12 +15,24 @@ from clipscope.tasks import TaskResult, modality_rows
 
 
 def evaluate(cache, *, t: float = 2.0, max_pairs: int = DEFAULT_MAX_PAIRS, sample_pairs: int = DEFAULT_SAMPLE_PAIRS,
-             seed: int = 0, block: int = DEFAULT_BLOCK, device: str = "cpu") -> TaskResult:
+             seed: int = 0, block: int = DEFAULT_BLOCK, device: str = "cpu", engine: str = "local",
+             address: str | None = None, num_shards: int | None = None) -> TaskResult:
+    """``engine="ray"``: rows are read only where needed (the sampled estimates read their
+    sample from every shard; exact mode, for up to --max-pairs pairs, reads the rows), and
+    alignment and relative alignment's nearest negatives run shard by shard on a Ray cluster
+    (``address``; a local one by default); the values equal a local run's."""
     if not (isinstance(t, (int, float)) and math.isfinite(t) and t > 0):
         raise ClipscopeError(f"--t {t}: the kernel's temperature must be a positive number (Wang & Isola use 2)")
-    I, T, Ip, Tp, pairs = modality_rows(cache)
+    on_ray = engine == "ray"
+    I, T, Ip, Tp, pairs = modality_rows(cache, lazy=on_ray)
+    shards = {}
+    if on_ray and Ip is not None:
+        from clipscope.distributed import RayRanges
+
+        on = RayRanges(cache.path, num_shards=num_shards, address=address)
+        shards = {"pair_stats": on.pair_sums(), "best_negatives": lambda Tq, pairing: on.best_negatives(Tq, pairing, block)}
     metrics = geometry.uniformity_metrics(I, T, Ip, Tp, pairs, t=t, max_pairs=max_pairs, sample_pairs=sample_pairs,
-                                          seed=seed, block=block, device=device)
+                                          seed=seed, block=block, device=device, **shards)
     notes = []
     sampled = [k for k, v in metrics.items() if v.get("exact") is False]
     if sampled:
@@ -28,7 +40,8 @@ def evaluate(cache, *, t: float = 2.0, max_pairs: int = DEFAULT_MAX_PAIRS, sampl
                      f"sample of about {sample_pairs} pairs; ci95 from {10} disjoint subsets")
     notes.append("ci95 (exact mode): Hoeffding variance of the U-statistic, delta method for the log")
     return TaskResult(metrics, {}, notes,
-                      config={"t": t, "max_pairs": max_pairs, "sample_pairs": sample_pairs, "block": block},
+                      config={"t": t, "max_pairs": max_pairs, "sample_pairs": sample_pairs, "block": block,
+                              "engine": engine},
                       counts={"images": len(I), "texts": len(T), "pairs": 0 if pairs is None else len(pairs)},
                       plot_data={"I": I, "T": T, "Ip": Ip, "Tp": Tp, "pairs": pairs})
 
@@ -53,7 +66,8 @@ def figures(result: TaskResult, out_dir: Path, title: str, *, seed: int = 0, plo
 
         a, b = sample_unpaired(d["pairs"], len(d["I"]), len(d["T"]), 20000, rng)  # not in /pairs
         series["image-text (unpaired)"] = 2 - 2 * np.einsum("ij,ij->i", d["I"][a], d["T"][b])
-        series["image-text (paired)"] = 2 - 2 * np.einsum("ij,ij->i", d["Ip"], d["Tp"])
+        k = min(len(d["Ip"]), 20000)
+        series["image-text (paired)"] = 2 - 2 * np.einsum("ij,ij->i", d["Ip"][:k], d["Tp"][:k])
     out = {"distance_histograms": plots.histogram(series, out_dir / "uniformity_distances.png",
                                                   title=f"Squared distances: {title}", xlabel="||x - y||^2")}
     names = [k for k in ("uniformity_image", "uniformity_text", "uniformity_union", "uniformity_cross") if k in result.metrics]
