@@ -128,11 +128,14 @@ class Centroids:
         return unit_direction(self.gap)
 
 
-def shifted_sums(xb: np.ndarray, g: np.ndarray, steps: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def shifted_sums(xb: np.ndarray, g: np.ndarray, steps: np.ndarray, q: np.ndarray | None = None
+                 ) -> tuple[np.ndarray, np.ndarray]:
     """``(sum_i w_s,i x_i, sum_i w_s,i)`` with ``w_s,i = 1 / ||x_i + s g||`` for every step s:
-    ``||x + s g||^2 = ||x||^2 + 2 s <x, g> + s^2 ||g||^2``, so no shifted copy of the rows."""
+    ``||x + s g||^2 = ||x||^2 + 2 s <x, g> + s^2 ||g||^2``, so no shifted copy of the rows
+    (``q``: the rows' squared norms, when the caller has them)."""
     g64 = np.asarray(g, np.float64)
-    p, q = xb @ g64, np.einsum("ij,ij->i", xb, xb, dtype=np.float64)
+    p = (xb @ np.asarray(g, xb.dtype)).astype(np.float64)  # a float32 product for float32 rows
+    q = np.einsum("ij,ij->i", xb, xb, dtype=np.float64) if q is None else q
     r = np.sqrt(np.maximum(q[:, None] + 2 * steps[None, :] * p[:, None] + steps[None, :] ** 2 * (g64 @ g64), 0))
     w = 1.0 / np.maximum(r, 1e-12)
     return w.T.astype(xb.dtype) @ xb, w.sum(0)  # a float32 GEMM for float32 rows
@@ -156,7 +159,7 @@ def modality_round2(X: np.ndarray, c: Centroids, *, text: bool, block: int = 655
         out["f1"] += F.sum(0)
         out["f2"] += F.T @ F
         if steps is not None:
-            acc, w = shifted_sums(xb, g, steps)
+            acc, w = shifted_sums(xb, g, steps, F[:, 2])
             out["shift_acc"] += acc
             out["shift_w"] += w
     return out
@@ -174,8 +177,9 @@ def pair_sums(Ip: np.ndarray, Tp: np.ndarray, c: Centroids | None = None, k0: in
     for i, j in _aligned_blocks(len(Ip), k0):
         a, b = Ip[i:j], Tp[i:j]
         cos = np.einsum("ij,ij->i", a, b, dtype=np.float64)
-        qa, qb = np.einsum("ij,ij->i", a, a, dtype=np.float64), np.einsum("ij,ij->i", b, b, dtype=np.float64)
-        dist = np.sqrt(np.maximum(0.0, qa + qb - 2.0 * cos))  # ||a - b|| from the norms, in float64
+        # ||a - b|| from the norms; the rows' squared norms (~1) in float32 suffice for it
+        qa, qb = np.einsum("ij,ij->i", a, a).astype(np.float64), np.einsum("ij,ij->i", b, b).astype(np.float64)
+        dist = np.sqrt(np.maximum(0.0, qa + qb - 2.0 * cos))
         out["n"] += len(a)
         out["cos"] += cos.sum()
         out["cos2"] += cos @ cos
