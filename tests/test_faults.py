@@ -338,7 +338,8 @@ def test_newer_schema_cache_says_so(tmp_path, run_cli):
 
 def test_interrupt_says_how_to_resume(tmp_path):
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(REPO)}
-    p = subprocess.Popen([sys.executable, "-m", "clipscope.cli.main", "extract", *TINY, "--data", "probes:400",
+    # probes:4000: far more than can finish between the first commit and the signal, even on a loaded machine
+    p = subprocess.Popen([sys.executable, "-m", "clipscope.cli.main", "extract", *TINY, "--data", "probes:4000",
                           "--batch-size", "4", "--out", str(tmp_path / "c.h5")], stdout=subprocess.PIPE,
                          stderr=subprocess.PIPE, text=True, env=env)
     deadline = time.time() + 120
