@@ -57,7 +57,7 @@ def bootstrap_weights(seed: int, stream: int, r0: int, r1: int, B: int) -> np.nd
     parts = []
     for c in range(r0 // BOOT_CHUNK, (r1 + BOOT_CHUNK - 1) // BOOT_CHUNK):
         rng = np.random.default_rng([seed, stream, c])
-        w = _POISSON1[rng.integers(0, len(_POISSON1), size=(B, BOOT_CHUNK), dtype=np.uint16)]
+        w = _POISSON1.take(rng.integers(0, len(_POISSON1), size=(B, BOOT_CHUNK), dtype=np.uint16))
         lo, hi = max(r0, c * BOOT_CHUNK) - c * BOOT_CHUNK, min(r1, (c + 1) * BOOT_CHUNK) - c * BOOT_CHUNK
         parts.append(w[:, lo:hi])
     return np.concatenate(parts, 1) if parts else np.zeros((B, 0), np.float32)
@@ -155,7 +155,9 @@ def modality_round2(X: np.ndarray, c: Centroids, *, text: bool, block: int = 655
         xb = X[i:i + block]
         F = np.empty((len(xb), _FEATURES))
         F[:, :2] = xb @ V
-        F[:, 2] = np.einsum("ij,ij->i", xb, xb, dtype=np.float64)
+        # the squared norms (~1) feed only intervals and the sweep's weights here: float32 products
+        # suffice (round 1 keeps them in float64 for the cone's value)
+        F[:, 2] = np.einsum("ij,ij->i", xb, xb)
         out["f1"] += F.sum(0)
         out["f2"] += F.T @ F
         if steps is not None:
