@@ -1,0 +1,105 @@
+"""Compositional benchmarks (#15, groundwork): each scoring rule against a transcription of its
+reference's lines on hand-made score matrices with ties, and the loaders on small files in each
+format."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+import compose_reference as ref
+from clipscope.analysis import compose as c
+from clipscope.data.compose_benchmarks import load_aro, load_sugarcrepe, load_winoground
+from clipscope.errors import ClipscopeError
+
+
+def quantised(rng, shape):
+    """Scores on a coarse grid, so that ties are frequent."""
+    return rng.integers(0, 4, size=shape).astype(np.float32) / 4
+
+
+def test_sugarcrepe_rule_and_ties_match_the_reference():
+    rng = np.random.default_rng(0)
+    cases = {s: quantised(rng, (40, 2)) for s in c.SUGARCREPE_SUBSETS}
+    want = ref.sugarcrepe_evaluate({s: [tuple(r) for r in v] for s, v in cases.items()})
+    got = {s: float(c.sugarcrepe_correct(v[:, 0], v[:, 1]).mean()) for s, v in cases.items()}
+    assert got == pytest.approx(want)
+    assert not c.sugarcrepe_correct(np.array([0.5]), np.array([0.5]))[0]  # a tie is wrong
+    fam = c.sugarcrepe_families(got)
+    assert fam["swap"] == pytest.approx((got["swap_att"] + got["swap_obj"]) / 2)
+    assert fam["replace"] == pytest.approx(np.mean([got["replace_att"], got["replace_obj"], got["replace_rel"]]))
+
+
+def test_aro_relation_attribution_and_order_match_the_reference():
+    rng = np.random.default_rng(1)
+    n = 300
+    scores = quantised(rng, (n, 2))  # [false, true]
+    relations = rng.choice(["on", "left of", "behind", "next to", "with", "riding"], n)  # some symmetric
+    got = c.aro_relation_accuracy(c.aro_binary_correct(scores), relations)
+    assert got["macro"] == pytest.approx(ref.aro_vg_relation(scores[:, None, :], relations, c.ARO_SYMMETRIC_RELATIONS))
+    assert got["groups"] == 4  # "next to" and "with" are left out
+    attrs = rng.choice(["red_blue", "big_small", "wet_dry", "rare_pair"], n, p=[0.4, 0.3, 0.25, 0.05])
+    attrs[:3] = "rare_pair"
+    got = c.aro_attribution_accuracy(c.aro_binary_correct(scores), attrs)
+    assert got["macro"] == pytest.approx(ref.aro_vg_attribution(scores[:, None, :], attrs))
+    assert got["per_group"]["rare_pair"][1] < 25 and got["groups"] == 3
+    order = quantised(rng, (n, 5))  # [original, 4 perturbations]
+    assert float(c.aro_order_correct(order).mean()) == pytest.approx(ref.aro_order(order[:, None, :]))
+    # ties: the earlier option wins, wrong for [false, true], right for the original first
+    assert not c.aro_binary_correct(np.array([[0.3, 0.3]]))[0] and c.aro_order_correct(np.array([[0.3, 0.3, 0.1]]))[0]
+
+
+def test_winoground_text_image_group_match_the_reference():
+    rng = np.random.default_rng(2)
+    S = quantised(rng, (200, 2, 2))  # S[k, caption, image]
+    got = c.winoground_scores(S)
+    for k in range(len(S)):
+        r = {f"c{ci}_i{ii}": S[k, ci, ii] for ci in (0, 1) for ii in (0, 1)}
+        assert got["text"][k] == ref.winoground_text_correct(r)
+        assert got["image"][k] == ref.winoground_image_correct(r)
+        assert got["group"][k] == ref.winoground_group_correct(r)
+    assert c.ties(np.array([[0.2, 0.2, 0.1], [0.3, 0.2, 0.1]])).tolist() == [True, False]
+
+
+def test_sugarcrepe_loader_reads_values_of_non_contiguous_keys(tmp_path):
+    (tmp_path / "data").mkdir()
+    cases = {"0": {"filename": "a.jpg", "caption": "a dog on grass", "negative_caption": "a cat on grass"},
+             "7": {"filename": "b.jpg", "caption": "two cups", "negative_caption": "three cups"}}
+    (tmp_path / "data" / "replace_obj.json").write_text(json.dumps(cases))
+    got = load_sugarcrepe(tmp_path / "data", tmp_path / "val2017")
+    assert list(got) == ["replace_obj"] and [r["positive"] for r in got["replace_obj"]] == ["a dog on grass", "two cups"]
+    assert got["replace_obj"][1]["image"] == str(tmp_path / "val2017" / "b.jpg")
+    with pytest.raises(ClipscopeError, match="holds none of"):
+        load_sugarcrepe(tmp_path, tmp_path)
+    (tmp_path / "data" / "swap_att.json").write_text(json.dumps({"1": {"filename": "x.jpg", "caption": "c"}}))
+    with pytest.raises(ClipscopeError, match="negative_caption"):
+        load_sugarcrepe(tmp_path / "data", tmp_path)
+
+
+def test_aro_loader_crops_and_groups_as_the_reference(tmp_path):
+    rel = [{"image_path": "1.jpg", "bbox_x": 10, "bbox_y": 5, "bbox_w": 30, "bbox_h": 20, "true_caption": "the cup is on the table",
+            "false_caption": "the table is on the cup", "relation_name": "on"}]
+    att = [{"image_path": "2.jpg", "bbox_x": 0, "bbox_y": 0, "bbox_w": 8, "bbox_h": 8, "true_caption": "the red car and the blue sky",
+            "false_caption": "the blue car and the red sky", "attributes": ["red", "blue"]}]
+    (tmp_path / "rel.json").write_text(json.dumps(rel))
+    (tmp_path / "att.json").write_text(json.dumps(att))
+    r = load_aro(tmp_path / "rel.json", "relation")[0]
+    assert r["box"] == (10, 5, 40, 25) and r["options"] == ["the table is on the cup", "the cup is on the table"]
+    assert r["group"] == "on" and r["image"] == str(tmp_path / "images" / "1.jpg")
+    assert load_aro(tmp_path / "att.json", "attribution")[0]["group"] == "red_blue"
+    (tmp_path / "bad.json").write_text("{not json")
+    with pytest.raises(ClipscopeError, match="not valid JSON"):
+        load_aro(tmp_path / "bad.json", "relation")
+
+
+def test_winoground_loader(tmp_path):
+    ex = {"id": 0, "caption_0": "an old person kisses a young person", "caption_1": "a young person kisses an old person",
+          "image_0": "ex_0_img_0", "image_1": "ex_0_img_1", "tag": "Object", "secondary_tag": ""}
+    (tmp_path / "examples.jsonl").write_text(json.dumps(ex) + "\n\n")
+    got = load_winoground(tmp_path)
+    assert len(got) == 1 and got[0]["images"][1] == str(tmp_path / "images" / "ex_0_img_1.png")
+    assert got[0]["captions"][0].startswith("an old") and got[0]["tag"] == "Object"
+    with pytest.raises(ClipscopeError, match="no examples.jsonl"):
+        load_winoground(tmp_path / "nowhere")
