@@ -260,6 +260,9 @@ class RayRanges:
     def __init__(self, path, *, num_shards: int | None = None, address: str | None = None, num_cpus: int | None = None):
         from clipscope.cache import Cache
 
+        if not Path(path).is_file():  # e.g. clipscope.from_arrays: held in this process's memory only
+            raise ClipscopeError(f"--engine ray reads the cache from its tasks, but {path} is not a file: "
+                                 "write it first (clipscope import) or use --engine local")
         self.ray = _import_ray()
         _init_ray(self.ray, address, num_cpus)
         self.path = str(Path(path).resolve())

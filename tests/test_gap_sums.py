@@ -115,3 +115,22 @@ def test_uniformity_from_row_readers_and_shards_equals_in_memory(name):
     for k in arrays:
         assert lazy[k]["value"] == pytest.approx(arrays[k]["value"], rel=1e-6), k
         assert lazy[k]["ci95"] == pytest.approx(arrays[k]["ci95"], rel=1e-6), k
+
+
+def test_ray_engine_needs_a_cache_file():
+    import clipscope
+    from clipscope.errors import ClipscopeError
+
+    I, T, pairs = layout("coco")
+    with pytest.raises(ClipscopeError, match="not a file"):
+        clipscope.run("gap", clipscope.from_arrays(I, T, pairs), engine="ray", plots=False)
+
+
+def test_gap_without_pairs_leaves_the_paired_metrics_out():
+    import clipscope
+
+    I, T, _ = layout("class_prompts")
+    r = clipscope.run("gap", clipscope.from_arrays(I, T, np.zeros((0, 2), np.int64)), bootstrap=20, plots=False)
+    assert set(r.metrics) == {"centroid_distance", "centroid_cosine", "cone_image", "cone_text", "linear_separability"}
+    assert r.metrics["centroid_distance"].value == pytest.approx(np.linalg.norm(I.astype(np.float64).mean(0) - T.mean(0)),
+                                                                 abs=1e-7)
