@@ -469,6 +469,11 @@ class RowReader:
             rows = self.index[rows]
         if rows.ndim != 1:
             raise TypeError("RowReader takes an index array or a slice")
+        if not len(rows):
+            return np.zeros((0, self.shape[1]), np.float32)
         uniq, inverse = np.unique(rows, return_inverse=True)  # h5py reads increasing indices
-        return self.cache._normalized(self.key, uniq)[inverse.ravel()] if len(uniq) else \
-            np.zeros((0, self.shape[1]), np.float32)
+        if uniq[-1] - uniq[0] + 1 == len(uniq):  # a contiguous run (a shard of 1:1 pairs): one slab read
+            out = self.cache._normalized(self.key, span=(int(uniq[0]), int(uniq[-1]) + 1))
+        else:
+            out = self.cache._normalized(self.key, uniq)
+        return out if np.array_equal(rows, uniq) else out[inverse.ravel()]

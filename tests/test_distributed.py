@@ -13,7 +13,7 @@ from clipscope import Cache
 from clipscope.distributed import plan_shards
 from conftest import REPO, make_image_folder
 
-import ray  # noqa: E402,F401  (the optional "distributed" extra; make test installs it)
+import ray  # noqa: E402  (the optional "distributed" extra; make test installs it)
 
 
 def test_plan_shards_on_batch_boundaries():
@@ -86,8 +86,6 @@ def test_sharded_cache_equals_single_process(tmp_path, monkeypatch):
                                  "--out", str(out / "ray"), "-q", *extra]) == 0
                     runs[command, name] = [json.loads((out / e / f"{command}.json").read_text()) for e in ("local", "ray")]
         finally:
-            import ray
-
             ray.shutdown()
     finally:
         subprocess.run([ray_bin, "stop", "--force"], env=env, capture_output=True, timeout=120)

@@ -134,3 +134,20 @@ def test_gap_without_pairs_leaves_the_paired_metrics_out():
     assert set(r.metrics) == {"centroid_distance", "centroid_cosine", "cone_image", "cone_text", "linear_separability"}
     assert r.metrics["centroid_distance"].value == pytest.approx(np.linalg.norm(I.astype(np.float64).mean(0) - T.mean(0)),
                                                                  abs=1e-7)
+
+
+def test_row_reader_reads_any_index_like_the_array(tmp_path):
+    from clipscope.cache import Cache
+    from clipscope.cli.main import main
+
+    rng = np.random.default_rng(3)
+    I, T = rng.normal(size=(40, 6)).astype(np.float32), rng.normal(size=(40, 6)).astype(np.float32)
+    np.save(tmp_path / "p.npy", np.stack([I, T]))
+    assert main(["import", "--pair-array", str(tmp_path / "p.npy"), "--out", str(tmp_path / "c.h5")]) == 0
+    with Cache.open(tmp_path / "c.h5") as cache:
+        full, reader = cache.normalized_image_embeddings(), cache.rows("image")
+        for idx in (np.array([5, 1, 1, 39]), np.arange(10, 20), np.array([], np.int64), slice(3, 30, 4)):
+            assert np.array_equal(reader[idx], full[idx])
+        sub = reader.take(np.array([7, 2, 9]))
+        assert len(sub) == 3 and np.array_equal(sub[[2, 0]], full[[9, 7]])
+        assert np.array_equal(cache.normalized_span("text", 4, 9), cache.normalized_text_embeddings()[4:9])

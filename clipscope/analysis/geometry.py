@@ -29,6 +29,8 @@ from clipscope.linalg import DEFAULT_BLOCK, column_sums, row_distances, row_dots
 from clipscope.pairing import Pairing
 
 RMG_MIN_DISTANCE = 1e-3
+
+
 def centroid_distance(I: np.ndarray, T: np.ndarray) -> float:
     """L2M, the modality gap: ``||mean(I) - mean(T)||`` (Liang et al. 2022; Schrodi et al. 2025)."""
     return float(np.linalg.norm(column_sums(I) / len(I) - column_sums(T) / len(T)))
