@@ -338,10 +338,13 @@ def test_newer_schema_cache_says_so(tmp_path, run_cli):
 
 def test_interrupt_says_how_to_resume(tmp_path):
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(REPO)}
-    # probes:4000: far more than can finish between the first commit and the signal, even on a loaded machine
+    # As at a terminal: SIGINT at its default disposition. A test run started as a background job
+    # (`cmd &` without job control, as CI runners may) inherits SIGINT ignored, and Python then
+    # installs no KeyboardInterrupt handler: the extraction would finish and exit 0.
     p = subprocess.Popen([sys.executable, "-m", "clipscope.cli.main", "extract", *TINY, "--data", "probes:4000",
                           "--batch-size", "4", "--out", str(tmp_path / "c.h5")], stdout=subprocess.PIPE,
-                         stderr=subprocess.PIPE, text=True, env=env)
+                         stderr=subprocess.PIPE, text=True, env=env,
+                         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.time() + 120
     while not (tmp_path / "c.h5.partial" / "image.json").exists():
         assert time.time() < deadline and p.poll() is None
