@@ -28,6 +28,7 @@ OPTIONS = {
     "robustness": ("corruptions", "severities", "templates", "ood_data", "max_images", "baseline", "jpeg_round_trip",
                    "frost_dir"),
     "drift": ("old_model", "old_pretrained", "new_model", "new_pretrained", "k", "top"),
+    "compose": ("benchmark", "images", "top_failures"),
 }
 
 
@@ -156,7 +157,7 @@ def run(command: str, cache=None, *, model: str | None = None, pretrained: str |
 
     Parameters
     ----------
-    command : "gap", "uniformity", "invert", "blindpairs", "robustness" or "drift".
+    command : "gap", "uniformity", "invert", "blindpairs", "robustness", "drift" or "compose".
     cache : a cache file (or, for drift, ``[old, new]``), or None to extract ``data`` with ``model``
         first into the content-keyed cache (reused by the next run).
     model, pretrained, weights : the encoder (see :func:`clipscope.models.load_encoder`).
@@ -469,10 +470,27 @@ def _drift(ctx: _Context, cache, *, old_model=None, old_pretrained=None, new_mod
                           figures=lambda plots, d: drift.figures(result, d, title, seed=ctx.seed, plots=plots))
 
 
+def _compose(ctx: _Context, cache, *, benchmark=(), images=None, top_failures=20) -> Report:
+    from clipscope.report import model_block
+    from clipscope.tasks import compose, title_of
+
+    if cache is not None:
+        raise UsageError("compose scores a model on benchmark files: give --model and --benchmark, not a cache")
+    benchmarks = compose.parse_benchmarks([benchmark] if isinstance(benchmark, str) else benchmark)
+    if not ctx.model:
+        raise UsageError("compose scores a model: give --model (and --pretrained)")
+    encoder = ctx.encoder()
+    result = compose.evaluate(encoder, benchmarks, images=images, batch_size=ctx.batch_size, top_failures=top_failures)
+    title = title_of(encoder.provenance, ", ".join(k for k, _ in benchmarks))
+    return ctx.report("compose", compose, result, model=model_block(encoder.provenance),
+                      data={"spec": "; ".join(f"{k}:{p}" for k, p in benchmarks), "counts": {}},
+                      figures=lambda plots, d: compose.figures(result, d, title, plots=plots))
+
+
 _RUNNERS = {
     "gap": lambda ctx, cache, **o: _geometry("gap", ctx, cache, **o),
     "uniformity": lambda ctx, cache, **o: _geometry("uniformity", ctx, cache, **o),
-    "invert": _invert, "blindpairs": _blindpairs, "robustness": _robustness, "drift": _drift,
+    "invert": _invert, "blindpairs": _blindpairs, "robustness": _robustness, "drift": _drift, "compose": _compose,
 }
 
 

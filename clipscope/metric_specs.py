@@ -98,6 +98,11 @@ SPECS: list[MetricSpec] = [
     MetricSpec(r"knn_overlap_(image|text)|raw_cosine_(image|text)", "drift",
                f"{CLIPSCOPE} (per-row agreement of the two releases)"),
     MetricSpec(r"(gap|paired_cosine)_(old|new|change)", "drift", MIND_THE_GAP),
+    MetricSpec(r"sugarcrepe_.+", "compose", "Hsieh et al. 2023, SugarCrepe (NeurIPS D&B); RAIVNLab/sugar-crepe main_eval.py"),
+    MetricSpec(r"aro_(relation|attribution)", "compose",
+               "Yuksekgonul et al. 2023, When and Why Vision-Language Models Behave like Bags-of-Words (ICLR); "
+               "mertyg/vision-language-models-are-bows aro_datasets.py"),
+    MetricSpec(r"winoground_(text|image|group)", "compose", "Thrush et al. 2022, Winoground (CVPR)"),
     MetricSpec(r"compat_.+", "drift", "Shen et al. 2020, Towards Backward-Compatible Representation Learning (CVPR)"),
 ]
 _COMPILED = [(re.compile(spec.pattern), spec) for spec in SPECS]

@@ -103,3 +103,107 @@ def test_winoground_loader(tmp_path):
     assert got[0]["captions"][0].startswith("an old") and got[0]["tag"] == "Object"
     with pytest.raises(ClipscopeError, match="no examples.jsonl"):
         load_winoground(tmp_path / "nowhere")
+
+
+def _fixture_benchmarks(root):
+    """Small files in each format, with images shared across cases (to test encoding once)."""
+    from conftest import save_image
+
+    imgs = root / "val2017"
+    for k in range(4):
+        save_image(imgs / f"{k}.jpg", seed=k, size=(48, 40))
+    sc = root / "sugarcrepe"
+    sc.mkdir()
+    words = ["red", "blue", "green", "round", "square"]
+    for subset, keys in (("replace_obj", ("0", "3", "9")), ("swap_att", ("1", "2"))):
+        cases = {key: {"filename": f"{int(key) % 4}.jpg", "caption": f"a {words[int(key) % 5]} circle",
+                       "negative_caption": f"a {words[(int(key) + 1) % 5]} square"} for key in keys}
+        (sc / f"{subset}.json").write_text(json.dumps(cases))
+    aro = root / "aro"
+    aro.mkdir()
+    (aro / "images").mkdir()
+    for k in range(2):
+        save_image(aro / "images" / f"{k}.jpg", seed=10 + k, size=(64, 64))
+    rel = [{"image_path": f"{k % 2}.jpg", "bbox_x": 4, "bbox_y": 4, "bbox_w": 40, "bbox_h": 30,
+            "true_caption": f"the cup is {r} the table", "false_caption": f"the table is {r} the cup", "relation_name": r}
+           for k, r in enumerate(["on", "under", "on", "behind"])]
+    (aro / "rel.json").write_text(json.dumps(rel))
+    wg = root / "winoground"
+    (wg / "images").mkdir(parents=True)
+    lines = []
+    for k in range(3):
+        for i in (0, 1):
+            save_image(wg / "images" / f"ex_{k}_img_{i}.png", seed=20 + 2 * k + i, fmt="PNG")
+        lines.append(json.dumps({"id": k, "caption_0": f"a dog left of a cat {k}", "caption_1": f"a cat left of a dog {k}",
+                                 "image_0": f"ex_{k}_img_0", "image_1": f"ex_{k}_img_1", "tag": "Relation" if k else "Object",
+                                 "secondary_tag": ""}))
+    (wg / "examples.jsonl").write_text("\n".join(lines))
+    return imgs, sc, aro / "rel.json", wg
+
+
+def test_compose_scores_each_benchmark_as_its_reference_with_one_encoding_per_item(tmp_path):
+    import torch
+
+    import clipscope
+    from clipscope.data import open_image_file
+    from clipscope.linalg import l2_normalize
+    from clipscope.models import load_encoder
+
+    imgs, sc, rel, wg = _fixture_benchmarks(tmp_path)
+    r = clipscope.run("compose", model="clipscope-tiny", benchmark=[f"sugarcrepe:{sc}", f"aro-relation:{rel}",
+                                                                    f"winoground:{wg}"], images=imgs, plots=False)
+    enc = load_encoder("clipscope-tiny", device="cpu")
+
+    def image(path, box=None):
+        im = open_image_file(path)
+        return l2_normalize(enc.encode_images(torch.stack([enc.preprocess(im.crop(box) if box else im)])).numpy())[0]
+
+    def text(t):
+        return l2_normalize(enc.encode_texts([t]).numpy())[0]
+
+    for subset in ("replace_obj", "swap_att"):  # the reference's loop over the cases, transcribed
+        cases = json.loads((sc / f"{subset}.json").read_text())
+        want = ref.sugarcrepe_evaluate({subset: [(float(image(imgs / c["filename"]) @ text(c["caption"])),
+                                                  float(image(imgs / c["filename"]) @ text(c["negative_caption"])))
+                                                 for c in cases.values()]})[subset]
+        assert r.metrics[f"sugarcrepe_{subset}"].value == pytest.approx(want)
+        lo, hi = r.metrics[f"sugarcrepe_{subset}"].ci95
+        assert lo <= want <= hi
+    cases = json.loads(rel.read_text())
+    scores = np.array([[[image(rel.parent / "images" / c["image_path"],
+                                (c["bbox_x"], c["bbox_y"], c["bbox_x"] + c["bbox_w"], c["bbox_y"] + c["bbox_h"])) @ text(t)
+                          for t in (c["false_caption"], c["true_caption"])]] for c in cases])
+    want = ref.aro_vg_relation(scores, [c["relation_name"] for c in cases], c.ARO_SYMMETRIC_RELATIONS)
+    assert r.metrics["aro_relation"].value == pytest.approx(want)
+    exs = [json.loads(line) for line in (wg / "examples.jsonl").read_text().splitlines()]
+    group = np.mean([ref.winoground_group_correct({f"c{ci}_i{ii}": float(text(e[f"caption_{ci}"]) @ image(
+        wg / "images" / f"{e[f'image_{ii}']}.png")) for ci in (0, 1) for ii in (0, 1)}) for e in exs])
+    assert r.metrics["winoground_group"].value == pytest.approx(group)
+    # every unique image and caption encoded once: 4 COCO + 2 ARO + 6 Winoground images
+    captions = {c[k] for s in ("replace_obj", "swap_att") for c in json.loads((sc / f"{s}.json").read_text()).values()
+                for k in ("caption", "negative_caption")}
+    captions |= {c[k] for c in cases for k in ("false_caption", "true_caption")}  # "on" twice: its captions once
+    captions |= {e[f"caption_{i}"] for e in exs for i in (0, 1)}
+    d = r.to_dict()
+    assert d["data"]["counts"]["unique_images"] == 12 and d["data"]["counts"]["unique_captions"] == len(captions) == 22
+    assert d["data"]["counts"]["cases"] == 5 + 4 + 3
+    assert any("encoded once" in n for n in r.notes)
+
+
+def test_compose_cli_errors_and_outputs(run_cli, tmp_path):
+    imgs, sc, rel, wg = _fixture_benchmarks(tmp_path)
+    code, _, err = run_cli("compose", "--model", "clipscope-tiny", "--benchmark", f"sugarcrepe:{sc}", "--out", tmp_path / "x")
+    assert code == 2 and "--images" in err
+    code, _, err = run_cli("compose", "--model", "clipscope-tiny", "--benchmark", f"bogus:{sc}", "--out", tmp_path / "x")
+    assert code == 2 and "NAME:PATH" in err
+    code, _, err = run_cli("compose", "--model", "clipscope-tiny", "--benchmark", f"winoground:{tmp_path}", "--out", tmp_path / "x")
+    assert code == 1 and "no examples.jsonl" in err
+    code, out, err = run_cli("compose", "--model", "clipscope-tiny", "--benchmark", f"winoground:{wg}",
+                             "--benchmark", f"aro-relation:{rel}", "--out", tmp_path / "run", "-q")
+    assert code == 0, err
+    rep = json.loads((tmp_path / "run" / "compose.json").read_text())
+    assert rep["command"] == "compose" and rep["model"]["pretrained"]
+    assert {"winoground_text", "winoground_image", "winoground_group", "aro_relation"} <= set(rep["metrics"])
+    assert (tmp_path / "run" / "compose_winoground.png").exists() and (tmp_path / "run" / "compose_aro_relation.png").exists()
+    cats = {(row["benchmark"], row["category"]) for row in rep["tables"]["categories"]}
+    assert ("winoground", "Object") in cats and ("aro-relation", "under") in cats

@@ -47,6 +47,11 @@ OUTPUTS = {
              "per modality, `gap_old`, `gap_new`, `gap_change`, `paired_cosine_*`, "
              "`compat_new_text_old_image_recall@k`, `compat_old_text_new_image_recall@k`; tables `most_moved_*`, "
              "`drift_distribution_*`) and PNGs `drift_rows.png`, `drift_knn_overlap.png`, `drift_projection.png`.",
+    "compose": "`compose.json` (metrics `sugarcrepe_<subset>` and `sugarcrepe_<family>`, `aro_relation`, "
+               "`aro_attribution`, `winoground_text`, `winoground_image`, `winoground_group`; tables `categories` "
+               "(objects with `benchmark`, `category`, `accuracy`, `n`, `ties`) and `hardest_failures`; counts of "
+               "cases, unique images and captions, encoder calls) and one PNG per benchmark, "
+               "`compose_<benchmark>.png`.",
     "report": "A self-contained HTML file (plots embedded; every string from data escaped).",
     "compare": "A per-metric table (text, markdown or JSON) on stdout. Exit 3 when anything regressed, 0 otherwise, "
                "1 on unreadable or incompatible reports.",
@@ -72,7 +77,8 @@ def page(name: str, cmd: click.Command) -> str:
     for p in cmd.params:
         if isinstance(p, click.Option):
             names = ", ".join(f"`{o}`" for o in p.opts + p.secondary_opts)
-            default = "" if p.default is None or p.default is False or p.default == () or p.is_flag else f" (default: `{p.default}`)"
+            unset = p.default is None or p.default is False or p.default == () or p.is_flag or "UNSET" in str(p.default)
+            default = "" if unset else f" (default: `{p.default}`)"  # click 8.3 marks a missing default UNSET
             meaning = (p.help or "") + default
             if isinstance(p.type, click.Choice):
                 meaning += f" One of {', '.join(f'`{c}`' for c in p.type.choices)}."

@@ -30,6 +30,7 @@ COMMANDS = {
     "blindpairs": ("clipscope.cli.blindpairs_cmd:blindpairs_cmd", "Mine CLIP-blind pairs; score MMVP-style pair benchmarks."),
     "robustness": ("clipscope.cli.robustness_cmd:robustness_cmd", "Corruptions, accuracy drop, drift, calibration, OOD."),
     "drift": ("clipscope.cli.drift_cmd:drift_cmd", "How far the space moved between two model releases."),
+    "compose": ("clipscope.cli.compose_cmd:compose_cmd", "Compositional benchmarks: SugarCrepe, ARO, Winoground."),
     "report": ("clipscope.cli.report_cmds:report_cmd", "One self-contained HTML report of a run folder."),
     "compare": ("clipscope.cli.report_cmds:compare_cmd", "Compare two reports; exit 3 on a regression."),
     "check": ("clipscope.cli.report_cmds:check_cmd", "Run a declared suite and gate it; exit 3 on a regression."),

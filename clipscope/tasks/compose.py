@@ -1,0 +1,197 @@
+"""`compose`: compositional understanding benchmarks scored with a live model.
+
+Each benchmark is read from local files (:mod:`clipscope.data.compose_benchmarks`) and scored
+by its reference's rule (:mod:`clipscope.analysis.compose`). Every unique caption and every
+unique image (with its crop) is encoded once across all benchmarks of a run; the report counts
+the encoder calls.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from clipscope.analysis import compose as rules
+from clipscope.analysis import metric
+from clipscope.analysis.geometry import wilson_interval
+from clipscope.errors import ClipscopeError, UsageError
+from clipscope.linalg import l2_normalize
+from clipscope.tasks import TaskResult
+
+KINDS = ("sugarcrepe", "aro-relation", "aro-attribution", "winoground")
+CHANCE = {"sugarcrepe": 0.5, "aro": 0.5, "winoground_text": 0.25, "winoground_image": 0.25,
+          "winoground_group": 1 / 6}
+
+
+def parse_benchmarks(specs) -> list[tuple[str, str]]:
+    """``NAME:PATH`` specs into (kind, path) pairs."""
+    out = []
+    for spec in specs:
+        kind, sep, path = str(spec).partition(":")
+        if not sep or kind not in KINDS or not path:
+            raise UsageError(f"--benchmark {spec}: expected NAME:PATH with NAME one of {', '.join(KINDS)}")
+        out.append((kind, path))
+    if not out:
+        raise UsageError("give at least one --benchmark NAME:PATH")
+    return out
+
+
+class _Encoded:
+    """Embeddings of unique captions and images (path and crop box), each encoded once."""
+
+    def __init__(self, encoder, batch_size: int):
+        self.encoder, self.batch_size = encoder, batch_size
+        self.text, self.image = {}, {}
+        self.calls = {"text_batches": 0, "image_batches": 0}
+
+    def texts(self, captions: list[str]) -> np.ndarray:
+        new = list(dict.fromkeys(c for c in captions if c not in self.text))
+        for i in range(0, len(new), self.batch_size):
+            batch = new[i:i + self.batch_size]
+            self.text.update(zip(batch, l2_normalize(self.encoder.encode_texts(batch).numpy())))
+            self.calls["text_batches"] += 1
+        return np.stack([self.text[c] for c in captions])
+
+    def images(self, keys: list[tuple]) -> np.ndarray:
+        import torch
+
+        from clipscope.data import open_image_file
+
+        new = list(dict.fromkeys(k for k in keys if k not in self.image))
+        for i in range(0, len(new), self.batch_size):
+            batch = new[i:i + self.batch_size]
+            pixels = []
+            for path, box in batch:
+                try:
+                    im = open_image_file(path)
+                except (OSError, ValueError) as e:
+                    raise ClipscopeError(f"compose: cannot read image {path} ({e}); check --images or the "
+                                         "benchmark's image folder") from None
+                pixels.append(self.encoder.preprocess(im.crop(box) if box is not None else im))
+            self.image.update(zip(batch, l2_normalize(self.encoder.encode_images(torch.stack(pixels)).numpy())))
+            self.calls["image_batches"] += 1
+        return np.stack([self.image[k] for k in keys])
+
+
+def _option_scores(enc: _Encoded, cases: list[dict], image_key, options) -> np.ndarray:
+    """(cases x options) cosines of each case's image with its caption options."""
+    img = enc.images([image_key(c) for c in cases])
+    opts = [options(c) for c in cases]
+    k = len(opts[0])
+    txt = enc.texts([t for o in opts for t in o]).reshape(len(cases), k, -1)
+    return np.einsum("nd,nkd->nk", img, txt)
+
+
+def _accuracy_metric(correct: np.ndarray, description: str, chance: float) -> dict:
+    acc = float(np.mean(correct)) if len(correct) else float("nan")
+    return metric(acc, higher_is_better=True, description=f"{description} (chance {chance:.3g})",
+                  ci95=wilson_interval(acc, len(correct)), n=int(len(correct)))
+
+
+def evaluate(encoder, benchmarks, *, images=None, batch_size: int = 64, top_failures: int = 20) -> TaskResult:
+    """Score ``benchmarks`` ((kind, path) pairs, see :func:`parse_benchmarks`) with ``encoder``.
+    ``images``: SugarCrepe's COCO val2017 folder (its files name images only by file name)."""
+    from clipscope.data.compose_benchmarks import load_aro, load_sugarcrepe, load_winoground
+
+    enc = _Encoded(encoder, batch_size)
+    metrics, categories, failures, notes = {}, [], [], []
+    n_cases = 0
+
+    def record(kind, category, correct, scores, captions, image):
+        categories.append({"benchmark": kind, "category": category, "accuracy": float(np.mean(correct)),
+                           "n": int(len(correct)), "ties": int(rules.ties(scores).sum())})
+        for k in np.flatnonzero(~correct):
+            chosen = int(np.argmax(scores[k]))
+            failures.append({"benchmark": kind, "category": category, "image": image[k],
+                             "caption": captions[k][0], "chosen": captions[k][1][chosen],
+                             "margin": float(scores[k][chosen] - scores[k][captions[k][2]])})
+
+    for kind, path in benchmarks:
+        if kind == "sugarcrepe":
+            if images is None:
+                raise UsageError("sugarcrepe names its images by file name only: give --images COCO_VAL2017_DIR")
+            subsets = load_sugarcrepe(path, images)
+            accs = {}
+            for subset, cases in subsets.items():
+                s = _option_scores(enc, cases, lambda c: (c["image"], None), lambda c: [c["negative"], c["positive"]])
+                correct = rules.sugarcrepe_correct(s[:, 1], s[:, 0])
+                metrics[f"sugarcrepe_{subset}"] = _accuracy_metric(
+                    correct, f"SugarCrepe {subset}: positive caption scores above the negative (a tie is wrong)",
+                    CHANCE["sugarcrepe"])
+                accs[subset] = metrics[f"sugarcrepe_{subset}"]["value"]
+                record(kind, subset, correct, s, [(c["positive"], [c["negative"], c["positive"]], 1) for c in cases],
+                       [c["image"] for c in cases])
+                n_cases += len(cases)
+            for family, acc in rules.sugarcrepe_families(accs).items():
+                metrics[f"sugarcrepe_{family}"] = metric(acc, higher_is_better=True,
+                                                         description=f"SugarCrepe {family}: mean of its subsets' accuracies")
+        elif kind in ("aro-relation", "aro-attribution"):
+            which = kind.split("-")[1]
+            cases = load_aro(path, which)
+            s = _option_scores(enc, cases, lambda c: (c["image"], c["box"]), lambda c: c["options"])
+            correct = rules.aro_binary_correct(s)
+            groups = [c["group"] for c in cases]
+            agg = rules.aro_relation_accuracy(correct, groups) if which == "relation" else \
+                rules.aro_attribution_accuracy(correct, groups)
+            rule = ("relations, without the reference's symmetric ones" if which == "relation"
+                    else f"attribute pairs with >= {rules.ARO_MIN_ATTRIBUTE_CASES} cases")
+            metrics[f"aro_{which}"] = metric(agg["macro"], higher_is_better=True, groups=agg["groups"],
+                                             description=f"ARO VG-{which.title()}: macro accuracy over {rule}; the "
+                                                         f"true caption must win the argmax (a tie is wrong; chance 0.5)")
+            for group, (acc, n) in sorted(agg["per_group"].items()):
+                mask = np.array(groups) == group
+                categories.append({"benchmark": kind, "category": group, "accuracy": acc, "n": n,
+                                   "ties": int(rules.ties(s[mask]).sum())})
+            for k in np.flatnonzero(~correct):
+                failures.append({"benchmark": kind, "category": groups[k], "image": cases[k]["image"],
+                                 "caption": cases[k]["options"][1], "chosen": cases[k]["options"][0],
+                                 "margin": float(s[k, 0] - s[k, 1])})
+            if agg["groups"] == 0:
+                notes.append(f"aro_{which}: no group qualifies ({rule})")
+            n_cases += len(cases)
+        else:  # winoground
+            cases = load_winoground(path)
+            img = enc.images([(p, None) for c in cases for p in c["images"]]).reshape(len(cases), 2, -1)
+            txt = enc.texts([t for c in cases for t in c["captions"]]).reshape(len(cases), 2, -1)
+            S = np.einsum("ncd,nid->nci", txt, img)  # S[k, caption, image]
+            res = rules.winoground_scores(S)
+            for score in ("text", "image", "group"):
+                metrics[f"winoground_{score}"] = _accuracy_metric(
+                    res[score], f"Winoground {score} score (strict >)", CHANCE[f"winoground_{score}"])
+            tags = [c["tag"] or "untagged" for c in cases]
+            for tag in sorted(set(tags)):
+                mask = np.array(tags) == tag
+                categories.append({"benchmark": kind, "category": tag, "accuracy": float(res["group"][mask].mean()),
+                                   "n": int(mask.sum()), "ties": int((S[mask, :, 0] == S[mask, :, 1]).any(1).sum())})
+            n_cases += len(cases)
+    failures.sort(key=lambda r: -r["margin"])
+    calls = enc.calls["text_batches"] + enc.calls["image_batches"]
+    notes.append(f"{n_cases} cases: {len(enc.image)} unique images and {len(enc.text)} unique captions, each encoded "
+                 f"once ({calls} encoder calls of up to {batch_size})")
+    notes.append("ci95: Wilson intervals over cases; macro accuracies (families, ARO) have none")
+    return TaskResult(metrics, {"categories": categories, "hardest_failures": failures[:top_failures]}, notes,
+                      config={"benchmarks": [f"{k}:{p}" for k, p in benchmarks], "top_failures": top_failures},
+                      counts={"cases": n_cases, "unique_images": len(enc.image), "unique_captions": len(enc.text),
+                              "encoder_calls": calls},
+                      plot_data={"categories": categories})
+
+
+def figures(result: TaskResult, out_dir: Path, title: str, *, plots=None, **_) -> dict:
+    """One bar chart of category accuracies per benchmark."""
+    from clipscope.report import plots as plotting
+
+    plots = plots or plotting
+    out = {}
+    by_kind: dict[str, dict] = {}
+    for row in result.plot_data["categories"]:
+        by_kind.setdefault(row["benchmark"], {})[row["category"]] = row["accuracy"]
+    for kind, values in by_kind.items():
+        name = f"compose_{kind.replace('-', '_')}.png"
+        out[kind] = plots.bars(values, out_dir / name, title=f"{kind}: accuracy per category: {title}",
+                               ylabel="accuracy")
+    return {k: Path(v).name for k, v in out.items()}
+
+
+SUMMARY = ("sugarcrepe_replace", "sugarcrepe_swap", "sugarcrepe_add", "aro_relation", "aro_attribution",
+           "winoground_text", "winoground_image", "winoground_group")
