@@ -28,7 +28,7 @@ OPTIONS = {
     "robustness": ("corruptions", "severities", "templates", "ood_data", "max_images", "baseline", "jpeg_round_trip",
                    "frost_dir"),
     "drift": ("old_model", "old_pretrained", "new_model", "new_pretrained", "k", "top"),
-    "compose": ("benchmark", "images", "top_failures"),
+    "compose": ("benchmark", "images", "captions", "top_failures"),
 }
 
 
@@ -470,7 +470,7 @@ def _drift(ctx: _Context, cache, *, old_model=None, old_pretrained=None, new_mod
                           figures=lambda plots, d: drift.figures(result, d, title, seed=ctx.seed, plots=plots))
 
 
-def _compose(ctx: _Context, cache, *, benchmark=(), images=None, top_failures=20) -> Report:
+def _compose(ctx: _Context, cache, *, benchmark=(), images=None, captions=None, top_failures=20) -> Report:
     from clipscope.report import model_block
     from clipscope.tasks import compose, title_of
 
@@ -479,8 +479,15 @@ def _compose(ctx: _Context, cache, *, benchmark=(), images=None, top_failures=20
     benchmarks = compose.parse_benchmarks([benchmark] if isinstance(benchmark, str) else benchmark)
     if not ctx.model:
         raise UsageError("compose scores a model: give --model (and --pretrained)")
+    lines = None
+    if captions is not None:  # a plain text file, one caption per line, for the text-side diagnostics
+        try:
+            lines = [t.strip() for t in Path(captions).read_text(encoding="utf-8").splitlines() if t.strip()]
+        except (OSError, UnicodeDecodeError) as e:
+            raise ClipscopeError(f"--captions {captions}: cannot read it as UTF-8 text ({e})") from None
     encoder = ctx.encoder()
-    result = compose.evaluate(encoder, benchmarks, images=images, batch_size=ctx.batch_size, top_failures=top_failures)
+    result = compose.evaluate(encoder, benchmarks, images=images, captions=lines, batch_size=ctx.batch_size,
+                              top_failures=top_failures, seed=ctx.seed)
     title = title_of(encoder.provenance, ", ".join(k for k, _ in benchmarks))
     return ctx.report("compose", compose, result, model=model_block(encoder.provenance),
                       data={"spec": "; ".join(f"{k}:{p}" for k, p in benchmarks), "counts": {}},
@@ -497,7 +504,7 @@ _RUNNERS = {
 def demo(out="demo-out", *, device: str = "auto", overwrite: bool = False, progress: bool = False, log=None) -> Path:
     """The offline end-to-end run on the bundled tiny model and the procedural probes: extract,
     gap, uniformity, a small OTI, blind pairs on the probe benchmark, robustness on five
-    corruptions, and the HTML report. Returns the report's path. ``log(step, seconds)`` is
+    corruptions, compositional probes (binding, spatial, counting, word order), and the HTML report. Returns the report's path. ``log(step, seconds)`` is
     called after each step."""
     import shutil
     import time
@@ -525,6 +532,8 @@ def demo(out="demo-out", *, device: str = "auto", overwrite: bool = False, progr
         ("robustness", lambda: run("robustness", model="clipscope-tiny", data="probes:64:1", workers=0,
                                    corruptions="gaussian_noise,defocus_blur,fog,contrast,jpeg_compression",
                                    severities="1,3,5", device=device, progress=progress).save(out / "robustness")),
+        ("compose", lambda: run("compose", model="clipscope-tiny", benchmark="probes:32", device=device,
+                                progress=progress).save(out / "compose")),
     ]
     for name, step in steps:
         t0 = time.time()

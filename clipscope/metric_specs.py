@@ -103,6 +103,10 @@ SPECS: list[MetricSpec] = [
                "Yuksekgonul et al. 2023, When and Why Vision-Language Models Behave like Bags-of-Words (ICLR); "
                "mertyg/vision-language-models-are-bows aro_datasets.py"),
     MetricSpec(r"winoground_(text|image|group)", "compose", "Thrush et al. 2022, Winoground (CVPR)"),
+    MetricSpec(r"probe_(binding|spatial|counting|word_order)", "compose",
+               f"{CLIPSCOPE} (procedural two-object probes; hard negatives as in SugarCrepe and ARO)"),
+    MetricSpec(r"text_negative_collapse|text_order_cosine", "compose",
+               f"{CLIPSCOPE} (text-side diagnostics; word order perturbed with ARO's shuffle_trigrams)"),
     MetricSpec(r"compat_.+", "drift", "Shen et al. 2020, Towards Backward-Compatible Representation Learning (CVPR)"),
 ]
 _COMPILED = [(re.compile(spec.pattern), spec) for spec in SPECS]

@@ -207,3 +207,46 @@ def test_compose_cli_errors_and_outputs(run_cli, tmp_path):
     assert (tmp_path / "run" / "compose_winoground.png").exists() and (tmp_path / "run" / "compose_aro_relation.png").exists()
     cats = {(row["benchmark"], row["category"]) for row in rep["tables"]["categories"]}
     assert ("winoground", "Object") in cats and ("aro-relation", "under") in cats
+
+
+def test_probes_share_every_word_with_their_negatives_and_are_seeded():
+    from clipscope.data.probes import COMPOSE_KINDS, compose_probe, reorder_trigrams, shuffle_trigrams
+
+    probes = [compose_probe(0, i) for i in range(16)]
+    assert [p["kind"] for p in probes[:4]] == list(COMPOSE_KINDS)
+    for p in probes:
+        neg, pos = p["options"]
+        lemmas = lambda t: sorted(w.rstrip("s") for w in t.split())  # noqa: E731 (counting: nouns agree in number)
+        assert neg != pos and lemmas(neg) == lemmas(pos)  # the same words, recombined
+    again = compose_probe(0, 5)
+    assert again["options"] == probes[5]["options"] and np.array_equal(np.asarray(again["image"]), np.asarray(probes[5]["image"]))
+    words = "a b c d e f g".split()
+    out = shuffle_trigrams(words, np.random.default_rng(1))
+    assert sorted(out) == sorted(words)
+    chunks = {" ".join(words[i:i + 3]) for i in range(0, 7, 3)}  # trigrams move whole
+    assert any(" ".join(out[i:i + len(ch.split())]) in chunks for i in range(len(out)) for ch in chunks)
+    assert reorder_trigrams("a b c", np.random.default_rng(0)) == "a b c"  # one trigram: nothing to reorder
+
+
+def test_compose_probes_and_text_side_diagnostics(tmp_path):
+    import clipscope
+    from clipscope.linalg import l2_normalize
+    from clipscope.models import load_encoder
+
+    (tmp_path / "caps.txt").write_text("a red circle on the left of the picture\n\nshort one\n")
+    r = clipscope.run("compose", model="clipscope-tiny", benchmark="probes:8", captions=tmp_path / "caps.txt", plots=False)
+    kinds = ("binding", "spatial", "counting", "word_order")
+    assert all(r.metrics[f"probe_{k}"].ci95 is not None for k in kinds)
+    cats = {row["category"]: row for row in r.to_dict()["tables"]["categories"]}
+    assert all(cats[k]["n"] == 8 for k in kinds)
+    for k in kinds:
+        assert r.metrics[f"probe_{k}"].value == pytest.approx(cats[k]["accuracy"])
+    # the collapse share recomputed from the encoder's text embeddings of the probes' captions
+    from clipscope.data.probes import compose_probe
+
+    enc = load_encoder("clipscope-tiny", device="cpu")
+    opts = [compose_probe(0, i)["options"] for i in range(32)]
+    neg = l2_normalize(enc.encode_texts([o[0] for o in opts]).numpy())
+    pos = l2_normalize(enc.encode_texts([o[1] for o in opts]).numpy())
+    assert r.metrics["text_negative_collapse"].value == pytest.approx(float(((neg * pos).sum(1) > 0.99).mean()))
+    assert 0 < r.metrics["text_order_cosine"].value <= 1 and r.to_dict()["config"]["extra_captions"] == 2

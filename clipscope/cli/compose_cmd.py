@@ -11,19 +11,24 @@ from clipscope.cli.options import model_options, output_options, run_and_write
 @model_options
 @output_options
 @click.option("--benchmark", "benchmark", multiple=True, required=True, metavar="NAME:PATH",
-              help="Repeatable: sugarcrepe:DATA_DIR, aro-relation:FILE, aro-attribution:FILE, winoground:DIR.")
+              help="Repeatable: sugarcrepe:DATA_DIR, aro-relation:FILE, aro-attribution:FILE, winoground:DIR, or "
+                   "probes[:N] (built-in two-object scenes, N per kind; offline).")
 @click.option("--images", default=None, type=click.Path(file_okay=False), help="COCO val2017 folder (SugarCrepe's images).")
+@click.option("--captions", default=None, type=click.Path(dir_okay=False),
+              help="A text file of captions (one per line) for the text-side diagnostics.")
 @click.option("--top-failures", default=20, show_default=True, type=click.IntRange(0), help="Rows of the hardest-failures table.")
-def compose_cmd(benchmark, images, top_failures, **opts):
+def compose_cmd(benchmark, images, captions, top_failures, **opts):
     """Compositional understanding: how often the model prefers the right caption over one with
     the same words recombined (SugarCrepe, ARO VG-Relation / VG-Attribution, Winoground), each
     scored with its reference's rule, ties included. Files are read locally, never downloaded.
 
     \b
     Examples:
+      clipscope compose --model clipscope-tiny --benchmark probes --out runs/compose
       clipscope compose --model ViT-B-32 --pretrained openai --benchmark sugarcrepe:sugar-crepe/data \\
           --images coco/val2017 --out runs/compose
       clipscope compose --model ViT-B-32 --pretrained openai --benchmark winoground:winoground \\
           --benchmark aro-relation:aro/visual_genome_relation.json --out runs/compose
     """
-    run_and_write("compose", None, opts, benchmark=benchmark, images=images, top_failures=top_failures)
+    run_and_write("compose", None, opts, benchmark=benchmark, images=images, captions=captions,
+                  top_failures=top_failures)

@@ -203,3 +203,71 @@ def pair_probes(n_pairs: int = 70, seed: int = 0):
             "statements": (a.caption, b.caption),
             "ids": (f"pair{i:04d}a", f"pair{i:04d}b"),
         }
+
+
+# --------------------------------------------------------------------------- compositional probes
+
+COMPOSE_KINDS = ("binding", "spatial", "counting", "word_order")
+_NUMBER = {1: "one", 2: "two"}
+
+
+def _plural(shape: str, n: int) -> str:
+    return shape if n == 1 else shape + "s"
+
+
+def shuffle_trigrams(words: list[str], rng: np.random.Generator) -> list[str]:
+    """ARO's ``shuffle_trigrams``: cut the words into consecutive trigrams (the last may be
+    shorter) and shuffle their order, seeded (the reference uses the global ``random``)."""
+    trigrams = [words[i:i + 3] for i in range(0, len(words), 3)]
+    return [w for k in rng.permutation(len(trigrams)) for w in trigrams[k]]
+
+
+def shuffle_within_trigrams(words: list[str], rng: np.random.Generator) -> list[str]:
+    """ARO's ``shuffle_within_trigrams``: shuffle the words inside each consecutive trigram."""
+    return [w for i in range(0, len(words), 3) for w in rng.permutation(words[i:i + 3]).tolist()]
+
+
+def reorder_trigrams(text: str, rng: np.random.Generator, tries: int = 20) -> str:
+    """``text`` with its word trigrams shuffled (:func:`shuffle_trigrams`), redrawn until the
+    order changes (a text of one trigram comes back as it is)."""
+    words = text.split()
+    for _ in range(tries):
+        out = " ".join(shuffle_trigrams(words, rng))
+        if out != text:
+            return out
+    return text
+
+
+def compose_probe(seed: int, index: int) -> dict:
+    """Compositional probe ``index``: a two-object scene (one group of objects in each half) and
+    a [negative, positive] caption pair whose negative shares every word of the positive.
+
+    Kinds cycle through :data:`COMPOSE_KINDS`: attribute binding (colours swapped between the
+    shapes), spatial relation (left/right swapped), counting (counts swapped; the nouns agree
+    in number) and word order (the positive with its trigrams shuffled).
+    """
+    rng = np.random.default_rng([seed, index, 3])
+    kind = COMPOSE_KINDS[index % len(COMPOSE_KINDS)]
+    shape_a, shape_b = (str(s) for s in rng.choice(["circle", "square", "triangle"], 2, replace=False))
+    colour_a, colour_b = (str(c) for c in rng.choice(list(COLOURS), 2, replace=False))
+    n_a, n_b = (1, 2) if kind == "counting" and rng.random() < 0.5 else ((2, 1) if kind == "counting" else (1, 1))
+    left = Scene(shape_a, colour_a, n_a, "large", "left", "plain")
+    right = Scene(shape_b, colour_b, n_b, "large", "right", "plain")
+    if kind == "binding":
+        pos = f"a {colour_a} {shape_a} and a {colour_b} {shape_b}"
+        neg = f"a {colour_b} {shape_a} and a {colour_a} {shape_b}"
+    elif kind == "spatial":
+        pos, neg = f"a {shape_a} to the left of a {shape_b}", f"a {shape_b} to the left of a {shape_a}"
+    elif kind == "counting":
+        pos = f"{_NUMBER[n_a]} {_plural(shape_a, n_a)} and {_NUMBER[n_b]} {_plural(shape_b, n_b)}"
+        neg = f"{_NUMBER[n_b]} {_plural(shape_a, n_b)} and {_NUMBER[n_a]} {_plural(shape_b, n_a)}"
+    else:
+        pos = f"a {colour_a} {shape_a} on the left and a {colour_b} {shape_b} on the right"
+        neg = reorder_trigrams(pos, rng)
+    # Both halves come from renders with the same seed and index: the same background.
+    a = render(left, seed=seed, index=20_000_000 + index)
+    b = render(right, seed=seed, index=20_000_000 + index)
+    half = a.width // 2
+    img = a.copy()
+    img.paste(b.crop((half, 0, b.width, b.height)), (half, 0))
+    return {"kind": kind, "image": img, "options": [neg, pos], "id": f"compose{index:04d}"}

@@ -19,9 +19,11 @@ from clipscope.errors import ClipscopeError, UsageError
 from clipscope.linalg import l2_normalize
 from clipscope.tasks import TaskResult
 
-KINDS = ("sugarcrepe", "aro-relation", "aro-attribution", "winoground")
+KINDS = ("sugarcrepe", "aro-relation", "aro-attribution", "winoground", "probes")
 CHANCE = {"sugarcrepe": 0.5, "aro": 0.5, "winoground_text": 0.25, "winoground_image": 0.25,
-          "winoground_group": 1 / 6}
+          "winoground_group": 1 / 6, "probes": 0.5}
+DEFAULT_PROBES = 64  # per kind
+COLLAPSE_COSINE = 0.99
 
 
 def parse_benchmarks(specs) -> list[tuple[str, str]]:
@@ -29,8 +31,14 @@ def parse_benchmarks(specs) -> list[tuple[str, str]]:
     out = []
     for spec in specs:
         kind, sep, path = str(spec).partition(":")
+        if kind == "probes":  # built in: probes[:N per kind]
+            if path and not path.isdigit():
+                raise UsageError(f"--benchmark {spec}: probes takes a number of cases per kind, e.g. probes:64")
+            out.append((kind, path or str(DEFAULT_PROBES)))
+            continue
         if not sep or kind not in KINDS or not path:
-            raise UsageError(f"--benchmark {spec}: expected NAME:PATH with NAME one of {', '.join(KINDS)}")
+            raise UsageError(f"--benchmark {spec}: expected NAME:PATH with NAME one of {', '.join(KINDS)}, "
+                             "or probes[:N]")
         out.append((kind, path))
     if not out:
         raise UsageError("give at least one --benchmark NAME:PATH")
@@ -53,30 +61,35 @@ class _Encoded:
             self.calls["text_batches"] += 1
         return np.stack([self.text[c] for c in captions])
 
-    def images(self, keys: list[tuple]) -> np.ndarray:
+    def images(self, keys: list[tuple], load=None) -> np.ndarray:
+        """Rows for image keys: (path, crop box or None) read from files, or any key that
+        ``load(key)`` turns into a PIL image (the built-in probes)."""
         import torch
-
-        from clipscope.data import open_image_file
 
         new = list(dict.fromkeys(k for k in keys if k not in self.image))
         for i in range(0, len(new), self.batch_size):
             batch = new[i:i + self.batch_size]
-            pixels = []
-            for path, box in batch:
-                try:
-                    im = open_image_file(path)
-                except (OSError, ValueError) as e:
-                    raise ClipscopeError(f"compose: cannot read image {path} ({e}); check --images or the "
-                                         "benchmark's image folder") from None
-                pixels.append(self.encoder.preprocess(im.crop(box) if box is not None else im))
+            pixels = [self.encoder.preprocess((load or _open_cropped)(key)) for key in batch]
             self.image.update(zip(batch, l2_normalize(self.encoder.encode_images(torch.stack(pixels)).numpy())))
             self.calls["image_batches"] += 1
         return np.stack([self.image[k] for k in keys])
 
 
-def _option_scores(enc: _Encoded, cases: list[dict], image_key, options) -> np.ndarray:
+def _open_cropped(key):
+    from clipscope.data import open_image_file
+
+    path, box = key
+    try:
+        im = open_image_file(path)
+    except (OSError, ValueError) as e:
+        raise ClipscopeError(f"compose: cannot read image {path} ({e}); check --images or the benchmark's image "
+                             "folder") from None
+    return im.crop(box) if box is not None else im
+
+
+def _option_scores(enc: _Encoded, cases: list[dict], image_key, options, load=None) -> np.ndarray:
     """(cases x options) cosines of each case's image with its caption options."""
-    img = enc.images([image_key(c) for c in cases])
+    img = enc.images([image_key(c) for c in cases], load)
     opts = [options(c) for c in cases]
     k = len(opts[0])
     txt = enc.texts([t for o in opts for t in o]).reshape(len(cases), k, -1)
@@ -89,14 +102,43 @@ def _accuracy_metric(correct: np.ndarray, description: str, chance: float) -> di
                   ci95=wilson_interval(acc, len(correct)), n=int(len(correct)))
 
 
-def evaluate(encoder, benchmarks, *, images=None, batch_size: int = 64, top_failures: int = 20) -> TaskResult:
+def _text_side(enc: _Encoded, pairs: list[tuple[str, str]], captions: list[str], seed: int) -> dict:
+    """Text-side diagnostics (no images): how often a hard negative's text embedding is all but
+    the positive's (cosine > 0.99), and how much the text encoder ignores word order (mean
+    cosine of a caption with its trigram-shuffled self, ARO's shuffle_trigrams)."""
+    out = {}
+    if pairs:
+        a, b = enc.texts([p for p, _ in pairs]), enc.texts([n for _, n in pairs])
+        cos = np.einsum("nd,nd->n", a, b)
+        share = float((cos > COLLAPSE_COSINE).mean())
+        out["text_negative_collapse"] = metric(
+            share, higher_is_better=False, ci95=wilson_interval(share, len(cos)), n=len(cos),
+            description=f"share of (caption, hard negative) pairs whose text embeddings have cosine > {COLLAPSE_COSINE}: "
+                        "the text encoder cannot tell them apart whatever the image")
+    texts = captions or list(dict.fromkeys(p for p, _ in pairs))
+    texts = [t for t in texts if len(t.split()) > 3]  # at least two trigrams to reorder
+    if texts:
+        from clipscope.data.probes import reorder_trigrams
+
+        shuffled = [reorder_trigrams(t, np.random.default_rng([seed, k])) for k, t in enumerate(texts)]
+        cos = np.einsum("nd,nd->n", enc.texts(texts), enc.texts(shuffled))
+        out["text_order_cosine"] = metric(float(cos.mean()), higher_is_better=False, n=len(cos),
+                                          description="mean cosine of a caption with its trigram-shuffled self (1: the "
+                                                      "text encoder ignores word order)")
+    return out
+
+
+def evaluate(encoder, benchmarks, *, images=None, captions: list[str] | None = None, batch_size: int = 64,
+             top_failures: int = 20, seed: int = 0) -> TaskResult:
     """Score ``benchmarks`` ((kind, path) pairs, see :func:`parse_benchmarks`) with ``encoder``.
-    ``images``: SugarCrepe's COCO val2017 folder (its files name images only by file name)."""
+    ``images``: SugarCrepe's COCO val2017 folder (its files name images only by file name);
+    ``captions``: more captions for the text-side diagnostics (e.g. a plain text file's lines)."""
     from clipscope.data.compose_benchmarks import load_aro, load_sugarcrepe, load_winoground
 
     enc = _Encoded(encoder, batch_size)
     metrics, categories, failures, notes = {}, [], [], []
     n_cases = 0
+    pairs_for_text = []  # (positive, hard negative) captions, for the text-side diagnostics
 
     def record(kind, category, correct, scores, captions, image):
         categories.append({"benchmark": kind, "category": category, "accuracy": float(np.mean(correct)),
@@ -122,6 +164,7 @@ def evaluate(encoder, benchmarks, *, images=None, batch_size: int = 64, top_fail
                 accs[subset] = metrics[f"sugarcrepe_{subset}"]["value"]
                 record(kind, subset, correct, s, [(c["positive"], [c["negative"], c["positive"]], 1) for c in cases],
                        [c["image"] for c in cases])
+                pairs_for_text += [(c["positive"], c["negative"]) for c in cases]
                 n_cases += len(cases)
             for family, acc in rules.sugarcrepe_families(accs).items():
                 metrics[f"sugarcrepe_{family}"] = metric(acc, higher_is_better=True,
@@ -132,6 +175,7 @@ def evaluate(encoder, benchmarks, *, images=None, batch_size: int = 64, top_fail
             s = _option_scores(enc, cases, lambda c: (c["image"], c["box"]), lambda c: c["options"])
             correct = rules.aro_binary_correct(s)
             groups = [c["group"] for c in cases]
+            pairs_for_text += [(c["options"][1], c["options"][0]) for c in cases]
             agg = rules.aro_relation_accuracy(correct, groups) if which == "relation" else \
                 rules.aro_attribution_accuracy(correct, groups)
             rule = ("relations, without the reference's symmetric ones" if which == "relation"
@@ -150,11 +194,30 @@ def evaluate(encoder, benchmarks, *, images=None, batch_size: int = 64, top_fail
             if agg["groups"] == 0:
                 notes.append(f"aro_{which}: no group qualifies ({rule})")
             n_cases += len(cases)
+        elif kind == "probes":
+            from clipscope.data.probes import COMPOSE_KINDS, compose_probe
+
+            cases = [compose_probe(seed, i) for i in range(int(path) * len(COMPOSE_KINDS))]
+            by_id = {c["id"]: c["image"] for c in cases}
+            s = _option_scores(enc, cases, lambda c: ("probe", c["id"]), lambda c: c["options"],
+                               load=lambda key: by_id[key[1]])
+            correct = rules.sugarcrepe_correct(s[:, 1], s[:, 0])
+            for probe_kind in COMPOSE_KINDS:
+                mask = np.array([c["kind"] == probe_kind for c in cases])
+                metrics[f"probe_{probe_kind}"] = _accuracy_metric(
+                    correct[mask], f"offline probes, {probe_kind.replace('_', ' ')}: the right caption scores above "
+                                   "one with the same words recombined (a tie is wrong)", CHANCE["probes"])
+                record(kind, probe_kind, correct[mask], s[mask],
+                       [(c["options"][1], c["options"], 1) for c in cases if c["kind"] == probe_kind],
+                       [c["id"] for c in cases if c["kind"] == probe_kind])
+            pairs_for_text += [tuple(c["options"][::-1]) for c in cases]
+            n_cases += len(cases)
         else:  # winoground
             cases = load_winoground(path)
             img = enc.images([(p, None) for c in cases for p in c["images"]]).reshape(len(cases), 2, -1)
             txt = enc.texts([t for c in cases for t in c["captions"]]).reshape(len(cases), 2, -1)
             S = np.einsum("ncd,nid->nci", txt, img)  # S[k, caption, image]
+            pairs_for_text += [tuple(c["captions"]) for c in cases]
             res = rules.winoground_scores(S)
             for score in ("text", "image", "group"):
                 metrics[f"winoground_{score}"] = _accuracy_metric(
@@ -165,14 +228,18 @@ def evaluate(encoder, benchmarks, *, images=None, batch_size: int = 64, top_fail
                 categories.append({"benchmark": kind, "category": tag, "accuracy": float(res["group"][mask].mean()),
                                    "n": int(mask.sum()), "ties": int((S[mask, :, 0] == S[mask, :, 1]).any(1).sum())})
             n_cases += len(cases)
+    scored_captions = len(enc.text)  # the text-side diagnostics below encode shuffled captions too
+    metrics.update(_text_side(enc, pairs_for_text, [t for t in captions or []], seed))
     failures.sort(key=lambda r: -r["margin"])
     calls = enc.calls["text_batches"] + enc.calls["image_batches"]
-    notes.append(f"{n_cases} cases: {len(enc.image)} unique images and {len(enc.text)} unique captions, each encoded "
-                 f"once ({calls} encoder calls of up to {batch_size})")
+    notes.append(f"{n_cases} cases: {len(enc.image)} unique images and {scored_captions} unique captions, each encoded "
+                 f"once; with the text-side diagnostics' {len(enc.text) - scored_captions} perturbed captions, "
+                 f"{calls} encoder calls of up to {batch_size}")
     notes.append("ci95: Wilson intervals over cases; macro accuracies (families, ARO) have none")
     return TaskResult(metrics, {"categories": categories, "hardest_failures": failures[:top_failures]}, notes,
-                      config={"benchmarks": [f"{k}:{p}" for k, p in benchmarks], "top_failures": top_failures},
-                      counts={"cases": n_cases, "unique_images": len(enc.image), "unique_captions": len(enc.text),
+                      config={"benchmarks": [f"{k}:{p}" for k, p in benchmarks], "top_failures": top_failures,
+                              "extra_captions": len(captions or [])},
+                      counts={"cases": n_cases, "unique_images": len(enc.image), "unique_captions": scored_captions,
                               "encoder_calls": calls},
                       plot_data={"categories": categories})
 
@@ -193,5 +260,5 @@ def figures(result: TaskResult, out_dir: Path, title: str, *, plots=None, **_) -
     return {k: Path(v).name for k, v in out.items()}
 
 
-SUMMARY = ("sugarcrepe_replace", "sugarcrepe_swap", "sugarcrepe_add", "aro_relation", "aro_attribution",
+SUMMARY = ("probe_binding", "probe_spatial", "probe_counting", "probe_word_order", "sugarcrepe_replace", "sugarcrepe_swap", "sugarcrepe_add", "aro_relation", "aro_attribution",
            "winoground_text", "winoground_image", "winoground_group")
