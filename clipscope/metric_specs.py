@@ -99,7 +99,7 @@ SPECS: list[MetricSpec] = [
                f"{CLIPSCOPE} (per-row agreement of the two releases)"),
     MetricSpec(r"(gap|paired_cosine)_(old|new|change)", "drift", MIND_THE_GAP),
     MetricSpec(r"sugarcrepe_.+", "compose", "Hsieh et al. 2023, SugarCrepe (NeurIPS D&B); RAIVNLab/sugar-crepe main_eval.py"),
-    MetricSpec(r"aro_(relation|attribution)", "compose",
+    MetricSpec(r"aro_(relation|attribution)|aro_order_.+", "compose",
                "Yuksekgonul et al. 2023, When and Why Vision-Language Models Behave like Bags-of-Words (ICLR); "
                "mertyg/vision-language-models-are-bows aro_datasets.py"),
     MetricSpec(r"winoground_(text|image|group)", "compose", "Thrush et al. 2022, Winoground (CVPR)"),

@@ -70,3 +70,37 @@ def winoground_image_correct(result):
 
 def winoground_group_correct(result):
     return winoground_image_correct(result) and winoground_text_correct(result)
+
+
+def pre_caption(caption, max_words=50):  # ARO dataset_zoo/retrieval.py
+    import re
+
+    caption = re.sub(
+        r"([.!\"()*#:;~])",
+        ' ',
+        caption.lower(),
+    )
+    caption = re.sub(
+        r"\s{2,}",
+        ' ',
+        caption,
+    )
+    caption = caption.rstrip('\n')
+    caption = caption.strip(' ')
+    caption_words = caption.split(' ')
+    if len(caption_words) > max_words:
+        caption = ' '.join(caption_words[:max_words])
+    return caption
+
+
+def get_trigrams(sentence):  # ARO TextShuffler.get_trigrams
+    trigrams = []
+    trigram = []
+    for i in range(len(sentence)):
+        trigram.append(sentence[i])
+        if i % 3 == 2:
+            trigrams.append(trigram[:])
+            trigram = []
+    if trigram:
+        trigrams.append(trigram)
+    return trigrams

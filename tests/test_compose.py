@@ -207,10 +207,13 @@ def test_compose_cli_errors_and_outputs(run_cli, tmp_path):
     assert (tmp_path / "run" / "compose_winoground.png").exists() and (tmp_path / "run" / "compose_aro_relation.png").exists()
     cats = {(row["benchmark"], row["category"]) for row in rep["tables"]["categories"]}
     assert ("winoground", "Object") in cats and ("aro-relation", "under") in cats
+    code, out, err = run_cli("compare", tmp_path / "run" / "compose.json", tmp_path / "run" / "compose.json")
+    assert code == 0 and "aro_relation" in out  # results gate like any report
 
 
 def test_probes_share_every_word_with_their_negatives_and_are_seeded():
-    from clipscope.data.probes import COMPOSE_KINDS, compose_probe, reorder_trigrams, shuffle_trigrams
+    from clipscope.data.probes import COMPOSE_KINDS, compose_probe
+    from clipscope.data.text_perturb import reorder_trigrams, shuffle_trigrams
 
     probes = [compose_probe(0, i) for i in range(16)]
     assert [p["kind"] for p in probes[:4]] == list(COMPOSE_KINDS)
@@ -250,3 +253,51 @@ def test_compose_probes_and_text_side_diagnostics(tmp_path):
     pos = l2_normalize(enc.encode_texts([o[1] for o in opts]).numpy())
     assert r.metrics["text_negative_collapse"].value == pytest.approx(float(((neg * pos).sum(1) > 0.99).mean()))
     assert 0 < r.metrics["text_order_cosine"].value <= 1 and r.to_dict()["config"]["extra_captions"] == 2
+
+
+def test_pre_caption_and_trigrams_match_the_reference():
+    from clipscope.data.text_perturb import order_options, pre_caption, shuffle_trigrams, shuffle_within_trigrams
+
+    for text in ('A Dog (brown) jumps!  over "the" fence.\n', "one two three four five six seven", "x;y:z~w#v*u",
+                 " ".join(f"w{k}" for k in range(40))):
+        for m in (30, 50):
+            assert pre_caption(text, m) == ref.pre_caption(text, m)
+    words = [f"w{k}" for k in range(8)]
+    groups = ref.get_trigrams(words)
+    out = shuffle_trigrams(words, np.random.default_rng(2))
+    assert sorted(out) == sorted(words) and out != words
+    assert {tuple(g) for g in groups} == {tuple(out[i:i + len(g)]) for g in groups for i in range(len(out))
+                                          if out[i:i + len(g)] == g}  # each trigram moved whole
+    within = shuffle_within_trigrams(words, np.random.default_rng(3))
+    assert [sorted(g) for g in ref.get_trigrams(within)] == [sorted(g) for g in groups]  # words stay in their trigram
+    opts, names = order_options("A man riding a horse on the beach.", np.random.default_rng(0), tagger=None)
+    assert opts[0] == "a man riding a horse on the beach" and names == ["shuffle_within_trigrams", "shuffle_trigrams"]
+    assert all(sorted(o.split()) == sorted(opts[0].split()) for o in opts)
+
+
+def test_aro_order_scored_as_the_reference(tmp_path):
+    import torch
+
+    import clipscope
+    from clipscope.data import open_image_file
+    from clipscope.data.text_perturb import order_options
+    from clipscope.linalg import l2_normalize
+    from clipscope.models import load_encoder
+    from conftest import save_image
+
+    for k in range(2):
+        save_image(tmp_path / "val2014" / f"{k}.jpg", seed=30 + k)
+    ann = [{"image": f"val2014/{k}.jpg", "caption": [f"a large dog sleeping on a red sofa number {k}.",
+                                                       "Two people walking along the beach at sunset"]} for k in range(2)]
+    (tmp_path / "coco_karpathy_test.json").write_text(json.dumps(ann))
+    r = clipscope.run("compose", model="clipscope-tiny", benchmark=f"aro-order:{tmp_path / 'coco_karpathy_test.json'}",
+                      plots=False)
+    enc = load_encoder("clipscope-tiny", device="cpu")
+    scores = []
+    for k, case in enumerate([(a["image"], c) for a in ann for c in a["caption"]]):
+        opts, _ = order_options(case[1], np.random.default_rng([0, k]))
+        img = l2_normalize(enc.encode_images(torch.stack([enc.preprocess(open_image_file(tmp_path / case[0]))])).numpy())
+        scores.append(img @ l2_normalize(enc.encode_texts(opts).numpy()).T)
+    m = r.metrics["aro_order_coco_karpathy_test"]
+    assert m.value == pytest.approx(ref.aro_order(np.array(scores))) and m.ci95[0] <= m.value <= m.ci95[1]
+    assert any("only the two trigram perturbations" in n for n in r.notes)

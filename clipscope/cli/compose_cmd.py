@@ -11,9 +11,11 @@ from clipscope.cli.options import model_options, output_options, run_and_write
 @model_options
 @output_options
 @click.option("--benchmark", "benchmark", multiple=True, required=True, metavar="NAME:PATH",
-              help="Repeatable: sugarcrepe:DATA_DIR, aro-relation:FILE, aro-attribution:FILE, winoground:DIR, or "
+              help="Repeatable: sugarcrepe:DATA_DIR, aro-relation:FILE, aro-attribution:FILE, aro-order:KARPATHY_JSON, "
+                   "winoground:DIR, or "
                    "probes[:N] (built-in two-object scenes, N per kind; offline).")
-@click.option("--images", default=None, type=click.Path(file_okay=False), help="COCO val2017 folder (SugarCrepe's images).")
+@click.option("--images", default=None, type=click.Path(file_okay=False),
+              help="Image root: COCO val2017 for SugarCrepe; for aro-order the Karpathy paths' root (default: the file's folder).")
 @click.option("--captions", default=None, type=click.Path(dir_okay=False),
               help="A text file of captions (one per line) for the text-side diagnostics.")
 @click.option("--top-failures", default=20, show_default=True, type=click.IntRange(0), help="Rows of the hardest-failures table.")

@@ -9,6 +9,7 @@ their reference scores them (see :mod:`clipscope.analysis.compose`):
 - :func:`load_aro`: VG-Relation / VG-Attribution JSON lists (mertyg/vision-language-models-are-
   bows): the image cropped to ``bbox_x/y/w/h``, options ``[false_caption, true_caption]``,
   grouped by ``relation_name`` or by the attribute pair ``"{a}_{b}"`` as the reference does.
+- :func:`load_aro_order`: COCO / Flickr30k Karpathy test JSON, one case per caption.
 - :func:`load_winoground`: ``DIR/examples.jsonl`` and ``DIR/images/{image}.png``.
 """
 
@@ -77,6 +78,23 @@ def load_aro(path, kind: str, images=None) -> list[dict]:
         out.append({"image": str(images / _field(case, "image_path", where)), "box": (x, y, x + w, y + h),
                     "options": [_field(case, "false_caption", where), _field(case, "true_caption", where)],
                     "group": group})
+    return out
+
+
+def load_aro_order(path, images=None) -> list[dict]:
+    """COCO / Flickr30k Karpathy test JSON (``[{"image", "caption": [...]}]``): one case per
+    caption, ``{"image", "caption"}``; ``image`` is read relative to ``images`` (default: the
+    file's folder), as the reference joins it to its image root."""
+    path = Path(path)
+    images = Path(images) if images is not None else path.parent
+    data = _read_json(path, "aro-order")
+    if not isinstance(data, list):
+        raise ClipscopeError(f"aro-order: {path} should be a JSON list (a Karpathy test split)")
+    out = []
+    for k, ann in enumerate(data):
+        captions = _field(ann, "caption", f"{path} item {k}")
+        for caption in [captions] if isinstance(captions, str) else captions:
+            out.append({"image": str(images / _field(ann, "image", f"{path} item {k}")), "caption": caption})
     return out
 
 

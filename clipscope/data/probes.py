@@ -21,6 +21,8 @@ from dataclasses import dataclass, replace
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
 
+from clipscope.data.text_perturb import reorder_trigrams
+
 SHAPES = ("circle", "square", "triangle", "arrow")
 COLOURS = {
     "red": (214, 39, 40),
@@ -213,29 +215,6 @@ _NUMBER = {1: "one", 2: "two"}
 
 def _plural(shape: str, n: int) -> str:
     return shape if n == 1 else shape + "s"
-
-
-def shuffle_trigrams(words: list[str], rng: np.random.Generator) -> list[str]:
-    """ARO's ``shuffle_trigrams``: cut the words into consecutive trigrams (the last may be
-    shorter) and shuffle their order, seeded (the reference uses the global ``random``)."""
-    trigrams = [words[i:i + 3] for i in range(0, len(words), 3)]
-    return [w for k in rng.permutation(len(trigrams)) for w in trigrams[k]]
-
-
-def shuffle_within_trigrams(words: list[str], rng: np.random.Generator) -> list[str]:
-    """ARO's ``shuffle_within_trigrams``: shuffle the words inside each consecutive trigram."""
-    return [w for i in range(0, len(words), 3) for w in rng.permutation(words[i:i + 3]).tolist()]
-
-
-def reorder_trigrams(text: str, rng: np.random.Generator, tries: int = 20) -> str:
-    """``text`` with its word trigrams shuffled (:func:`shuffle_trigrams`), redrawn until the
-    order changes (a text of one trigram comes back as it is)."""
-    words = text.split()
-    for _ in range(tries):
-        out = " ".join(shuffle_trigrams(words, rng))
-        if out != text:
-            return out
-    return text
 
 
 def compose_probe(seed: int, index: int) -> dict:

@@ -227,7 +227,8 @@ def image_grid(images: list, captions: list[str], path, *, title: str, ncols: in
     plt = _plt()
     n = len(images)
     nrows = max(1, (n + ncols - 1) // ncols)
-    fig, axes = plt.subplots(nrows, ncols, figsize=(2.6 * ncols, 2.9 * nrows), squeeze=False)
+    lines = max((c.count("\n") + 1 for c in captions), default=1)  # room for every caption line above its image
+    fig, axes = plt.subplots(nrows, ncols, figsize=(2.6 * ncols, (2.6 + 0.3 * lines) * nrows), squeeze=False)
     for k, ax in enumerate(axes.ravel()):
         ax.axis("off")
         if k < n:

@@ -19,7 +19,7 @@ from clipscope.errors import ClipscopeError, UsageError
 from clipscope.linalg import l2_normalize
 from clipscope.tasks import TaskResult
 
-KINDS = ("sugarcrepe", "aro-relation", "aro-attribution", "winoground", "probes")
+KINDS = ("sugarcrepe", "aro-relation", "aro-attribution", "aro-order", "winoground", "probes")
 CHANCE = {"sugarcrepe": 0.5, "aro": 0.5, "winoground_text": 0.25, "winoground_image": 0.25,
           "winoground_group": 1 / 6, "probes": 0.5}
 DEFAULT_PROBES = 64  # per kind
@@ -118,7 +118,7 @@ def _text_side(enc: _Encoded, pairs: list[tuple[str, str]], captions: list[str],
     texts = captions or list(dict.fromkeys(p for p, _ in pairs))
     texts = [t for t in texts if len(t.split()) > 3]  # at least two trigrams to reorder
     if texts:
-        from clipscope.data.probes import reorder_trigrams
+        from clipscope.data.text_perturb import reorder_trigrams
 
         shuffled = [reorder_trigrams(t, np.random.default_rng([seed, k])) for k, t in enumerate(texts)]
         cos = np.einsum("nd,nd->n", enc.texts(texts), enc.texts(shuffled))
@@ -131,14 +131,16 @@ def _text_side(enc: _Encoded, pairs: list[tuple[str, str]], captions: list[str],
 def evaluate(encoder, benchmarks, *, images=None, captions: list[str] | None = None, batch_size: int = 64,
              top_failures: int = 20, seed: int = 0) -> TaskResult:
     """Score ``benchmarks`` ((kind, path) pairs, see :func:`parse_benchmarks`) with ``encoder``.
-    ``images``: SugarCrepe's COCO val2017 folder (its files name images only by file name);
+    ``images``: SugarCrepe's COCO val2017 folder (its files name images only by file name), or
+    ARO order's image root (default: the JSON file's folder);
     ``captions``: more captions for the text-side diagnostics (e.g. a plain text file's lines)."""
-    from clipscope.data.compose_benchmarks import load_aro, load_sugarcrepe, load_winoground
+    from clipscope.data.compose_benchmarks import load_aro, load_aro_order, load_sugarcrepe, load_winoground
 
     enc = _Encoded(encoder, batch_size)
     metrics, categories, failures, notes = {}, [], [], []
     n_cases = 0
     pairs_for_text = []  # (positive, hard negative) captions, for the text-side diagnostics
+    probe_images = {}  # rendered probe images by id, for the failures' contact sheet
 
     def record(kind, category, correct, scores, captions, image):
         categories.append({"benchmark": kind, "category": category, "accuracy": float(np.mean(correct)),
@@ -194,11 +196,33 @@ def evaluate(encoder, benchmarks, *, images=None, captions: list[str] | None = N
             if agg["groups"] == 0:
                 notes.append(f"aro_{which}: no group qualifies ({rule})")
             n_cases += len(cases)
+        elif kind == "aro-order":
+            from clipscope.data.text_perturb import order_options, pos_tagger
+
+            cases = load_aro_order(path, images)
+            tagger = pos_tagger()
+            options, names = [], []
+            for k, case in enumerate(cases):  # seeded per case: any subset reproduces its perturbations
+                opts, names = order_options(case["caption"], np.random.default_rng([seed, k]), tagger)
+                options.append(opts)
+            s = _option_scores(enc, list(range(len(cases))), lambda k: (cases[k]["image"], None), lambda k: options[k])
+            correct = rules.aro_order_correct(s)
+            name = "aro_order_" + "".join(ch if ch.isalnum() else "_" for ch in Path(path).stem.lower())
+            metrics[name] = _accuracy_metric(correct, f"ARO order ({Path(path).name}): the caption scores highest "
+                                                      f"against {', '.join(names)} (np.argmax; a tie is correct)",
+                                             1 / (1 + len(names)))
+            record(kind, Path(path).stem, correct, s, [(o[0], o, 0) for o in options], [c["image"] for c in cases])
+            if tagger is None:
+                notes.append(f"{name}: spaCy's en_core_web_sm is not installed, so only the two trigram perturbations "
+                             "ran (pip install spacy && python -m spacy download en_core_web_sm for all four)")
+            pairs_for_text += [(o[0], p) for o in options for p in o[1:]]
+            n_cases += len(cases)
         elif kind == "probes":
             from clipscope.data.probes import COMPOSE_KINDS, compose_probe
 
             cases = [compose_probe(seed, i) for i in range(int(path) * len(COMPOSE_KINDS))]
             by_id = {c["id"]: c["image"] for c in cases}
+            probe_images.update(by_id)
             s = _option_scores(enc, cases, lambda c: ("probe", c["id"]), lambda c: c["options"],
                                load=lambda key: by_id[key[1]])
             correct = rules.sugarcrepe_correct(s[:, 1], s[:, 0])
@@ -241,11 +265,32 @@ def evaluate(encoder, benchmarks, *, images=None, captions: list[str] | None = N
                               "extra_captions": len(captions or [])},
                       counts={"cases": n_cases, "unique_images": len(enc.image), "unique_captions": scored_captions,
                               "encoder_calls": calls},
-                      plot_data={"categories": categories})
+                      plot_data={"categories": categories,
+                                 "failures": _failure_thumbnails(failures[:CONTACT_SHEET], probe_images)})
+
+
+CONTACT_SHEET = 8
+
+
+def _failure_thumbnails(rows: list[dict], probe_images: dict) -> list[tuple]:
+    """(image, caption) for the hardest failures whose image can be shown."""
+    from clipscope.data import open_image_file
+
+    out = []
+    for r in rows:
+        try:
+            im = probe_images.get(r["image"]) or open_image_file(r["image"])
+        except (OSError, ValueError):
+            continue
+        im = im.copy()
+        im.thumbnail((160, 160))
+        out.append((im, f"{r['benchmark']}: {r['category']}\ntrue: {r['caption'][:38]}\nchose: {r['chosen'][:38]}"))
+    return out
 
 
 def figures(result: TaskResult, out_dir: Path, title: str, *, plots=None, **_) -> dict:
-    """One bar chart of category accuracies per benchmark."""
+    """One bar chart of category accuracies per benchmark, and a contact sheet of the hardest
+    failures (image, true caption, chosen caption)."""
     from clipscope.report import plots as plotting
 
     plots = plots or plotting
@@ -257,6 +302,11 @@ def figures(result: TaskResult, out_dir: Path, title: str, *, plots=None, **_) -
         name = f"compose_{kind.replace('-', '_')}.png"
         out[kind] = plots.bars(values, out_dir / name, title=f"{kind}: accuracy per category: {title}",
                                ylabel="accuracy")
+    thumbs = result.plot_data.get("failures") or []
+    if thumbs:
+        out["failures"] = plots.image_grid([t[0] for t in thumbs], [t[1] for t in thumbs],
+                                           out_dir / "compose_failures.png",
+                                           title=f"Hardest failures (largest margin for the wrong caption): {title}")
     return {k: Path(v).name for k, v in out.items()}
 
 
