@@ -485,6 +485,8 @@ def _compose(ctx: _Context, cache, *, benchmark=(), images=None, captions=None, 
             lines = [t.strip() for t in Path(captions).read_text(encoding="utf-8").splitlines() if t.strip()]
         except (OSError, UnicodeDecodeError) as e:
             raise ClipscopeError(f"--captions {captions}: cannot read it as UTF-8 text ({e})") from None
+    if ctx.data:  # a data source's captions feed the text-side diagnostics as well
+        lines = (lines or []) + list(ctx.source(ctx.data).texts or [])
     encoder = ctx.encoder()
     result = compose.evaluate(encoder, benchmarks, images=images, captions=lines, batch_size=ctx.batch_size,
                               top_failures=top_failures, seed=ctx.seed)

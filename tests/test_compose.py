@@ -199,14 +199,15 @@ def test_compose_cli_errors_and_outputs(run_cli, tmp_path):
     code, _, err = run_cli("compose", "--model", "clipscope-tiny", "--benchmark", f"winoground:{tmp_path}", "--out", tmp_path / "x")
     assert code == 1 and "no examples.jsonl" in err
     code, out, err = run_cli("compose", "--model", "clipscope-tiny", "--benchmark", f"winoground:{wg}",
-                             "--benchmark", f"aro-relation:{rel}", "--out", tmp_path / "run", "-q")
+                             "--benchmark", f"aro-relation:{rel}", "--benchmark", "probes:4", "--out", tmp_path / "run", "-q")
     assert code == 0, err
     rep = json.loads((tmp_path / "run" / "compose.json").read_text())
     assert rep["command"] == "compose" and rep["model"]["pretrained"]
     assert {"winoground_text", "winoground_image", "winoground_group", "aro_relation"} <= set(rep["metrics"])
     assert (tmp_path / "run" / "compose_winoground.png").exists() and (tmp_path / "run" / "compose_aro_relation.png").exists()
     cats = {(row["benchmark"], row["category"]) for row in rep["tables"]["categories"]}
-    assert ("winoground", "Object") in cats and ("aro-relation", "under") in cats
+    assert ("winoground", "Object") in cats and ("aro-relation", "under") in cats and ("probes", "binding") in cats
+    assert all(isinstance(r["category"], str) and r["chosen"] != r["caption"] for r in rep["tables"]["hardest_failures"])
     code, out, err = run_cli("compare", tmp_path / "run" / "compose.json", tmp_path / "run" / "compose.json")
     assert code == 0 and "aro_relation" in out  # results gate like any report
 
@@ -253,6 +254,8 @@ def test_compose_probes_and_text_side_diagnostics(tmp_path):
     pos = l2_normalize(enc.encode_texts([o[1] for o in opts]).numpy())
     assert r.metrics["text_negative_collapse"].value == pytest.approx(float(((neg * pos).sum(1) > 0.99).mean()))
     assert 0 < r.metrics["text_order_cosine"].value <= 1 and r.to_dict()["config"]["extra_captions"] == 2
+    r2 = clipscope.run("compose", model="clipscope-tiny", benchmark="probes:1", data="probes:5", plots=False)
+    assert r2.to_dict()["config"]["extra_captions"] == 5  # a data source's captions join the text-side diagnostics
 
 
 def test_pre_caption_and_trigrams_match_the_reference():

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import click
 
-from clipscope.cli.options import model_options, output_options, run_and_write
+from clipscope.cli.options import data_options, model_options, output_options, run_and_write
 
 
 @click.command("compose")
 @model_options
+@data_options
 @output_options
 @click.option("--benchmark", "benchmark", multiple=True, required=True, metavar="NAME:PATH",
               help="Repeatable: sugarcrepe:DATA_DIR, aro-relation:FILE, aro-attribution:FILE, aro-order:KARPATHY_JSON, "
@@ -17,7 +18,7 @@ from clipscope.cli.options import model_options, output_options, run_and_write
 @click.option("--images", default=None, type=click.Path(file_okay=False),
               help="Image root: COCO val2017 for SugarCrepe; for aro-order the Karpathy paths' root (default: the file's folder).")
 @click.option("--captions", default=None, type=click.Path(dir_okay=False),
-              help="A text file of captions (one per line) for the text-side diagnostics.")
+              help="A text file of captions (one per line) for the text-side diagnostics (--data's captions count too).")
 @click.option("--top-failures", default=20, show_default=True, type=click.IntRange(0), help="Rows of the hardest-failures table.")
 def compose_cmd(benchmark, images, captions, top_failures, **opts):
     """Compositional understanding: how often the model prefers the right caption over one with

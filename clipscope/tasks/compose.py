@@ -142,12 +142,16 @@ def evaluate(encoder, benchmarks, *, images=None, captions: list[str] | None = N
     pairs_for_text = []  # (positive, hard negative) captions, for the text-side diagnostics
     probe_images = {}  # rendered probe images by id, for the failures' contact sheet
 
-    def record(kind, category, correct, scores, captions, image):
-        categories.append({"benchmark": kind, "category": category, "accuracy": float(np.mean(correct)),
-                           "n": int(len(correct)), "ties": int(rules.ties(scores).sum())})
+    def category(kind, name, correct, ties, **extra):
+        acc = float(np.mean(correct))
+        categories.append({"benchmark": kind, "category": name, "accuracy": acc, "ci95": wilson_interval(acc, len(correct)),
+                           "n": int(len(correct)), "ties": int(ties), **extra})
+
+    def record(kind, name, correct, scores, captions, image):
+        category(kind, name, correct, rules.ties(scores).sum())
         for k in np.flatnonzero(~correct):
             chosen = int(np.argmax(scores[k]))
-            failures.append({"benchmark": kind, "category": category, "image": image[k],
+            failures.append({"benchmark": kind, "category": name, "image": image[k],
                              "caption": captions[k][0], "chosen": captions[k][1][chosen],
                              "margin": float(scores[k][chosen] - scores[k][captions[k][2]])})
 
@@ -185,10 +189,11 @@ def evaluate(encoder, benchmarks, *, images=None, captions: list[str] | None = N
             metrics[f"aro_{which}"] = metric(agg["macro"], higher_is_better=True, groups=agg["groups"],
                                              description=f"ARO VG-{which.title()}: macro accuracy over {rule}; the "
                                                          f"true caption must win the argmax (a tie is wrong; chance 0.5)")
-            for group, (acc, n) in sorted(agg["per_group"].items()):
+            for group in sorted(agg["per_group"]):
                 mask = np.array(groups) == group
-                categories.append({"benchmark": kind, "category": group, "accuracy": acc, "n": n,
-                                   "ties": int(rules.ties(s[mask]).sum())})
+                category(kind, group, correct[mask], rules.ties(s[mask]).sum(),
+                         in_macro=group not in rules.ARO_SYMMETRIC_RELATIONS if which == "relation"
+                         else int(mask.sum()) >= rules.ARO_MIN_ATTRIBUTE_CASES)
             for k in np.flatnonzero(~correct):
                 failures.append({"benchmark": kind, "category": groups[k], "image": cases[k]["image"],
                                  "caption": cases[k]["options"][1], "chosen": cases[k]["options"][0],
@@ -247,10 +252,13 @@ def evaluate(encoder, benchmarks, *, images=None, captions: list[str] | None = N
                 metrics[f"winoground_{score}"] = _accuracy_metric(
                     res[score], f"Winoground {score} score (strict >)", CHANCE[f"winoground_{score}"])
             tags = [c["tag"] or "untagged" for c in cases]
-            for tag in sorted(set(tags)):
+            for tag in sorted(set(tags)):  # accuracy: the group score; text and image scores beside it
                 mask = np.array(tags) == tag
-                categories.append({"benchmark": kind, "category": tag, "accuracy": float(res["group"][mask].mean()),
-                                   "n": int(mask.sum()), "ties": int((S[mask, :, 0] == S[mask, :, 1]).any(1).sum())})
+                Sm = S[mask]  # a tie in any of the four comparisons the scores make
+                tied = ((Sm[:, 0, 0] == Sm[:, 1, 0]) | (Sm[:, 1, 1] == Sm[:, 0, 1]) | (Sm[:, 0, 0] == Sm[:, 0, 1])
+                        | (Sm[:, 1, 1] == Sm[:, 1, 0]))
+                category(kind, tag, res["group"][mask], tied.sum(),
+                         text=float(res["text"][mask].mean()), image=float(res["image"][mask].mean()))
             n_cases += len(cases)
     scored_captions = len(enc.text)  # the text-side diagnostics below encode shuffled captions too
     metrics.update(_text_side(enc, pairs_for_text, [t for t in captions or []], seed))
