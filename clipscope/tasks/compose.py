@@ -147,13 +147,16 @@ def evaluate(encoder, benchmarks, *, images=None, captions: list[str] | None = N
         categories.append({"benchmark": kind, "category": name, "accuracy": acc, "ci95": wilson_interval(acc, len(correct)),
                            "n": int(len(correct)), "ties": int(ties), **extra})
 
-    def record(kind, name, correct, scores, captions, image):
-        category(kind, name, correct, rules.ties(scores).sum())
+    def failed(kind, names, correct, scores, options, truth: int, image):
+        """A row per wrong case: the option that won, and by how much it beat the true one."""
         for k in np.flatnonzero(~correct):
             chosen = int(np.argmax(scores[k]))
-            failures.append({"benchmark": kind, "category": name, "image": image[k],
-                             "caption": captions[k][0], "chosen": captions[k][1][chosen],
-                             "margin": float(scores[k][chosen] - scores[k][captions[k][2]])})
+            failures.append({"benchmark": kind, "category": names[k], "image": image[k], "caption": options[k][truth],
+                             "chosen": options[k][chosen], "margin": float(scores[k][chosen] - scores[k][truth])})
+
+    def record(kind, name, correct, scores, options, truth: int, image):
+        category(kind, name, correct, rules.ties(scores).sum())
+        failed(kind, [name] * len(correct), correct, scores, options, truth, image)
 
     for kind, path in benchmarks:
         if kind == "sugarcrepe":
@@ -168,7 +171,7 @@ def evaluate(encoder, benchmarks, *, images=None, captions: list[str] | None = N
                     correct, f"SugarCrepe {subset}: positive caption scores above the negative (a tie is wrong)",
                     CHANCE["sugarcrepe"])
                 accs[subset] = metrics[f"sugarcrepe_{subset}"]["value"]
-                record(kind, subset, correct, s, [(c["positive"], [c["negative"], c["positive"]], 1) for c in cases],
+                record(kind, subset, correct, s, [[c["negative"], c["positive"]] for c in cases], 1,
                        [c["image"] for c in cases])
                 pairs_for_text += [(c["positive"], c["negative"]) for c in cases]
                 n_cases += len(cases)
@@ -194,10 +197,7 @@ def evaluate(encoder, benchmarks, *, images=None, captions: list[str] | None = N
                 category(kind, group, correct[mask], rules.ties(s[mask]).sum(),
                          in_macro=group not in rules.ARO_SYMMETRIC_RELATIONS if which == "relation"
                          else int(mask.sum()) >= rules.ARO_MIN_ATTRIBUTE_CASES)
-            for k in np.flatnonzero(~correct):
-                failures.append({"benchmark": kind, "category": groups[k], "image": cases[k]["image"],
-                                 "caption": cases[k]["options"][1], "chosen": cases[k]["options"][0],
-                                 "margin": float(s[k, 0] - s[k, 1])})
+            failed(kind, groups, correct, s, [c["options"] for c in cases], 1, [c["image"] for c in cases])
             if agg["groups"] == 0:
                 notes.append(f"aro_{which}: no group qualifies ({rule})")
             n_cases += len(cases)
@@ -216,7 +216,7 @@ def evaluate(encoder, benchmarks, *, images=None, captions: list[str] | None = N
             metrics[name] = _accuracy_metric(correct, f"ARO order ({Path(path).name}): the caption scores highest "
                                                       f"against {', '.join(names)} (np.argmax; a tie is correct)",
                                              1 / (1 + len(names)))
-            record(kind, Path(path).stem, correct, s, [(o[0], o, 0) for o in options], [c["image"] for c in cases])
+            record(kind, Path(path).stem, correct, s, options, 0, [c["image"] for c in cases])
             if tagger is None:
                 notes.append(f"{name}: spaCy's en_core_web_sm is not installed, so only the two trigram perturbations "
                              "ran (pip install spacy && python -m spacy download en_core_web_sm for all four)")
@@ -236,9 +236,8 @@ def evaluate(encoder, benchmarks, *, images=None, captions: list[str] | None = N
                 metrics[f"probe_{probe_kind}"] = _accuracy_metric(
                     correct[mask], f"offline probes, {probe_kind.replace('_', ' ')}: the right caption scores above "
                                    "one with the same words recombined (a tie is wrong)", CHANCE["probes"])
-                record(kind, probe_kind, correct[mask], s[mask],
-                       [(c["options"][1], c["options"], 1) for c in cases if c["kind"] == probe_kind],
-                       [c["id"] for c in cases if c["kind"] == probe_kind])
+                record(kind, probe_kind, correct[mask], s[mask], [c["options"] for c in cases if c["kind"] == probe_kind],
+                       1, [c["id"] for c in cases if c["kind"] == probe_kind])
             pairs_for_text += [tuple(c["options"][::-1]) for c in cases]
             n_cases += len(cases)
         else:  # winoground
