@@ -506,7 +506,8 @@ _RUNNERS = {
 def demo(out="demo-out", *, device: str = "auto", overwrite: bool = False, progress: bool = False, log=None) -> Path:
     """The offline end-to-end run on the bundled tiny model and the procedural probes: extract,
     gap, uniformity, a small OTI, blind pairs on the probe benchmark, robustness on five
-    corruptions, compositional probes (binding, spatial, counting, word order), and the HTML report. Returns the report's path. ``log(step, seconds)`` is
+    corruptions, compositional probes (binding, spatial, counting, word order), and the HTML
+    report. Returns the report's path. ``log(step, seconds)`` is
     called after each step."""
     import shutil
     import time

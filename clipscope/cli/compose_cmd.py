@@ -1,4 +1,4 @@
-"""`compose`: compositional understanding benchmarks (SugarCrepe, ARO, Winoground)."""
+"""`compose`: compositional understanding benchmarks (SugarCrepe, ARO, Winoground, probes)."""
 
 from __future__ import annotations
 
@@ -22,8 +22,9 @@ from clipscope.cli.options import data_options, model_options, output_options, r
 @click.option("--top-failures", default=20, show_default=True, type=click.IntRange(0), help="Rows of the hardest-failures table.")
 def compose_cmd(benchmark, images, captions, top_failures, **opts):
     """Compositional understanding: how often the model prefers the right caption over one with
-    the same words recombined (SugarCrepe, ARO VG-Relation / VG-Attribution, Winoground), each
-    scored with its reference's rule, ties included. Files are read locally, never downloaded.
+    the same words recombined (SugarCrepe, ARO VG-Relation / VG-Attribution / order, Winoground,
+    and built-in two-object probes), each scored with its reference's rule, ties included, plus
+    text-side diagnostics. Files are read locally, never downloaded.
 
     \b
     Examples:
