@@ -92,15 +92,16 @@ def grouped_accuracy(correct: np.ndarray, groups, *, min_count: int = 1, exclude
     """Accuracy per group (e.g. per relation or attribute pair) and their unweighted mean over the
     groups with at least ``min_count`` cases that are not in ``exclude``.
 
-    Returns ``{"per_group": {group: (accuracy, count)}, "macro": mean, "groups": n}`` (NaN
-    macro when no group qualifies)."""
+    Returns ``{"per_group": {group: (accuracy, count, in_macro)}, "macro": mean, "groups": n}``
+    (NaN macro when no group qualifies)."""
     correct = np.asarray(correct, bool)
     groups = np.asarray(groups)
     per = {}
     for g in np.unique(groups):
         mask = groups == g
-        per[str(g)] = (float(correct[mask].mean()), int(mask.sum()))
-    kept = [a for g, (a, n) in per.items() if n >= min_count and g not in exclude]
+        n = int(mask.sum())
+        per[str(g)] = (float(correct[mask].mean()), n, n >= min_count and str(g) not in exclude)
+    kept = [a for a, _, counted in per.values() if counted]
     return {"per_group": per, "macro": float(np.mean(kept)) if kept else float("nan"), "groups": len(kept)}
 
 
@@ -121,6 +122,13 @@ def winoground_scores(S: np.ndarray) -> dict[str, np.ndarray]:
     text = (S[:, 0, 0] > S[:, 1, 0]) & (S[:, 1, 1] > S[:, 0, 1])
     image = (S[:, 0, 0] > S[:, 0, 1]) & (S[:, 1, 1] > S[:, 1, 0])
     return {"text": text, "image": image, "group": text & image}
+
+
+def winoground_ties(S: np.ndarray) -> np.ndarray:
+    """Per example: whether any of the four comparisons of :func:`winoground_scores` is a tie."""
+    S = np.asarray(S)
+    return ((S[:, 0, 0] == S[:, 1, 0]) | (S[:, 1, 1] == S[:, 0, 1]) | (S[:, 0, 0] == S[:, 0, 1])
+            | (S[:, 1, 1] == S[:, 1, 0]))
 
 
 def ties(scores: np.ndarray) -> np.ndarray:

@@ -100,6 +100,12 @@ def modality_round1(X: np.ndarray, r0: int = 0, *, B: int = 0, seed: int = 0, st
     return out
 
 
+def unit_direction(diff: np.ndarray) -> np.ndarray:
+    """The unit gap direction as the shift sweep uses it (float32; zero when there is no gap)."""
+    gap = float(np.linalg.norm(diff))
+    return (diff / gap).astype(np.float32) if gap > 0 else np.zeros_like(diff, np.float32)
+
+
 @dataclass
 class Centroids:
     """What round 2 needs from round 1: both centroids, and the shift sweep's steps."""
@@ -123,8 +129,6 @@ class Centroids:
 
     @property
     def unit_gap(self) -> np.ndarray:
-        from clipscope.analysis.geometry import unit_direction
-
         return unit_direction(self.gap)
 
 
@@ -191,7 +195,8 @@ def pair_sums(Ip: np.ndarray, Tp: np.ndarray, c: Centroids | None = None, k0: in
         out["dist4"] += d2 @ d2
         if identity:
             g = c.gap
-            infl = 2 * (a @ g - c.mean_i @ g) - 2 * (b @ g - c.mean_t @ g)
+            g_rows = g.astype(a.dtype)  # float32 products for float32 rows, as round 2's
+            infl = 2 * ((a @ g_rows) - c.mean_i @ g) - 2 * ((b @ g_rows) - c.mean_t @ g)
             out["infl"] += infl.sum()
             out["infl2"] += infl @ infl
         if B:

@@ -260,14 +260,16 @@ def _m(name: str, value, ci=None, **extra) -> dict:
 
 
 def gap_metrics(I: np.ndarray, T: np.ndarray, Ip: np.ndarray | None, Tp: np.ndarray | None, *,
-                bootstrap: int = 200, seed: int = 0, pairs: np.ndarray | None = None, sums=None) -> dict[str, dict]:
+                bootstrap: int = 200, seed: int = 0, pairs: np.ndarray | None = None, sums=None,
+                pairing: tuple[Pairing | None, bool] | None = None) -> dict[str, dict]:
     """The `gap` report's metrics.
 
     ``I``, ``T``: all image and all text rows (modality-level metrics); ``Ip``, ``Tp``: the
     paired rows (pair-level metrics; None when there are no pairs); ``pairs``: (image row, text
     row), for the centroid distance's bias correction (default: 1:1 when ``Ip`` is ``I``);
     ``sums``: the :mod:`clipscope.analysis.gap_sums` of these rows when the caller has them
-    (computed shard by shard, say); otherwise they are computed here, two passes over the rows.
+    (computed shard by shard, say); otherwise they are computed here, two passes over the rows;
+    ``pairing``: :func:`gap_pairing` of these rows, when the caller has it.
 
     Intervals (95%), chosen for near-nominal coverage (tests/test_coverage.py simulates it):
     centroid distance: around its bias-corrected estimate (``estimate``; see
@@ -275,7 +277,7 @@ def gap_metrics(I: np.ndarray, T: np.ndarray, Ip: np.ndarray | None, Tp: np.ndar
     distance: the mean's normal interval over pairs; centroid cosine and RMG: Poisson bootstrap
     percentiles with ``bootstrap`` replicates (0 turns them off); separability: Wilson.
     """
-    pairing, identity = gap_pairing(I, T, Ip, pairs)
+    pairing, identity = pairing or gap_pairing(I, T, Ip, pairs)
     if sums is None:
         sums = gap_sums.local(I, T, Ip, Tp, B=bootstrap if Ip is not None else 0, seed=seed, identity=identity)
     out = gap_metrics_from_sums(sums, n_pairs=0 if pairing is None else len(pairing), identity=identity)
@@ -461,12 +463,6 @@ def _renorm(X: np.ndarray) -> np.ndarray:
 SHIFT_FRACTIONS = (-0.5, -0.25, 0.0, 0.25, 0.5, 0.75, 1.0, 1.25, 1.5)
 
 
-def unit_direction(diff: np.ndarray) -> np.ndarray:
-    """The unit gap direction as the sweep uses it (float32; zero when there is no gap)."""
-    gap = float(np.linalg.norm(diff))
-    return (diff / gap).astype(np.float32) if gap > 0 else np.zeros_like(diff, np.float32)
-
-
 def sweep_plan(gap: float, fractions=SHIFT_FRACTIONS, deltas=None) -> list[tuple]:
     """``(variant, fraction, delta, image shift, text shift)`` for every step of the sweep."""
     steps = [(float(d) / gap if gap > 0 else 0.0, float(d)) for d in deltas] if deltas is not None else \
@@ -482,7 +478,8 @@ def sweep_steps(plan: list[tuple]) -> tuple[list[float], list[float]]:
 
 def shift_sweep(I: np.ndarray, T: np.ndarray, pairs: np.ndarray | None, *, class_text: np.ndarray | None = None,
                 labels: np.ndarray | None = None, fractions=SHIFT_FRACTIONS, deltas=None, max_rows: int = 5000,
-                seed: int = 0, diff: np.ndarray | None = None, centroids: tuple | None = None) -> dict:
+                seed: int = 0, diff: np.ndarray | None = None, centroids: tuple | None = None,
+                pairing: Pairing | None = None) -> dict:
     """Embedding shift experiment (Liang et al. 2022, Sec. 4.2).
 
     With the unit gap direction ``g = (mean I - mean T) / ||mean I - mean T||`` and the gap
@@ -500,14 +497,15 @@ def shift_sweep(I: np.ndarray, T: np.ndarray, pairs: np.ndarray | None, *, class
     accuracy. Pairs beyond ``max_rows`` are subsampled (seeded), which the result states.
     ``diff``: mean I - mean T, and ``centroids``: the shifted centroids (image, text) of every
     step of :func:`sweep_plan`, when the caller has them (e.g. from :mod:`gap_sums`); then
-    ``I`` and ``T`` are only indexed for the sampled rows.
+    ``I`` and ``T`` are only indexed for the sampled rows. ``pairing``: ``pairs`` as a
+    :class:`Pairing`, when the caller has built it.
     """
     from clipscope.analysis.retrieval import (ONE_PASS_MAX_ENTRIES, cross_modal_recall, recall_from_similarities,
                                               zero_shot_accuracy)
 
     diff = column_sums(I) / len(I) - column_sums(T) / len(T) if diff is None else diff
     gap = float(np.linalg.norm(diff))
-    g = unit_direction(diff)
+    g = gap_sums.unit_direction(diff)
     sub_pairs = None
     if pairs is not None and len(pairs):
         sub_pairs = pairs
@@ -517,7 +515,8 @@ def shift_sweep(I: np.ndarray, T: np.ndarray, pairs: np.ndarray | None, *, class
         txt_rows = np.unique(sub_pairs[:, 1])
         # Every pair among the sampled rows counts as a match, not only the sampled ones: an
         # image's other caption that was drawn through another pair is a match, not a miss.
-        local = Pairing(pairs[:, 0], pairs[:, 1], len(I), len(T)).subset(img_rows, txt_rows)
+        pairing = pairing or Pairing(pairs[:, 0], pairs[:, 1], len(I), len(T))
+        local = pairing.subset(img_rows, txt_rows)
         local_pairs = np.stack([local.a, local.b], 1)
     zs_rows = None
     if labels is not None and class_text is not None:

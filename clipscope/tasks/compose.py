@@ -194,9 +194,7 @@ def evaluate(encoder, benchmarks, *, images=None, captions: list[str] | None = N
                                                          f"true caption must win the argmax (a tie is wrong; chance 0.5)")
             for group in sorted(agg["per_group"]):
                 mask = np.array(groups) == group
-                category(kind, group, correct[mask], rules.ties(s[mask]).sum(),
-                         in_macro=group not in rules.ARO_SYMMETRIC_RELATIONS if which == "relation"
-                         else int(mask.sum()) >= rules.ARO_MIN_ATTRIBUTE_CASES)
+                category(kind, group, correct[mask], rules.ties(s[mask]).sum(), in_macro=agg["per_group"][group][2])
             failed(kind, groups, correct, s, [c["options"] for c in cases], 1, [c["image"] for c in cases])
             if agg["groups"] == 0:
                 notes.append(f"aro_{which}: no group qualifies ({rule})")
@@ -253,10 +251,7 @@ def evaluate(encoder, benchmarks, *, images=None, captions: list[str] | None = N
             tags = [c["tag"] or "untagged" for c in cases]
             for tag in sorted(set(tags)):  # accuracy: the group score; text and image scores beside it
                 mask = np.array(tags) == tag
-                Sm = S[mask]  # a tie in any of the four comparisons the scores make
-                tied = ((Sm[:, 0, 0] == Sm[:, 1, 0]) | (Sm[:, 1, 1] == Sm[:, 0, 1]) | (Sm[:, 0, 0] == Sm[:, 0, 1])
-                        | (Sm[:, 1, 1] == Sm[:, 1, 0]))
-                category(kind, tag, res["group"][mask], tied.sum(),
+                category(kind, tag, res["group"][mask], rules.winoground_ties(S[mask]).sum(),
                          text=float(res["text"][mask].mean()), image=float(res["image"][mask].mean()))
             n_cases += len(cases)
     scored_captions = len(enc.text)  # the text-side diagnostics below encode shuffled captions too
