@@ -64,6 +64,37 @@ OUTPUTS = {
              "the folder; `clean`: removes caches (never one another process is writing) and says how much was freed.",
 }
 
+# Sections that follow the metric table: what a user checks their setup against.
+EXTRA = {
+    "compose": """## Published numbers to check a setup against
+
+SugarCrepe, ViT-B-32 with `--pretrained openai`, accuracy in percent, as published by the benchmark's
+authors (RAIVNLab/sugar-crepe, `assets/sugarcrepe_eval.png` and `assets/re_eval.png` at commit
+`0047054`, the tables of Hsieh et al. 2023). A run of
+`clipscope compose --model ViT-B-32 --pretrained openai --benchmark sugarcrepe:sugar-crepe/data --images coco/val2017`
+reports the same quantities as fractions (`sugarcrepe_<subset>`, `sugarcrepe_<family>`).
+
+| replace_obj | replace_att | replace_rel | swap_obj | swap_att | add_obj | add_att |
+|---|---|---|---|---|---|---|
+| 90.92 | 80.08 | 69.20 | 61.38 | 63.96 | 77.21 | 68.79 |
+
+| replace | swap | add |
+|---|---|---|
+| 80.76 | 63.27 | 75.09 |
+
+The family columns pool the cases of their subsets (80.76 is the case-weighted mean of the three
+replace subsets; their plain mean is 80.07), and so does clipscope. The published swap_obj number
+was computed on 246 cases; the data now has 245 (commit `546eb51` removed a case with a wrong
+caption), so a run on today's data may differ from 61.38 by up to 0.4 points.
+
+ARO and Winoground: the published ViT-B/32 (openai) numbers are in Table 1 of Yuksekgonul et al.
+2023 (VG-Relation, VG-Attribution, COCO-Order, Flickr30k-Order) and in the results table of Thrush
+et al. 2022 (text, image and group score). They are not copied here because no primary copy of
+those tables could be read on the machine this page was written on, and a number written from
+memory could be wrong.
+""",
+}
+
 COMMON = ("Exit codes: 0 ok, 1 error (one line `Error: ...`; `--debug` before the command shows the traceback), "
           "2 usage, 3 regression (compare, check).")
 
@@ -102,6 +133,8 @@ def page(name: str, cmd: click.Command) -> str:
     specs = metric_table(name)
     if specs:
         lines += ["", *specs]
+    if name in EXTRA:
+        lines += ["", EXTRA[name].rstrip("\n")]
     return "\n".join(lines) + "\n"
 
 
