@@ -151,8 +151,8 @@ def from_arrays(*args, **kwargs):
 
 def run(command: str, cache=None, *, model: str | None = None, pretrained: str | None = None, weights=None,
         data: str | None = None, verify: bool = False, device: str = "auto", precision: str = "auto",
-        batch_size: int = 64, workers: int | None = None, seed: int = 0, progress: bool = False,
-        plots: bool = True, **options) -> Report:
+        batch_size: int = 64, workers: int | None = None, decode: str = "auto", seed: int = 0,
+        progress: bool = False, plots: bool = True, **options) -> Report:
     """Run one diagnostic and return its :class:`Report` (nothing is written until ``save``).
 
     Parameters
@@ -164,6 +164,8 @@ def run(command: str, cache=None, *, model: str | None = None, pretrained: str |
     data : a data spec (``folder:DIR``, ``probes:64``, ...).
     verify : key the content cache on file contents (SHA-256) instead of file metadata.
     device, precision, batch_size, workers : where and how to encode.
+    decode : the image input path when extracting: ``auto`` (JPEGs decoded on the GPU when the
+        model is on CUDA), ``gpu``, ``cpu`` (PIL) or ``tensor`` (see :mod:`clipscope.tensor_input`).
     seed : seed of every random choice.
     progress : progress bars on stderr.
     plots : lay out the figures (drawn by :meth:`Report.save`).
@@ -184,8 +186,8 @@ def run(command: str, cache=None, *, model: str | None = None, pretrained: str |
     if unknown:
         raise UsageError(f"{command} takes no option {', '.join(unknown)} (its options: {', '.join(OPTIONS[command])})")
     ctx = _Context(model=model, pretrained=pretrained, weights=weights, data=data, verify=verify, device=device,
-                   precision=precision, batch_size=batch_size, workers=workers, seed=seed, progress=progress,
-                   plots=plots)
+                   precision=precision, batch_size=batch_size, workers=workers, decode=decode, seed=seed,
+                   progress=progress, plots=plots)
     return _RUNNERS[command](ctx, cache, **options)
 
 
@@ -200,6 +202,7 @@ class _Context:
     precision: str
     batch_size: int
     workers: int | None
+    decode: str
     seed: int
     progress: bool
     plots: bool
@@ -239,7 +242,7 @@ class _Context:
         encoder = encoder or (self.encoder() if model is None else self.encoder(model, pretrained))
         workers = default_workers(encoder.device) if self.workers is None else self.workers
         return Cache.open(ensure_cache(encoder, source, batch_size=self.batch_size, workers=workers,
-                                       progress=self.progress))
+                                       progress=self.progress, decode=self.decode))
 
     def report(self, command, task, result, *, model, data, figures=None, extra_config=None) -> Report:
         specs, files = [], {}

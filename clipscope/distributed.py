@@ -35,10 +35,11 @@ def plan_shards(n: int, num_shards: int, batch_size: int) -> list[tuple[int, int
 def shard_source(source, img: tuple[int, int], txt: tuple[int, int], k: int, n: int):
     """The part of a data source one shard encodes (no pairs: they are joined globally)."""
     lo, hi = img
-    parent_load = source.load_image
+    parent_load, parent_bytes = source.load_image, source.load_bytes
     return replace(
         source, spec=f"{source.spec}#shard{k}of{n}", image_ids=source.image_ids[lo:hi],
-        load_image=lambda i: parent_load(lo + i), texts=source.texts[txt[0]:txt[1]],
+        load_image=lambda i: parent_load(lo + i),
+        load_bytes=None if parent_bytes is None else (lambda i: parent_bytes(lo + i)), texts=source.texts[txt[0]:txt[1]],
         pairs=np.zeros((0, 2), np.int64), labels=None if source.labels is None else source.labels[lo:hi],
         paths=None if source.paths is None else source.paths[lo:hi],
         fingerprint_parts=[source.fingerprint, list(img), list(txt)])
@@ -49,7 +50,7 @@ def _shard_name(k: int, n: int) -> str:
 
 
 def _run_shard(model, pretrained, device, precision, spec, k, n, img, txt, batch_size, dtype, path, with_classes,
-               verify=False):
+               verify=False, decode="auto"):
     from clipscope.data import open_source
     from clipscope.extract import extract
     from clipscope.models import load_encoder
@@ -58,7 +59,7 @@ def _run_shard(model, pretrained, device, precision, spec, k, n, img, txt, batch
     encoder = load_encoder(model, pretrained, device=device, precision=precision)
     sub = shard_source(source, img, txt, k, n)
     return extract(sub, encoder, path, batch_size=batch_size, workers=0, dtype=dtype, progress=False,
-                   with_classes=with_classes, extra_attrs={"shard": f"{k}/{n}"})
+                   with_classes=with_classes, extra_attrs={"shard": f"{k}/{n}"}, decode=decode)
 
 
 def _import_ray():
@@ -81,7 +82,7 @@ def _init_ray(ray, address: str | None, num_cpus: int | None = None) -> None:
 def extract_sharded(*, model: str, pretrained: str | None, data: str, out: str | os.PathLike, num_shards: int | None = None,
                     address: str | None = None, batch_size: int = 64, dtype: str = "float32", device: str = "auto",
                     precision: str = "auto", merge: bool = False, overwrite: bool = False, progress: bool = True,
-                    verify: bool = False,
+                    verify: bool = False, decode: str = "auto",
                     num_cpus: int | None = None) -> dict:
     """Extract ``data`` with ``model`` on a Ray cluster into ``out`` (see the module docstring)."""
     import shutil
@@ -107,7 +108,7 @@ def extract_sharded(*, model: str, pretrained: str | None, data: str, out: str |
     shard_dir.mkdir(parents=True, exist_ok=True)
     paths = [shard_dir / _shard_name(k, n) for k in range(n)]
     refs = [task.remote(model, pretrained, device if gpus else "cpu", precision, data, k, n, img_ranges[k],
-                        txt_ranges[k], batch_size, dtype, str(paths[k]), k == 0, verify) for k in range(n)]
+                        txt_ranges[k], batch_size, dtype, str(paths[k]), k == 0, verify, decode) for k in range(n)]
     summaries = []
     for k, ref in enumerate(refs):
         summaries.append(ray.get(ref))

@@ -28,10 +28,14 @@ RESUME_HINT = "the journal is kept: rerun the same command to resume"
 
 
 class _ImageDataset:
-    """Loads and preprocesses image i; failures come back as (i, None, reason), never raised."""
+    """Image i for the batch loop; failures come back as (i, None, reason), never raised.
 
-    def __init__(self, source, preprocess, start: int):
-        self.source, self.preprocess, self.start = source, preprocess, start
+    PIL path (``jpeg_bytes=False``): the preprocessed pixels. Tensor path: a complete JPEG's
+    bytes as a 1-d uint8 tensor, decoded later in batches on the encoder's device; other files
+    are decoded and preprocessed here by PIL, as on the PIL path."""
+
+    def __init__(self, source, preprocess, start: int, jpeg_bytes: bool = False):
+        self.source, self.preprocess, self.start, self.jpeg_bytes = source, preprocess, start, jpeg_bytes
 
     def __len__(self):
         return len(self.source.image_ids) - self.start
@@ -39,7 +43,17 @@ class _ImageDataset:
     def __getitem__(self, k):
         i = self.start + k
         try:
-            return i, self.preprocess(self.source.load_image(i)), None
+            if not self.jpeg_bytes:
+                return i, self.preprocess(self.source.load_image(i)), None
+            from clipscope.data import decode_image_bytes
+            from clipscope.tensor_input import looks_like_jpeg
+
+            data = self.source.load_bytes(i)
+            if looks_like_jpeg(data):
+                import torch
+
+                return i, torch.frombuffer(bytearray(data), dtype=torch.uint8), None
+            return i, self.preprocess(decode_image_bytes(data)), None
         except Exception as e:  # any unreadable input is recorded, not fatal
             return i, None, _reason(e)
 
@@ -50,22 +64,100 @@ def _reason(e: Exception) -> str:
 
 
 def _collate(items):
+    """(row indices, payloads, failures, next index); PIL-path pixels come stacked."""
     import torch
 
     ok = [(i, t) for i, t, err in items if err is None]
     bad = [(i, err) for i, _, err in items if err is not None]
-    idx = [i for i, _ in ok]
-    pixels = torch.stack([t for _, t in ok]) if ok else None
-    return idx, pixels, bad, max(i for i, _, _ in items) + 1
+    payloads = [t for _, t in ok]
+    if payloads and all(t.dim() == 3 for t in payloads):
+        payloads = torch.stack(payloads)
+    return [i for i, _ in ok], payloads, bad, max(i for i, _, _ in items) + 1
 
 
-def cache_attrs(encoder, source, dtype: str) -> dict:
+def _tensor_pixels(idx, payloads, bad, *, tensor_prep, preprocess, device):
+    """The tensor path's batch: JPEG bytes decoded together on ``device`` and preprocessed as
+    tensors, PIL-decoded pixels moved there; a JPEG torchvision refuses goes to PIL, and one PIL
+    refuses too joins ``bad``. Returns the kept row indices and their pixels, in order."""
+    import torch
+
+    from clipscope.data import decode_image_bytes
+    from clipscope.tensor_input import decode_jpegs
+
+    if isinstance(payloads, torch.Tensor):  # no JPEG in this batch
+        return idx, payloads
+    jpeg = [k for k, t in enumerate(payloads) if t.dim() == 1]
+    decoded = dict(zip(jpeg, decode_jpegs([payloads[k] for k in jpeg], device)))
+    rows = {}
+    for k, im in list(decoded.items()):
+        if im is None:
+            del decoded[k]
+            try:
+                rows[k] = preprocess(decode_image_bytes(payloads[k].numpy().tobytes())).to(device)
+            except Exception as e:  # noqa: BLE001 - recorded in /failed, as on the PIL path
+                bad.append((idx[k], _reason(e)))
+    if decoded:
+        rows.update(zip(decoded, tensor_prep(list(decoded.values()))))
+    rows.update({k: t.to(device, non_blocking=True) for k, t in enumerate(payloads) if t.dim() == 3})
+    kept = sorted(rows)
+    return [idx[k] for k in kept], torch.stack([rows[k] for k in kept]) if kept else None
+
+
+class _Committer:
+    """Commits encoded batches to the journal from a thread, in order, so the next batch's
+    reading, decoding and forward pass overlap the copy to the host and the fsync."""
+
+    def __init__(self, journal, bar, depth: int = 2):
+        import queue
+        import threading
+
+        self.journal, self.bar, self.error = journal, bar, None
+        self.queue = queue.Queue(maxsize=depth)
+        self.thread = threading.Thread(target=self._run, name="clipscope-journal", daemon=True)
+        self.thread.start()
+
+    def _run(self):
+        while (item := self.queue.get()) is not None:
+            if self.error is None:
+                try:
+                    host, ready, next_index, bad = item
+                    ready()
+                    self.journal.commit(host.numpy(), next_index, [[i, r] for i, r in bad])
+                    self.bar.update(next_index - self.bar.n)
+                except BaseException as e:  # noqa: BLE001 - handed to the main thread
+                    self.error = e
+
+    def put(self, host, ready, next_index: int, bad: list) -> None:
+        self._raise()
+        self.queue.put((host, ready, next_index, bad))
+
+    def close(self) -> None:
+        """Wait for every queued batch to be committed; re-raise the writer's error."""
+        self.queue.put(None)
+        self.thread.join()
+        self._raise()
+
+    def _raise(self):
+        if self.error is not None:
+            raise self.error
+
+
+def cache_attrs(encoder, source, dtype: str, decode: str = "auto") -> dict:
+    """The cache's provenance. ``preprocess`` gains ``decode`` (``tensor-cuda``, ``tensor-cpu``)
+    when the tensor input path makes the pixels: they differ slightly from PIL's, so the
+    content key and the resume check tell the two apart."""
+    from clipscope.tensor_input import resolve_decode
+
     p = encoder.provenance
+    path = resolve_decode(decode, encoder, source)
+    preprocess = p.get("preprocess")
+    if path is not None:
+        preprocess = {**(preprocess or {}), "decode": path}
     return {
         "model": p["model"], "pretrained": p["pretrained"], "init_seed": p.get("init_seed"),
         "weights_sha256": p.get("weights_sha256"),
         "library": p.get("library"), "open_clip_version": p.get("open_clip_version") or p.get("timm_version"),
-        "embed_dim": int(p["embed_dim"]), "preprocess": p.get("preprocess"), "data_spec": source.spec,
+        "embed_dim": int(p["embed_dim"]), "preprocess": preprocess, "data_spec": source.spec,
         "data_fingerprint": source.fingerprint, "dtype": dtype, "source": "extract",
     }
 
@@ -86,8 +178,12 @@ def _progress(total: int, initial: int, desc: str, enabled: bool):
 
 def extract(source, encoder, out: str | os.PathLike, *, batch_size: int = 64, workers: int = 0,
             dtype: str = "float32", overwrite: bool = False, progress: bool = True, texts: bool = True,
-            with_classes: bool = True, extra_attrs: dict | None = None) -> dict:
+            with_classes: bool = True, extra_attrs: dict | None = None, decode: str = "auto") -> dict:
     """Encode ``source`` with ``encoder`` into the cache ``out``; resume a journal if one exists.
+
+    ``decode`` picks the image input path (:func:`clipscope.tensor_input.resolve_decode`):
+    ``auto`` decodes JPEGs in batches on the GPU when the model is on CUDA, else uses PIL in
+    the DataLoader workers.
 
     The whole run holds an exclusive lock on ``out``: a second writer of the same cache waits,
     then finds the cache complete (and reuses it) or resumes the journal where the first stopped.
@@ -100,15 +196,14 @@ def extract(source, encoder, out: str | os.PathLike, *, batch_size: int = 64, wo
         remove_stale_temps(out)
         return _extract_locked(source, encoder, out, batch_size=batch_size, workers=workers, dtype=dtype,
                                overwrite=overwrite, progress=progress, texts=texts, with_classes=with_classes,
-                               extra_attrs=extra_attrs)
+                               extra_attrs=extra_attrs, decode=decode)
 
 
 def _extract_locked(source, encoder, out: Path, *, batch_size, workers, dtype, overwrite, progress, texts,
-                    with_classes, extra_attrs) -> dict:
-    import torch
+                    with_classes, extra_attrs, decode) -> dict:
 
     journal_dir = Path(str(out) + ".partial")
-    attrs = {**cache_attrs(encoder, source, dtype), **(extra_attrs or {})}
+    attrs = {**cache_attrs(encoder, source, dtype, decode), **(extra_attrs or {})}
     if overwrite:
         shutil.rmtree(journal_dir, ignore_errors=True)
         for folder in derived_partials(out):  # progress of analyses on the old content
@@ -145,19 +240,9 @@ def _extract_locked(source, encoder, out: Path, *, batch_size, workers, dtype, o
     start = img_j.state["next_index"]
     n_img = len(source.image_ids)
     if not img_j.state["done"]:
-        ds = _ImageDataset(source, encoder.preprocess, start)
-        loader = torch.utils.data.DataLoader(
-            ds, batch_size=batch_size, shuffle=False, num_workers=workers, collate_fn=_collate,
-            pin_memory=encoder.device.startswith("cuda"), prefetch_factor=4 if workers > 0 else None,
-            persistent_workers=False)
-        bar = _progress(n_img, start, "images", progress)
-        for idx, pixels, bad, next_index in loader:
-            feats = encoder.encode_images(pixels).numpy() if pixels is not None else np.zeros((0, dim), np.float32)
-            if feats.shape[1] != dim:
-                raise ClipscopeError(f"the encoder returned {feats.shape[1]}-d features, expected {dim}")
-            img_j.commit(feats, next_index, [[i, r] for i, r in bad])
-            bar.update(next_index - bar.n)
-        bar.close()
+        _encode_images(source, encoder, img_j, start, dim, batch_size=batch_size, workers=workers,
+                       tensor_path=bool(attrs["preprocess"] and attrs["preprocess"].get("decode")),
+                       progress=progress)
         img_j.finish()
 
     txt_j = Journal(journal_dir, "text", dim)
@@ -194,6 +279,36 @@ def _extract_locked(source, encoder, out: Path, *, batch_size, workers, dtype, o
     return {"cache": str(out), "complete": True, "resumed": resumed, "skipped": False, **_counts(out)}
 
 
+def _encode_images(source, encoder, journal, start: int, dim: int, *, batch_size, workers, tensor_path, progress):
+    """Images ``start..`` through the encoder into ``journal``, batch by batch."""
+    import torch
+
+    from clipscope.tensor_input import TensorPreprocess
+
+    tensor_prep = TensorPreprocess(encoder.preprocess) if tensor_path else None
+    loader = torch.utils.data.DataLoader(
+        _ImageDataset(source, encoder.preprocess, start, jpeg_bytes=tensor_path), batch_size=batch_size,
+        shuffle=False, num_workers=workers, collate_fn=_collate, pin_memory=encoder.device.startswith("cuda"),
+        prefetch_factor=4 if workers > 0 else None, persistent_workers=False)
+    bar = _progress(len(source.image_ids), start, "images", progress)
+    committer = _Committer(journal, bar)
+    try:
+        for idx, pixels, bad, next_index in loader:
+            if tensor_prep is not None:
+                idx, pixels = _tensor_pixels(idx, pixels, bad, tensor_prep=tensor_prep,
+                                             preprocess=encoder.preprocess, device=encoder.device)
+            if isinstance(pixels, list) or pixels is None:  # nothing readable in this batch
+                host, ready = torch.zeros((0, dim)), lambda: None
+            else:
+                host, ready = encoder.encode_images_to_host(pixels)
+            if host.shape[1] != dim:
+                raise ClipscopeError(f"the encoder returned {host.shape[1]}-d features, expected {dim}")
+            committer.put(host, ready, next_index, bad)
+    finally:
+        committer.close()
+        bar.close()
+
+
 def _succeeded(n: int, failed: list) -> np.ndarray:
     """Boolean mask of the images that were encoded."""
     mask = np.ones(n, bool)
@@ -213,16 +328,18 @@ def cache_dir() -> Path:
     return Path(base)
 
 
-def content_key(encoder, source, dtype: str = "float32") -> str:
-    """A key over model, weights, preprocessing and data content: equal keys, equal caches."""
-    attrs = cache_attrs(encoder, source, dtype)
+def content_key(encoder, source, dtype: str = "float32", decode: str = "auto") -> str:
+    """A key over model, weights, preprocessing (the input path included) and data content:
+    equal keys, equal caches."""
+    attrs = cache_attrs(encoder, source, dtype, decode)
     blob = json.dumps({k: attrs.get(k) for k in PROVENANCE_KEYS}, sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()[:20]
 
 
 def ensure_cache(encoder, source, *, batch_size: int = 64, workers: int = 0, progress: bool = True,
-                 dtype: str = "float32") -> Path:
+                 dtype: str = "float32", decode: str = "auto") -> Path:
     """Extract into the content-keyed cache under :func:`cache_dir`, or reuse it."""
-    path = cache_dir() / f"{content_key(encoder, source, dtype)}.h5"
-    extract(source, encoder, path, batch_size=batch_size, workers=workers, progress=progress, dtype=dtype)
+    path = cache_dir() / f"{content_key(encoder, source, dtype, decode)}.h5"
+    extract(source, encoder, path, batch_size=batch_size, workers=workers, progress=progress, dtype=dtype,
+            decode=decode)
     return path

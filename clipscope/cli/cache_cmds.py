@@ -22,8 +22,8 @@ from clipscope.cli.options import data_options, model_options
 @click.option("--address", default=None, metavar="auto|ray://HOST:PORT", help="Ray cluster to join (default: start a local one).")
 @click.option("--num-shards", default=None, type=click.IntRange(1), help="Shards for --engine ray (default: GPUs, else CPUs).")
 @click.option("--merge", is_flag=True, help="With --engine ray: one merged file instead of virtual datasets over the shards.")
-def extract_cmd(model, pretrained, weights, device, precision, batch_size, workers, data, verify, out, dtype, overwrite,
-                quiet, engine, address, num_shards, merge):
+def extract_cmd(model, pretrained, weights, device, precision, batch_size, workers, decode, data, verify, out, dtype,
+                overwrite, quiet, engine, address, num_shards, merge):
     """Encode a data set with a model into an HDF5 embedding cache (resumable).
 
     \b
@@ -51,7 +51,7 @@ def extract_cmd(model, pretrained, weights, device, precision, batch_size, worke
         summary = extract_sharded(model=model, pretrained=pretrained, data=data, out=out, num_shards=num_shards,
                                   address=address, batch_size=batch_size, dtype=dtype, device=device,
                                   precision=precision, merge=merge, overwrite=overwrite, progress=not quiet,
-                                  verify=verify)
+                                  verify=verify, decode=decode)
         if not quiet:
             click.echo(f"extract: done on Ray: {summary['cache']} ({summary['shards']} shards, "
                        f"{summary['skipped_shards']} already done, {'merged' if merge else 'virtual datasets'})")
@@ -62,7 +62,7 @@ def extract_cmd(model, pretrained, weights, device, precision, batch_size, worke
     encoder = load_encoder(model, pretrained, device=device, precision=precision, weights=weights)
     summary = extract(source, encoder, out, batch_size=batch_size,
                       workers=default_workers(encoder.device) if workers is None else workers, dtype=dtype,
-                      overwrite=overwrite, progress=not quiet)
+                      overwrite=overwrite, progress=not quiet, decode=decode)
     if not quiet:
         prov = encoder.provenance
         state = "already complete, nothing to do" if summary["skipped"] else ("resumed and finished" if summary["resumed"] else "done")

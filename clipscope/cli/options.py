@@ -19,6 +19,10 @@ def model_options(fn):
                   type=click.Choice(["auto", "fp32", "fp16", "bf16"]), help="auto: fp32 on CPU, autocast on GPU.")
     @click.option("--batch-size", default=64, show_default=True, type=click.IntRange(1), help="Items per batch.")
     @click.option("--workers", default=None, type=click.IntRange(0), help="DataLoader workers (default: 0 on CPU, up to 8 on GPU).")
+    @click.option("--decode", default="auto", show_default=True, type=click.Choice(["auto", "gpu", "cpu", "tensor"]),
+                  help="Image input path: gpu decodes JPEG batches on the GPU and preprocesses there; cpu uses PIL in "
+                       "the workers; auto is gpu when the model is on CUDA; tensor is the GPU path on any device "
+                       "(torchvision's CPU decoder on a CPU).")
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
         return fn(*args, **kwargs)

@@ -47,6 +47,9 @@ class DataSource:
     kind: str
     image_ids: list[str]
     load_image: Callable[[int], Image.Image]
+    # The encoded bytes of image i, for sources made of files (the tensor input path); None
+    # where images are made in memory.
+    load_bytes: Callable[[int], bytes] | None = None
     texts: list[str] = field(default_factory=list)
     pairs: np.ndarray = field(default_factory=lambda: np.zeros((0, 2), np.int64))
     labels: np.ndarray | None = None
@@ -76,14 +79,20 @@ class DataSource:
                 "classes": len(self.classnames) if self.classnames else 0}
 
 
-def open_image_file(path: str | os.PathLike) -> Image.Image:
-    """Open and fully decode an image as RGB; truncated or corrupt files raise (never padded)."""
+def read_image_file(path: str | os.PathLike) -> bytes:
+    """The bytes of an image file; a missing or empty file raises with a reproducible reason."""
     p = Path(path)
     if not p.exists():
         raise FileNotFoundError(f"missing file {p}")
-    if p.stat().st_size == 0:
+    data = p.read_bytes()
+    if not data:
         raise OSError("zero-byte file")
-    return decode_image_bytes(p.read_bytes())
+    return data
+
+
+def open_image_file(path: str | os.PathLike) -> Image.Image:
+    """Open and fully decode an image as RGB; truncated or corrupt files raise (never padded)."""
+    return decode_image_bytes(read_image_file(path))
 
 
 def decode_image_bytes(data: bytes) -> Image.Image:
@@ -125,8 +134,9 @@ def _file_stats(paths: list[Path], verify: bool = False) -> list:
     return out
 
 
-def _loader(paths: list[Path]) -> Callable[[int], Image.Image]:
-    return lambda i: open_image_file(paths[i])
+def _file_loaders(paths: list[Path]) -> dict:
+    """``load_image`` and ``load_bytes`` for a list of image files."""
+    return {"load_image": lambda i: open_image_file(paths[i]), "load_bytes": lambda i: read_image_file(paths[i])}
 
 
 def _class_prompts(classnames: list[str]) -> list[str]:
@@ -158,7 +168,7 @@ def folder_source(spec: str, path: str, verify: bool = False) -> DataSource:
     return DataSource(
         spec=spec, kind="folder", root=str(root.resolve()),
         image_ids=[f.relative_to(root).as_posix() for f in paths], paths=[str(p) for p in paths],
-        load_image=_loader(paths), texts=_class_prompts(classnames),
+        **_file_loaders(paths), texts=_class_prompts(classnames),
         pairs=np.stack([np.arange(len(paths)), labels], 1).astype(np.int64),
         labels=labels, classnames=classnames, fingerprint_parts=_file_stats(paths, verify))
 
@@ -176,7 +186,7 @@ def images_source(spec: str, path: str, verify: bool = False) -> DataSource:
             texts.append(side.read_text(encoding="utf-8", errors="replace").strip())
     return DataSource(
         spec=spec, kind="images", root=str(root.resolve()), image_ids=[f.name for f in paths],
-        paths=[str(p) for p in paths], load_image=_loader(paths), texts=texts,
+        paths=[str(p) for p in paths], **_file_loaders(paths), texts=texts,
         pairs=np.asarray(pairs, np.int64).reshape(-1, 2), fingerprint_parts=_file_stats(paths, verify))
 
 
@@ -240,7 +250,7 @@ def captions_source(spec: str, path: str, verify: bool = False) -> DataSource:
     paths = [base / i for i in ids]
     return DataSource(
         spec=spec, kind="captions", root=str(base.resolve()), image_ids=ids, paths=[str(p) for p in paths],
-        load_image=_loader(paths), texts=texts, pairs=np.asarray(pairs, np.int64), labels=labels,
+        **_file_loaders(paths), texts=texts, pairs=np.asarray(pairs, np.int64), labels=labels,
         classnames=classnames, fingerprint_parts=_file_stats(paths, verify))
 
 
@@ -276,7 +286,7 @@ def coco_source(spec: str, arg: str, verify: bool = False) -> DataSource:
         raise ClipscopeError(f"{ann}: no caption's image_id matches an image id; the file pairs nothing")
     return DataSource(
         spec=spec, kind="coco", root=str(root.resolve()), image_ids=ids, paths=[str(p) for p in paths],
-        load_image=_loader(paths), texts=texts, pairs=np.asarray(pairs, np.int64).reshape(-1, 2),
+        **_file_loaders(paths), texts=texts, pairs=np.asarray(pairs, np.int64).reshape(-1, 2),
         fingerprint_parts=_file_stats(paths, verify))
 
 
@@ -358,7 +368,7 @@ def wds_source(spec: str, pattern: str, verify: bool = False) -> DataSource:
         raise ClipscopeError(f"--data wds:{pattern}: sample {ids[k]!r} has class {lab[k]}; .cls holds a class index 0..C-1")
     return DataSource(
         spec=spec, kind="wds", root=str(Path(shards[0]).parent.resolve()), image_ids=ids,
-        load_image=lambda i: decode_image_bytes(read(refs[i])), texts=texts,
+        load_image=lambda i: decode_image_bytes(read(refs[i])), load_bytes=lambda i: read(refs[i]), texts=texts,
         pairs=np.asarray(pairs, np.int64).reshape(-1, 2), labels=lab,
         classnames=[str(c) for c in range(int(lab.max()) + 1)] if lab is not None else None,
         fingerprint_parts=[[s, stat] for s, stat in zip(shards, _file_stats([Path(s) for s in shards], verify))])

@@ -91,6 +91,14 @@ class Encoder:
 
     def encode_images(self, pixels):
         """Raw (unnormalised) image features, float32 torch tensor on CPU."""
+        host, ready = self.encode_images_to_host(pixels)
+        ready()
+        return host
+
+    def encode_images_to_host(self, pixels):
+        """Start encoding a batch; returns ``(host tensor, ready)``: the float32 features are
+        valid in the host tensor once ``ready()`` returns. On CUDA the copy into pinned memory
+        runs behind the next batch's work; elsewhere ``ready`` is a no-op."""
         import torch
 
         from clipscope.runtime import autocast
@@ -98,7 +106,13 @@ class Encoder:
         with torch.inference_mode(), autocast(self.precision, self.device):
             x = pixels.to(self.device, non_blocking=True)
             feats = self.model.encode_image(x) if self.kind == "open_clip" else self.model(x)
-        return feats.float().cpu()
+            if not self.device.startswith("cuda"):
+                return feats.float().cpu(), lambda: None
+            host = torch.empty(feats.shape, dtype=torch.float32, pin_memory=True)
+            host.copy_(feats.float(), non_blocking=True)
+            done = torch.cuda.Event()
+            done.record()
+        return host, done.synchronize
 
     def encode_texts_batched(self, texts: list[str], batch_size: int = 64):
         """Raw text features of any number of texts, in batches, as one float32 array."""
