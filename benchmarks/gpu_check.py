@@ -69,10 +69,32 @@ def main():
     t = step("blind-pair mining benchmark on cuda (N = 60,000)")
     subprocess.run([sys.executable, str(HERE / "blindpairs.py"), "--device", "cuda"], check=False)
 
-    t = step("extraction throughput on cuda: ViT-B-32 random init, autocast, pinned memory, 15 workers")
-    for bs in (256,):
-        subprocess.run([sys.executable, str(HERE / "extract.py"), "--model", "ViT-B-32", "--n", "4096", "--batch-size",
-                        str(bs), "--device", "cuda", "--workers", "15"], check=False)
+    t = step("tensor input path on cuda: nvJPEG + tensor preprocessing vs PIL, cosine per image")
+    sys.path.insert(0, str(HERE))
+    from extract import make_images
+
+    from clipscope.cache import Cache
+    from clipscope.data import open_source
+    from clipscope.extract import extract
+    from clipscope.models import load_encoder
+
+    make_images(Path("/tmp/gpu-jpegs"), 256)
+    for model in ("ViT-B-32", "clipscope-tiny"):
+        enc = load_encoder(model, "none" if model != "clipscope-tiny" else None, device="cuda", precision="fp32")
+        emb = {}
+        for decode in ("cpu", "gpu"):
+            out = Path(f"/tmp/gpu-{model}-{decode}.h5")
+            extract(open_source("images:/tmp/gpu-jpegs"), enc, out, decode=decode, overwrite=True, progress=False)
+            with Cache.open(out) as c:
+                emb[decode] = c.normalized_image_embeddings()
+        cos = float(np.min(np.sum(emb["cpu"] * emb["gpu"], axis=1)))
+        print(f"{model}: min cosine gpu vs PIL path {cos:.6f}  {'ok' if cos >= 0.999 else 'BAD'}")
+        if cos < 0.999:
+            failures.append(f"tensor path parity {model}")
+
+    t = step("extraction throughput on cuda: forward, PIL path, tensor path, loaders; autocast, 15 workers")
+    subprocess.run([sys.executable, str(HERE / "extract.py"), "--models", "ViT-B-32,ViT-B-16,ViT-L-14", "--n", "8192",
+                    "--batch-size", "256", "--device", "cuda", "--workers", "15"], check=False)
 
     t = step("inversion on cuda with autocast (OTI and OVI on the bundled tiny model)")
     from clipscope.analysis.inversion import InversionConfig, invert_batch
