@@ -26,6 +26,7 @@ OPTIONS = {
     "blindpairs": ("reference", "reference_pretrained", "reference_cache", "clip_threshold", "ref_threshold", "top",
                    "benchmark"),
     "robustness": ("corruptions", "severities", "templates", "ood_data", "max_images", "baseline", "jpeg_round_trip",
+                   "benchmark",
                    "frost_dir"),
     "drift": ("old_model", "old_pretrained", "new_model", "new_pretrained", "k", "top"),
     "compose": ("benchmark", "images", "captions", "top_failures"),
@@ -150,8 +151,8 @@ def from_arrays(*args, **kwargs):
 
 
 def run(command: str, cache=None, *, model: str | None = None, pretrained: str | None = None, weights=None,
-        data: str | None = None, verify: bool = False, device: str = "auto", precision: str = "auto",
-        batch_size: int = 64, workers: int | None = None, decode: str = "auto", seed: int = 0,
+        data: str | None = None, verify: bool = False, classnames: str | None = None, device: str = "auto",
+        precision: str = "auto", batch_size: int = 64, workers: int | None = None, decode: str = "auto", seed: int = 0,
         progress: bool = False, plots: bool = True, **options) -> Report:
     """Run one diagnostic and return its :class:`Report` (nothing is written until ``save``).
 
@@ -163,6 +164,8 @@ def run(command: str, cache=None, *, model: str | None = None, pretrained: str |
     model, pretrained, weights : the encoder (see :func:`clipscope.models.load_encoder`).
     data : a data spec (``folder:DIR``, ``probes:64``, ...).
     verify : key the content cache on file contents (SHA-256) instead of file metadata.
+    classnames : a file naming the class folders of ``folder:`` data (default: ImageNet's names
+        for WordNet-id folders, else the folder names).
     device, precision, batch_size, workers : where and how to encode.
     decode : the image input path when extracting: ``auto`` (JPEGs decoded on the GPU when the
         model is on CUDA), ``gpu``, ``cpu`` (PIL) or ``tensor`` (see :mod:`clipscope.tensor_input`).
@@ -185,7 +188,8 @@ def run(command: str, cache=None, *, model: str | None = None, pretrained: str |
     unknown = sorted(set(options) - set(OPTIONS[command]))
     if unknown:
         raise UsageError(f"{command} takes no option {', '.join(unknown)} (its options: {', '.join(OPTIONS[command])})")
-    ctx = _Context(model=model, pretrained=pretrained, weights=weights, data=data, verify=verify, device=device,
+    ctx = _Context(model=model, pretrained=pretrained, weights=weights, data=data, verify=verify,
+                   classnames=classnames, device=device,
                    precision=precision, batch_size=batch_size, workers=workers, decode=decode, seed=seed,
                    progress=progress, plots=plots)
     return _RUNNERS[command](ctx, cache, **options)
@@ -198,6 +202,7 @@ class _Context:
     weights: object
     data: str | None
     verify: bool
+    classnames: str | None
     device: str
     precision: str
     batch_size: int
@@ -213,7 +218,9 @@ class _Context:
         from clipscope.data import open_source
 
         if spec not in self._sources:
-            self._sources[spec] = open_source(spec, verify=self.verify)
+            # --classnames names the folders of the run's --data (not of --ood-data or benchmarks)
+            names = self.classnames if spec == self.data else None
+            self._sources[spec] = open_source(spec, verify=self.verify, classnames=names)
         return self._sources[spec]
 
     def encoder(self, model=None, pretrained=None):
@@ -416,33 +423,52 @@ def _blindpairs(ctx: _Context, cache, *, reference=None, reference_pretrained=No
 
 
 def _robustness(ctx: _Context, cache, *, corruptions="all", severities="1-5", templates=None, ood_data=None,
-                max_images=1000, baseline=None, jpeg_round_trip=True, frost_dir=None) -> Report:
+                max_images=1000, baseline=None, jpeg_round_trip=True, frost_dir=None, benchmark=()) -> Report:
     from clipscope.report import load_report, model_block
     from clipscope.tasks import robustness, title_of
 
     if cache is not None:
         raise UsageError("robustness runs the model on images: give --model and --data, not a cache")
-    if not ctx.model or not ctx.data:
-        raise UsageError("robustness runs a model on images: give --model and --data (labelled)")
+    benchmarks = robustness.parse_benchmarks([benchmark] if isinstance(benchmark, str) else benchmark)
+    if not ctx.model or not (ctx.data or benchmarks):
+        raise UsageError("robustness runs a model on images: give --model and --data (labelled) and/or "
+                         "--benchmark NAME:DIR")
     names = robustness.parse_corruptions(corruptions) if isinstance(corruptions, str) else list(corruptions)
     sevs = robustness.parse_severities(severities) if isinstance(severities, str) else list(severities)
-    tmpl = robustness.read_templates(templates)
     if baseline is not None and not isinstance(baseline, dict):
         path = baseline
         baseline = load_report(path, validate=True)
         if baseline["command"] != "robustness" or "accuracy_clean" not in baseline["metrics"]:
             raise ClipscopeError(f"--baseline {path} is not a robustness report; pass the robustness.json of the "
                                  "baseline model")
-    source = ctx.source(ctx.data)
+    source = ctx.source(ctx.data) if ctx.data else None
+    tmpl, tmpl_name = robustness.read_templates(templates, imagenet=source is None or source.class_naming == "imagenet")
     ood = ctx.source(ood_data) if ood_data else None
     encoder = ctx.encoder()
-    result = robustness.evaluate(encoder, source, corruptions=names, severities=sevs, templates=tmpl, ood_source=ood,
-                                 batch_size=ctx.batch_size, max_images=max_images, seed=ctx.seed,
-                                 progress=ctx.progress, baseline=baseline, published=jpeg_round_trip,
-                                 frost_dir=frost_dir)
-    title = title_of(encoder.provenance, source.spec)
-    return ctx.report("robustness", robustness, result, model=model_block(encoder.provenance),
-                      data={"spec": source.spec, "fingerprint": source.fingerprint, "counts": source.counts()},
+    parts = []
+    if source is not None:
+        parts.append(robustness.evaluate(encoder, source, corruptions=names, severities=sevs, templates=tmpl,
+                                         ood_source=ood, batch_size=ctx.batch_size, max_images=max_images,
+                                         seed=ctx.seed, progress=ctx.progress, baseline=baseline,
+                                         published=jpeg_round_trip, frost_dir=frost_dir))
+    if benchmarks:
+        parts.append(robustness.evaluate_published(encoder, benchmarks, templates=tmpl, batch_size=ctx.batch_size,
+                                                   max_images=max_images, seed=ctx.seed, progress=ctx.progress))
+    result = parts[0]
+    for extra in parts[1:]:
+        result.metrics.update(extra.metrics)
+        result.tables.update(extra.tables)
+        result.notes.extend(extra.notes)
+        result.config.update(extra.config)
+        result.counts.update(extra.counts)
+        result.plot_data.update(extra.plot_data)
+    result.config.update(template_set=tmpl_name, templates=tmpl,
+                         class_names=source.class_naming if source is not None else "imagenet")
+    spec = source.spec if source is not None else ", ".join(f"{n}:{p}" for n, p in benchmarks)
+    title = title_of(encoder.provenance, spec)
+    data = ({"spec": source.spec, "fingerprint": source.fingerprint, "counts": source.counts()} if source is not None
+            else {"spec": spec, "counts": {}})
+    return ctx.report("robustness", robustness, result, model=model_block(encoder.provenance), data=data,
                       figures=lambda plots, d: robustness.figures(result, d, title, plots=plots))
 
 

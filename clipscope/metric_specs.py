@@ -85,6 +85,13 @@ SPECS: list[MetricSpec] = [
     MetricSpec(r"nll", "robustness", f"{CLIPSCOPE} (negative log-likelihood of the zero-shot softmax)", "nats", 0.05),
     MetricSpec(r"prompt_accuracy_(std|range)", "robustness",
                f"{CLIPSCOPE} (spread of zero-shot accuracy over prompt templates)"),
+    MetricSpec(r"accuracy_imagenet(_v2|_sketch|_r|_a)?|mean_shift_accuracy|(mean_)?shift_drop(_imagenet_(v2|sketch|r|a))?",
+               "robustness", "Radford et al. 2021 (zero-shot, 80 templates); CLIP_benchmark zeroshot_classification; "
+                             "Recht et al. 2019 (V2), Wang et al. 2019 (Sketch), Hendrycks et al. 2021 (R, A: logits "
+                             "restricted to their 200 classes)"),
+    MetricSpec(r"imagenet_c_mean_accuracy", "robustness", f"{IMAGENET_C} (the published images on disk)"),
+    MetricSpec(r"imagenet_c_(relative_)?mce", "robustness",
+               f"{IMAGENET_C} (the published images; AlexNet-normalised)", "%", 2.0),
     MetricSpec(r"ood_auroc", "robustness", f"{MCM} get_measures (AUROC)"),
     MetricSpec(r"ood_fpr95", "robustness", f"{MCM} fpr_and_fdr_at_recall"),
     # drift

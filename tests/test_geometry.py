@@ -170,6 +170,15 @@ def test_linear_separability_extremes():
     assert lo < 1.0 and hi == pytest.approx(1.0)
 
 
+def test_wilson_interval_contains_its_estimate_at_the_ends():
+    # the float rounding of centre - half at p = 0 once gave a lower bound of 2.8e-17 > p
+    for n in (1, 2, 3, 6, 7, 10, 100, 999):
+        for k in range(n + 1):
+            p = k / n
+            lo, hi = g.wilson_interval(p, n)
+            assert 0.0 <= lo <= p <= hi <= 1.0, (k, n)
+
+
 def test_bootstrap_interval_covers_value():
     rng = np.random.default_rng(8)
     I, T = unit(rng.normal(size=(300, 8)) + 1), unit(rng.normal(size=(300, 8)))

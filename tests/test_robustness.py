@@ -213,8 +213,11 @@ def test_mce_against_alexnet_published_errors_by_hand():
     assert [r["corruption"] for r in rows] == ["gaussian_noise"]
     assert mce == pytest.approx(100 * 0.7 / 0.886428)
     assert rel == pytest.approx(100 * (0.7 - 0.25) / (0.886428 - 0.435))
-    assert is_imagenet_val([f"n{k:08d}" for k in range(1000)])
-    assert not is_imagenet_val([f"n{k:08d}" for k in range(999)]) and not is_imagenet_val(["cat"] * 1000)
+    from types import SimpleNamespace as NS
+
+    assert is_imagenet_val(NS(class_naming="imagenet", classnames=["x"] * 1000))
+    assert not is_imagenet_val(NS(class_naming="imagenet", classnames=["x"] * 999))
+    assert not is_imagenet_val(NS(class_naming="folders", classnames=["cat"] * 1000))
 
 
 def test_robustness_with_a_baseline_report(run_cli, tmp_path):

@@ -384,7 +384,8 @@ def wilson_interval(p: float, n: int) -> list[float] | None:
     z2 = Z95 ** 2
     centre = (p + z2 / (2 * n)) / (1 + z2 / n)
     half = Z95 * math.sqrt(p * (1 - p) / n + z2 / (4 * n * n)) / (1 + z2 / n)
-    return [max(0.0, centre - half), min(1.0, centre + half)]
+    # At p = 0 (or 1) the bound is exactly 0 (1); rounding leaves ~1e-17, which would exclude p.
+    return [min(p, max(0.0, centre - half)), max(p, min(1.0, centre + half))]
 
 
 def _mean_ci(values: np.ndarray) -> list[float] | None:

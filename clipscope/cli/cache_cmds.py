@@ -22,8 +22,8 @@ from clipscope.cli.options import data_options, model_options
 @click.option("--address", default=None, metavar="auto|ray://HOST:PORT", help="Ray cluster to join (default: start a local one).")
 @click.option("--num-shards", default=None, type=click.IntRange(1), help="Shards for --engine ray (default: GPUs, else CPUs).")
 @click.option("--merge", is_flag=True, help="With --engine ray: one merged file instead of virtual datasets over the shards.")
-def extract_cmd(model, pretrained, weights, device, precision, batch_size, workers, decode, data, verify, out, dtype,
-                overwrite, quiet, engine, address, num_shards, merge):
+def extract_cmd(model, pretrained, weights, device, precision, batch_size, workers, decode, data, verify, classnames,
+                out, dtype, overwrite, quiet, engine, address, num_shards, merge):
     """Encode a data set with a model into an HDF5 embedding cache (resumable).
 
     \b
@@ -48,6 +48,8 @@ def extract_cmd(model, pretrained, weights, device, precision, batch_size, worke
 
         if weights:
             raise click.UsageError("--weights is not supported with --engine ray yet; pass the file as --pretrained")
+        if classnames:
+            raise click.UsageError("--classnames is not supported with --engine ray yet")
         summary = extract_sharded(model=model, pretrained=pretrained, data=data, out=out, num_shards=num_shards,
                                   address=address, batch_size=batch_size, dtype=dtype, device=device,
                                   precision=precision, merge=merge, overwrite=overwrite, progress=not quiet,
@@ -58,7 +60,7 @@ def extract_cmd(model, pretrained, weights, device, precision, batch_size, worke
             click.echo(f"  images {summary['images']}, texts {summary['texts']}, pairs {summary['pairs']}, "
                        f"failed {summary['failed']}")
         return
-    source = open_source(data, verify=verify)
+    source = open_source(data, verify=verify, classnames=classnames)
     encoder = load_encoder(model, pretrained, device=device, precision=precision, weights=weights)
     summary = extract(source, encoder, out, batch_size=batch_size,
                       workers=default_workers(encoder.device) if workers is None else workers, dtype=dtype,

@@ -35,6 +35,9 @@ def data_options(fn):
                   help="folder:DIR, images:DIR, captions:FILE, coco:ANN.json[:DIR], wds:PATTERN or probes[:N[:SEED]].")
     @click.option("--verify", is_flag=True,
                   help="Key the cache on each input file's SHA-256 (default: size, mtime, ctime and inode).")
+    @click.option("--classnames", default=None, type=click.Path(dir_okay=False), metavar="FILE",
+                  help="Class names of folder: data (JSON folder->name, or 'folder name' lines). Default: ImageNet's "
+                       "names when the folders are WordNet ids, else the folder names.")
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
         return fn(*args, **kwargs)

@@ -58,6 +58,7 @@ class DataSource:
     paths: list[str] | None = None
     fingerprint_parts: list = field(default_factory=list)
     failed: list[tuple[str, str]] = field(default_factory=list)  # inputs rejected before encoding
+    class_naming: str | None = None  # where class names came from: "imagenet", "file" or "folders"
 
     @functools.cached_property
     def fingerprint(self) -> str:
@@ -150,7 +151,12 @@ def _require_dir(path: str, kind: str) -> Path:
     return p
 
 
-def folder_source(spec: str, path: str, verify: bool = False) -> DataSource:
+def folder_source(spec: str, path: str, verify: bool = False, classnames: dict | None = None) -> DataSource:
+    """One subfolder per class. Class names: ``classnames`` (folder -> name), ImageNet's when the
+    folders are WordNet ids (so ImageNet val gets "tench", not "n01440764"), else the folder
+    names with ``_`` as spaces."""
+    from clipscope.data.imagenet import folder_classnames
+
     root = _require_dir(path, "folder")
     class_dirs = sorted(d for d in root.iterdir() if d.is_dir() and not d.name.startswith("."))
     if not class_dirs:
@@ -163,14 +169,14 @@ def folder_source(spec: str, path: str, verify: bool = False) -> DataSource:
                 labels.append(label)
     if not paths:
         raise ClipscopeError(f"--data folder:{path} holds no images ({', '.join(sorted(IMAGE_EXTENSIONS))})")
-    classnames = [d.name.replace("_", " ") for d in class_dirs]
+    names, naming = folder_classnames([d.name for d in class_dirs], classnames)
     labels = np.asarray(labels, np.int64)
     return DataSource(
         spec=spec, kind="folder", root=str(root.resolve()),
         image_ids=[f.relative_to(root).as_posix() for f in paths], paths=[str(p) for p in paths],
-        **_file_loaders(paths), texts=_class_prompts(classnames),
+        **_file_loaders(paths), texts=_class_prompts(names),
         pairs=np.stack([np.arange(len(paths)), labels], 1).astype(np.int64),
-        labels=labels, classnames=classnames, fingerprint_parts=_file_stats(paths, verify))
+        labels=labels, classnames=names, fingerprint_parts=_file_stats(paths, verify), class_naming=naming)
 
 
 def images_source(spec: str, path: str, verify: bool = False) -> DataSource:
@@ -398,10 +404,12 @@ _SOURCES = {"folder": folder_source, "images": images_source, "captions": captio
             "coco": coco_source, "wds": wds_source, "probes": probes_source}
 
 
-def open_source(spec: str, *, verify: bool = False) -> DataSource:
+def open_source(spec: str, *, verify: bool = False, classnames: str | None = None) -> DataSource:
     """Resolve a ``--data`` spec; unknown kinds get an error that lists the grammar.
 
     ``verify``: key the data fingerprint on each file's SHA-256 rather than its metadata.
+    ``classnames``: a file naming the classes of ``folder:`` data (see
+    :func:`clipscope.data.imagenet.read_classnames`).
     Captions that cannot be stored (missing, empty, or holding a NUL byte) are removed here,
     before any encoding, and listed in ``source.failed`` with their reason.
     """
@@ -412,6 +420,12 @@ def open_source(spec: str, *, verify: bool = False) -> DataSource:
         raise ClipscopeError(f"unknown --data kind {kind!r}; use {SPEC_HELP}")
     if kind != "probes" and not arg:
         raise ClipscopeError(f"--data {kind}: needs a path after the colon ({SPEC_HELP})")
+    if classnames is not None:
+        if kind != "folder":
+            raise ClipscopeError(f"--classnames names the class folders of folder: data, and {spec} is {kind}: data")
+        from clipscope.data.imagenet import read_classnames
+
+        return _screen_texts(folder_source(spec, arg, verify, read_classnames(classnames)))
     return _screen_texts(_SOURCES[kind](spec, arg, verify))
 
 

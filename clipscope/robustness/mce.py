@@ -12,8 +12,6 @@ The baseline is another robustness report (the same corruption and severity cell
 
 from __future__ import annotations
 
-import re
-
 import numpy as np
 
 # AlexNet's top-1 error on ImageNet-C per corruption, averaged over severities 1-5 (Hendrycks &
@@ -26,13 +24,12 @@ ALEXNET_ERRORS = {
 }
 # AlexNet's clean top-1 error (Hendrycks & Dietterich 2019, Table 1: 43.5%).
 ALEXNET_CLEAN_ERROR = 0.435
-WNID = re.compile(r"n\d{8}")
 
 
-def is_imagenet_val(classnames: list[str] | None, folder_names: list[str] | None = None) -> bool:
-    """The 1,000 ImageNet classes, named by WordNet id (n01440764 ...) as the validation folders are."""
-    names = folder_names or classnames or []
-    return len(names) == 1000 and all(WNID.fullmatch(n) for n in names)
+def is_imagenet_val(source) -> bool:
+    """The data is the 1,000-class ImageNet validation set: its class folders are the 1,000
+    WordNet ids (n01440764 ...), named by ImageNet's class names."""
+    return getattr(source, "class_naming", None) == "imagenet" and len(source.classnames or []) == 1000
 
 
 def _ratio(num: float, den: float) -> float:

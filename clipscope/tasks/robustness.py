@@ -45,13 +45,23 @@ def parse_severities(value: str) -> list[int]:
     return out
 
 
-def read_templates(path: str | None) -> list[str]:
-    if not path:
-        return list(DEFAULT_TEMPLATES)
+def read_templates(value: str | None, imagenet: bool = False) -> tuple[list[str], str]:
+    """Prompt templates and their name: ``openai`` (80) or ``simple`` (7) ImageNet templates,
+    a file (one per line with ``{c}``), or, by default, OpenAI's 80 on ImageNet classes and
+    ``a photo of a {c}.`` elsewhere."""
+    from clipscope.data import imagenet as inet
+
+    if value in (None, "", "auto"):
+        return (inet.templates("openai"), "openai") if imagenet else (list(DEFAULT_TEMPLATES), "default")
+    if value in ("openai", "simple"):
+        return inet.templates(value), value
+    path = value
+    if not Path(path).is_file():
+        raise ClipscopeError(f"--templates {path}: use openai, simple or a file of templates (no such file)")
     lines = [ln.strip() for ln in Path(path).read_text(encoding="utf-8").splitlines() if ln.strip()]
     if not lines or any("{c}" not in ln for ln in lines):
         raise ClipscopeError(f"--templates {path}: one template per line, each with {{c}} for the class name")
-    return lines
+    return lines, f"file {Path(path).name}"
 
 
 def class_embeddings(encoder, classnames: list[str], templates: list[str]) -> tuple[np.ndarray, np.ndarray]:
@@ -175,7 +185,7 @@ def evaluate(encoder, source, *, corruptions: list[str], severities: list[int], 
                                                 description="standard deviation of accuracy across templates")
         metrics["prompt_accuracy_range"] = metric(float(np.max(accs) - np.min(accs)), higher_is_better=False,
                                                   description="best minus worst template accuracy")
-    if baseline is not None or is_imagenet_val(source.classnames):
+    if baseline is not None or is_imagenet_val(source):
         b_table = None if baseline is None else baseline["tables"].get("corruptions", [])
         b_clean = None if baseline is None else baseline["metrics"]["accuracy_clean"]["value"]
         ce_rows, mce, rel = corruption_errors(table, acc_clean, baseline_table=b_table, baseline_clean_accuracy=b_clean,
@@ -223,7 +233,13 @@ def figures(result: TaskResult, out_dir: Path, title: str, *, plots=None, **_) -
 
     d = result.plot_data
     out = {}
-    table = d["table"]
+    table = d.get("table")
+    if d.get("published"):
+        pub = d["published"]
+        clean = pub.get("imagenet", result.metrics.get("accuracy_clean", {}).get("value"))
+        out["published"] = plots.bars(pub, out_dir / "robustness_published.png", ylabel="zero-shot top-1 accuracy",
+                                      title=f"Published sets and ImageNet-C families vs clean accuracy "
+                                            f"({'n/a' if clean is None else f'{clean:.3f}'}): {title}")
     if table:
         sevs = sorted({r["severity"] for r in table})
         names = list(dict.fromkeys(r["corruption"] for r in table))
@@ -239,6 +255,8 @@ def figures(result: TaskResult, out_dir: Path, title: str, *, plots=None, **_) -
         out["corruption_strip"] = plots.image_grid(imgs, ["clean"] + names, out_dir / "robustness_strip.png",
                                                    title=f"One image under every corruption (severity {max(sevs)})",
                                                    ncols=min(8, len(imgs)))
+    if "reliability" not in d:
+        return {k: Path(v).name for k, v in out.items()}
     rel = [r for r in d["reliability"] if r["count"]]
     out["reliability"] = plots.lines([r["confidence"] for r in rel], {"accuracy": [r["accuracy"] for r in rel],
                                                                        "perfect calibration": [r["confidence"] for r in rel]},
@@ -254,3 +272,151 @@ def figures(result: TaskResult, out_dir: Path, title: str, *, plots=None, **_) -
 
 SUMMARY = ("accuracy_clean", "mean_corruption_accuracy", "relative_drop", "mean_drift", "ece", "nll", "ood_auroc",
            "ood_fpr95")
+
+
+# The published evaluation sets (--benchmark NAME:DIR).
+BENCHMARKS = ("imagenet", "imagenet-c", *("imagenet-v2", "imagenet-sketch", "imagenet-r", "imagenet-a"))
+
+
+def parse_benchmarks(values) -> list[tuple[str, Path]]:
+    out = []
+    for v in values or ():
+        name, _, path = str(v).partition(":")
+        if name not in BENCHMARKS or not path:
+            raise ClipscopeError(f"--benchmark {v}: use NAME:DIR with NAME one of {', '.join(BENCHMARKS)}")
+        out.append((name, Path(path).expanduser()))
+    return out
+
+
+def _sample(n: int, max_images: int | None, seed) -> np.ndarray:
+    idx = np.arange(n)
+    if max_images and n > max_images:
+        idx = np.sort(np.random.default_rng(seed).choice(idx, max_images, replace=False))
+    return idx
+
+
+class _ZeroShot:
+    """ImageNet zero-shot classifiers (template ensembles), built once per class and shared by
+    every set; a set with a class subset has its logits restricted to it."""
+
+    def __init__(self, encoder, templates: list[str], batch_size: int):
+        self.encoder, self.templates, self.batch_size = encoder, templates, batch_size
+        self.rows: dict[str, np.ndarray] = {}
+
+    def classifier(self, ids) -> np.ndarray:
+        from clipscope.data import imagenet as inet
+
+        todo = [w for w in ids if w not in self.rows]
+        for i in range(0, len(todo), 100):
+            chunk = todo[i:i + 100]
+            emb, _ = class_embeddings(self.encoder, inet.classnames_of(chunk), self.templates)
+            self.rows.update(zip(chunk, emb))
+        return np.stack([self.rows[w] for w in ids])
+
+    def accuracy(self, paths: list[Path], labels: list[str], subset) -> tuple[float, int, int]:
+        """Top-1 accuracy over ``subset``'s classes; unreadable files are skipped and counted."""
+        import torch
+
+        from clipscope.data import open_image_file
+
+        W = self.classifier(subset)
+        index = {w: k for k, w in enumerate(subset)}
+        correct, n, skipped = 0, 0, 0
+        for i in range(0, len(paths), self.batch_size):
+            pixels, y = [], []
+            for p, w in zip(paths[i:i + self.batch_size], labels[i:i + self.batch_size]):
+                try:
+                    pixels.append(self.encoder.preprocess(open_image_file(p)))
+                    y.append(index[w])
+                except Exception:  # noqa: BLE001 - unreadable inputs are skipped, as in extraction
+                    skipped += 1
+            if pixels:
+                f = l2_normalize(self.encoder.encode_images(torch.stack(pixels)).numpy())
+                correct += int(((f @ W.T).argmax(1) == np.asarray(y)).sum())
+                n += len(y)
+        return (correct / n if n else float("nan")), n, skipped
+
+
+def evaluate_published(encoder, benchmarks: list[tuple[str, Path]], *, templates: list[str], batch_size: int = 64,
+                       max_images: int | None = 1000, seed: int = 0, progress: bool = True) -> TaskResult:
+    """Zero-shot accuracy on the published ImageNet sets found on disk: ImageNet val
+    (``imagenet``), the natural shifts (V2, Sketch, R, A; R and A over their 200 classes), and
+    ImageNet-C's corruption and severity cells, with mCE against AlexNet's published errors.
+    ``max_images`` caps each set and each ImageNet-C cell (a seeded sample)."""
+    from tqdm import tqdm
+
+    from clipscope.analysis.geometry import wilson_interval
+    from clipscope.data import imagenet as inet
+
+    zs = _ZeroShot(encoder, templates, batch_size)
+    metrics, tables, notes, accs = {}, {}, [], {}
+    names = [n for n, _ in benchmarks]
+    if len(set(names)) != len(names):
+        raise ClipscopeError("give each --benchmark set once")
+    bar = tqdm(total=len(benchmarks), desc="benchmarks", unit="set", file=sys.stderr, disable=not progress, leave=False)
+    for k, (name, root) in enumerate(benchmarks):
+        if name == "imagenet-c":
+            continue
+        paths, ids = inet.class_folder_set(root, "imagenet" if name == "imagenet" else name)
+        idx = _sample(len(paths), max_images, [seed, k])
+        acc, n, skipped = zs.accuracy([paths[i] for i in idx], [ids[i] for i in idx], inet.subset_wnids(name))
+        key = "accuracy_" + name.replace("-", "_")
+        accs[name] = acc
+        subset = len(inet.subset_wnids(name))
+        metrics[key] = metric(acc, higher_is_better=True, ci95=wilson_interval(acc, n), n=n,
+                              description=f"zero-shot top-1 accuracy on {name} ({n} images"
+                                          f"{f' sampled of {len(paths)}' if len(idx) < len(paths) else ''}; logits over "
+                                          f"its {subset} classes)")
+        if skipped:
+            notes.append(f"{name}: {skipped} unreadable image(s) skipped")
+        bar.update(1)
+    shifts = [s for s in inet.SHIFTS if s in accs]
+    if shifts:
+        metrics["mean_shift_accuracy"] = metric(float(np.mean([accs[s] for s in shifts])), higher_is_better=True,
+                                                description=f"mean zero-shot accuracy over {', '.join(shifts)}")
+        if "imagenet" in accs:
+            for s in shifts:
+                metrics["shift_drop_" + s.replace("-", "_")] = metric(
+                    accs["imagenet"] - accs[s], higher_is_better=False,
+                    description=f"ImageNet val accuracy minus {s} accuracy")
+            metrics["mean_shift_drop"] = metric(accs["imagenet"] - metrics["mean_shift_accuracy"]["value"],
+                                                higher_is_better=False,
+                                                description="ImageNet val accuracy minus the mean over the shifts")
+    if "imagenet-c" in names:
+        root = dict(benchmarks)["imagenet-c"]
+        cells = inet.imagenet_c_cells(root)
+        rows = []
+        for (c, s), folder in cells.items():
+            paths, ids = inet.class_folder_set(folder, "imagenet")
+            idx = _sample(len(paths), max_images, [seed, 1000 + len(rows)])
+            acc, n, _ = zs.accuracy([paths[i] for i in idx], [ids[i] for i in idx], inet.wnids())
+            rows.append({"corruption": c, "severity": s, "accuracy": acc, "n": n})
+        bar.update(1)
+        tables["imagenet_c"] = rows
+        metrics["imagenet_c_mean_accuracy"] = metric(float(np.mean([r["accuracy"] for r in rows])), higher_is_better=True,
+                                                     description=f"mean zero-shot accuracy over the {len(rows)} ImageNet-C "
+                                                                 f"cells on disk")
+        clean = accs.get("imagenet", float("nan"))
+        ce_rows, mce, rel = corruption_errors(rows, clean, alexnet=True)
+        tables["imagenet_c_errors"] = ce_rows
+        metrics["imagenet_c_mce"] = metric(mce, higher_is_better=False,
+                                           description="mCE (%) of the published ImageNet-C images: per corruption, the "
+                                                       "mean error over severities 1-5 / AlexNet's, averaged")
+        metrics["imagenet_c_relative_mce"] = metric(rel, higher_is_better=False,
+                                                    description="relative mCE (%): errors minus the clean ImageNet val "
+                                                                "error, normalised by AlexNet's the same way")
+        if not np.isfinite(clean):
+            notes.append("imagenet_c_relative_mce needs the clean error: add --benchmark imagenet:VAL_DIR")
+        partial = sorted({c for c, _ in cells} - {r["corruption"] for r in ce_rows})
+        if partial:
+            notes.append(f"ImageNet-C: {', '.join(partial)} not in the mCE (AlexNet's errors need all five severities "
+                         "of one of the 15 corruptions)")
+    bar.close()
+    plot = {"published": {**{n: a for n, a in accs.items()}}}
+    if "imagenet_c" in tables:
+        for fam, members in inet.FAMILIES.items():
+            got = [r["accuracy"] for r in tables["imagenet_c"] if r["corruption"] in members]
+            if got:
+                plot["published"][f"C: {fam}"] = float(np.mean(got))
+    config = {"benchmarks": [f"{n}:{p}" for n, p in benchmarks], "max_images": max_images}
+    return TaskResult(metrics, tables, notes, config=config, counts={"benchmarks": len(benchmarks)}, plot_data=plot)
