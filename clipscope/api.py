@@ -463,7 +463,7 @@ def _robustness(ctx: _Context, cache, *, corruptions="all", severities="1-5", te
         result.counts.update(extra.counts)
         result.plot_data.update(extra.plot_data)
     result.config.update(template_set=tmpl_name, templates=tmpl,
-                         class_names=source.class_naming if source is not None else "imagenet")
+                         class_names=(source.class_naming or source.kind) if source is not None else "imagenet")
     spec = source.spec if source is not None else ", ".join(f"{n}:{p}" for n, p in benchmarks)
     title = title_of(encoder.provenance, spec)
     data = ({"spec": source.spec, "fingerprint": source.fingerprint, "counts": source.counts()} if source is not None
