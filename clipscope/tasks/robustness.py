@@ -236,7 +236,9 @@ def figures(result: TaskResult, out_dir: Path, title: str, *, plots=None, **_) -
     table = d.get("table")
     if d.get("published"):
         pub = d["published"]
-        clean = pub.get("imagenet", result.metrics.get("accuracy_clean", {}).get("value"))
+        clean = d.get("published_clean")
+        if clean is None:
+            clean = result.metrics.get("accuracy_clean", {}).get("value")
         out["published"] = plots.bars(pub, out_dir / "robustness_published.png", ylabel="zero-shot top-1 accuracy",
                                       title=f"Published sets and ImageNet-C families vs clean accuracy "
                                             f"({'n/a' if clean is None else f'{clean:.3f}'}): {title}")
@@ -412,7 +414,9 @@ def evaluate_published(encoder, benchmarks: list[tuple[str, Path]], *, templates
             notes.append(f"ImageNet-C: {', '.join(partial)} not in the mCE (AlexNet's errors need all five severities "
                          "of one of the 15 corruptions)")
     bar.close()
-    plot = {"published": {**{n: a for n, a in accs.items()}}}
+    labels = {"imagenet": "ImageNet val (clean)", "imagenet-v2": "ImageNet-V2", "imagenet-sketch": "ImageNet-Sketch",
+              "imagenet-r": "ImageNet-R", "imagenet-a": "ImageNet-A"}
+    plot = {"published": {labels[n]: accs[n] for n in labels if n in accs}, "published_clean": accs.get("imagenet")}
     if "imagenet_c" in tables:
         for fam, members in inet.FAMILIES.items():
             got = [r["accuracy"] for r in tables["imagenet_c"] if r["corruption"] in members]
