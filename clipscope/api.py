@@ -20,7 +20,8 @@ from clipscope.errors import ClipscopeError, UsageError
 COMMON = ("model", "pretrained", "weights", "data", "verify", "device", "precision", "batch_size", "workers", "seed")
 # The options each command takes besides COMMON (the CLI's option names; `check` validates suites with them).
 OPTIONS = {
-    "gap": ("bootstrap", "projection", "sweep_max_rows", "shift_deltas", "engine", "address", "num_shards"),
+    "gap": ("bootstrap", "projection", "sweep_max_rows", "shift_deltas", "engine", "address", "num_shards",
+            "noise_model", "noise_alpha", "noise_max_pairs"),
     "uniformity": ("t", "max_pairs", "sample_pairs", "block", "engine", "address", "num_shards"),
     "invert": ("mode", "tokens", "steps", "lr", "weight_decay", "template", "inv_batch_size", "inv_seed", "gallery"),
     "blindpairs": ("reference", "reference_pretrained", "reference_cache", "clip_threshold", "ref_threshold", "top",
@@ -555,7 +556,7 @@ def demo(out="demo-out", *, device: str = "auto", overwrite: bool = False, progr
     steps = [
         ("extract", lambda: extract(open_source("probes:256"), load_encoder("clipscope-tiny", device=device), cache,
                                     progress=progress)),
-        ("gap", lambda: run("gap", cache, bootstrap=100, progress=progress).save(out / "gap")),
+        ("gap", lambda: run("gap", cache, bootstrap=100, noise_model=True, progress=progress).save(out / "gap")),
         ("uniformity", lambda: run("uniformity", cache, progress=progress).save(out / "uniformity")),
         ("invert", lambda: run("invert", cache, model="clipscope-tiny", mode="oti", steps=40, device=device,
                                progress=progress).save(out / "invert")),

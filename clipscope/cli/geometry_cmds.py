@@ -30,8 +30,16 @@ def engine_options(f):
 @click.option("--sweep-max-rows", default=5000, show_default=True, type=click.IntRange(10), help="Pairs used by the shift sweep.")
 @click.option("--shift-deltas", default=None, metavar="START:STOP:STEP|a,b,..",
               help="Absolute shift deltas instead of fractions of the gap; '-5:5:0.25' is the reference grid.")
+@click.option("--noise-model", is_flag=True,
+              help="Also model the paired differences as noise (MacCap): per-dimension moments, normality tests, "
+                   "the fitted sigma, and whether adding N(0, sigma^2) to the texts closes the gap.")
+@click.option("--noise-alpha", default=0.05, show_default=True, type=click.FloatRange(0, 1, min_open=True, max_open=True),
+              help="Level of the per-dimension normality tests.")
+@click.option("--noise-max-pairs", default=20000, show_default=True, type=click.IntRange(20),
+              help="Seeded sample of pairs for the noise model.")
 @engine_options
-def gap_cmd(cache, bootstrap, projection, sweep_max_rows, shift_deltas, engine, address, num_shards, **opts):
+def gap_cmd(cache, bootstrap, projection, sweep_max_rows, shift_deltas, noise_model, noise_alpha, noise_max_pairs,
+            engine, address, num_shards, **opts):
     """The modality gap: centroid distance and cosine, paired distance and cosine, RMG, cone,
     linear separability, per-dimension gap and the shift sweep.
 
@@ -42,7 +50,8 @@ def gap_cmd(cache, bootstrap, projection, sweep_max_rows, shift_deltas, engine, 
       clipscope gap big.h5 --engine ray --address auto --out runs/gap   # rows need not fit in memory
     """
     run_and_write("gap", cache, opts, bootstrap=bootstrap, projection=projection, sweep_max_rows=sweep_max_rows,
-                  shift_deltas=shift_deltas, engine=engine, address=address, num_shards=num_shards)
+                  shift_deltas=shift_deltas, engine=engine, address=address, num_shards=num_shards,
+                  noise_model=noise_model, noise_alpha=noise_alpha, noise_max_pairs=noise_max_pairs)
 
 
 @click.command("uniformity")

@@ -293,8 +293,33 @@ class FigureRecorder:
         self.__dict__.update(state)
 
 
+def noise_model(dims: dict, fits: dict, qq: tuple, path, *, title: str) -> str:
+    """Histograms of a few dimensions' paired differences with their fitted normals, and a Q-Q
+    plot of the pooled standardised differences."""
+    plt = _plt()
+    from scipy import stats
+
+    fig, axes = plt.subplots(1, len(dims) + 1, figsize=(3.0 * (len(dims) + 1), 3.2))
+    for ax, (name, v) in zip(axes, dims.items()):
+        v = np.asarray(v, float)
+        ax.hist(v, bins=40, density=True, color=IMAGE_COLOUR, alpha=0.6)
+        mu, sd = fits[name]
+        x = np.linspace(v.min(), v.max(), 200)
+        ax.plot(x, stats.norm.pdf(x, mu, sd if sd > 0 else 1e-9), color="black", lw=1)
+        ax.set_title(name, fontsize=9)
+    theory, sample = (np.asarray(a, float) for a in qq)
+    axes[-1].plot(theory, sample, ".", ms=3, color=IMAGE_COLOUR)
+    lim = [min(theory.min(), sample.min()), max(theory.max(), sample.max())]
+    axes[-1].plot(lim, lim, color="black", lw=1)
+    axes[-1].set_xlabel("normal quantile")
+    axes[-1].set_ylabel("standardised difference")
+    axes[-1].set_title("Q-Q, all dimensions", fontsize=9)
+    fig.suptitle(_wrap(title, 110), fontsize=10)
+    return _save(fig, path)
+
+
 PLOTTERS = ("projection", "cosine_histograms", "per_dimension_bars", "shift_sweep_curves", "bars", "histogram", "lines",
-            "heatmap", "image_grid", "drift_projection")
+            "heatmap", "image_grid", "drift_projection", "noise_model")
 
 
 def draw(specs, out_dir, *, progress: bool = False) -> None:

@@ -12,10 +12,13 @@ from clipscope.tasks import TaskResult, class_text, modality_rows
 
 def evaluate(cache, *, bootstrap: int = 200, seed: int = 0, sweep_max_rows: int = 5000, top_dims: int = 20,
              shift_deltas=None, engine: str = "local", address: str | None = None,
-             num_shards: int | None = None) -> TaskResult:
+             num_shards: int | None = None, noise_model: bool = False, noise_alpha: float = 0.05,
+             noise_max_pairs: int = 20000) -> TaskResult:
     """``engine="ray"``: the O(n d) statistics are computed shard by shard on a Ray cluster
     (``address``; a local one by default) and only sampled rows are read here, so the rows
-    never need to fit in this process; the values equal a local run's."""
+    never need to fit in this process; the values equal a local run's. ``noise_model``: the
+    paired differences as noise (:mod:`clipscope.analysis.noise_model`) on a seeded sample of
+    ``noise_max_pairs`` pairs, with the noise-injection test."""
     from clipscope.metric_specs import computed_metrics, computed_names
 
     on_ray = engine == "ray"
@@ -56,11 +59,69 @@ def evaluate(cache, *, bootstrap: int = 200, seed: int = 0, sweep_max_rows: int 
         "shift_sweep": sweep["rows"],
     }
     plot_data = {"I": I, "T": T, "pairs": pairs, "Ip": Ip, "Tp": Tp, "per_dim": per_dim, "sweep": sweep}
+    if noise_model:
+        if Ip is None or len(Ip) < 20:
+            notes.append("noise model: needs at least 20 image-text pairs")
+        else:
+            extra, tables["noise_model"], tables["noise_injection"], plot_data["noise"] = _noise_model(
+                Ip, Tp, c.gap, alpha=noise_alpha, max_pairs=noise_max_pairs, seed=seed)
+            metrics.update(extra)
     return TaskResult(metrics, tables, notes,
                       config={"bootstrap": bootstrap, "sweep_max_rows": sweep_max_rows, "top_dims": top_dims, "engine": engine,
+                              "noise_model": noise_model, "noise_alpha": noise_alpha, "noise_max_pairs": noise_max_pairs,
                               "shift_deltas": None if shift_deltas is None else [float(d) for d in shift_deltas]},
                       counts={"images": len(I), "texts": len(T), "pairs": 0 if pairs is None else len(pairs)},
                       plot_data=plot_data)
+
+
+def _noise_model(Ip, Tp, gap, *, alpha: float, max_pairs: int, seed: int):
+    """Metrics, per-dimension table, injection table and plot data of the noise model."""
+    from clipscope.analysis import noise_model as nm
+    from clipscope.analysis import metric
+
+    fit = nm.noise_model(Ip, Tp, gap, alpha=alpha, max_pairs=max_pairs, seed=seed)
+    on = f"{fit['pairs_used']} pairs" + (f" (seeded sample of {fit['pairs_total']})"
+                                          if fit["pairs_used"] < fit["pairs_total"] else "")
+    x = np.asarray(Ip[fit["index"]], np.float32)
+    t = np.asarray(Tp[fit["index"]], np.float32)
+    noisy = nm.inject_noise(t, fit["sigma"], seed)
+    before = geometry.gap_metrics(x, t, x, t, bootstrap=0, seed=seed)
+    after = geometry.gap_metrics(x, noisy, x, noisy, bootstrap=0, seed=seed)
+    src = "Qiu et al. 2024, MacCap (AAAI); Nukrai et al. 2022, CapDec (EMNLP Findings)"
+    def described(value, text):
+        return metric(value, higher_is_better=None, description=f"{text}; {on}; {src}")
+
+    metrics = {
+        "noise_sigma": described(fit["sigma"], "isotropic scale sigma of the paired differences x - t - g (g: the "
+                                               "centroid gap): sigma^2 = mean over dimensions of their variance"),
+        "noise_gaussian_share": described(fit["gaussian_share"],
+                                          f"share of dimensions whose paired differences pass D'Agostino-Pearson's "
+                                          f"normality test (scipy.stats.normaltest, p >= {alpha}); about "
+                                          f"{1 - alpha:.2f} for Gaussian noise"),
+        "noise_mean_abs_skew": described(float(np.mean(np.abs(fit["skew"]))),
+                                         "mean |skewness| of the paired differences over dimensions (0 for a Gaussian)"),
+        "noise_mean_excess_kurtosis": described(float(np.mean(fit["excess_kurtosis"])),
+                                                "mean excess kurtosis of the paired differences over dimensions (0 "
+                                                "for a Gaussian, 3 for a Laplace)"),
+    }
+    injection = []
+    for name in ("centroid_distance", "paired_cosine", "linear_separability"):
+        clean, noisy_v = before[name]["value"], after[name]["value"]
+        injection.append({"metric": name, "text": clean, "noisy_text": noisy_v})
+        metrics[f"noisy_{name}"] = metric(
+            noisy_v, higher_is_better=after[name]["higher_is_better"], ci95=after[name].get("ci95"),
+            description=f"{name} between the images and their paired text rows plus N(0, sigma^2 I) noise "
+                        f"(renormalised): {clean:.4g} without the noise; {on}; {src} (noise injection)")
+    top = np.argsort(fit["sd"])[::-1][:4]
+    rng = np.random.default_rng([seed, 13])
+    keep = rng.choice(len(fit["differences"]), min(2000, len(fit["differences"])), replace=False)
+    plot = {"dims": {f"dim {j}": fit["differences"][keep, j] for j in top},
+            "fits": {f"dim {j}": (float(fit["mean"][j]), float(fit["sd"][j])) for j in top},
+            "qq": nm.qq_points(fit["differences"], fit), "sigma": fit["sigma"], "share": fit["gaussian_share"]}
+    per_dim = [{"dim": j, "mean": float(fit["mean"][j]), "sd": float(fit["sd"][j]), "skew": float(fit["skew"][j]),
+                "excess_kurtosis": float(fit["excess_kurtosis"][j]), "normaltest_p": float(fit["normaltest_p"][j])}
+               for j in range(len(fit["sd"]))]
+    return metrics, per_dim, injection, plot
 
 
 def figures(result: TaskResult, out_dir: Path, title: str, *, projection: str = "pca", seed: int = 0,
@@ -88,6 +149,12 @@ def figures(result: TaskResult, out_dir: Path, title: str, *, projection: str = 
                                                         title=f"Per-dimension gap: {title}")
     out["shift_sweep"] = plots.shift_sweep_curves(d["sweep"], out_dir / "gap_shift_sweep.png",
                                                   title=f"Shifting along the gap direction: {title}")
+    if "noise" in d:
+        nz = d["noise"]
+        out["noise_model"] = plots.noise_model(
+            nz["dims"], nz["fits"], nz["qq"], out_dir / "gap_noise_model.png",
+            title=f"Paired differences as noise (sigma {nz['sigma']:.4f}; {nz['share']:.0%} of dimensions pass the "
+                  f"normality test): {title}")
     return {k: Path(v).name for k, v in out.items()}
 
 
