@@ -31,6 +31,7 @@ OPTIONS = {
                    "frost_dir"),
     "drift": ("old_model", "old_pretrained", "new_model", "new_pretrained", "k", "top"),
     "compose": ("benchmark", "images", "captions", "top_failures"),
+    "direction": ("a", "b", "text_a", "text_b", "top"),
 }
 
 
@@ -103,6 +104,16 @@ class Report:
             plotting.draw(self.figures, out_dir, progress=progress)
         path = out_dir / f"{self.command}.json"
         atomic_write_text(path, self.to_json(with_figures=plots))
+        if self.command == "direction":  # the directions themselves, for reuse as guidance
+            import numpy as np
+
+            from clipscope.fileio import atomic_path
+
+            for modality in ("image", "text"):
+                if f"direction_{modality}" in self.tables:
+                    with atomic_path(out_dir / f"direction_{modality}.npy") as tmp:
+                        with open(tmp, "wb") as fh:
+                            np.save(fh, np.asarray(self.tables[f"direction_{modality}"], np.float32))
         return path
 
     def summary(self, out=None) -> str:
@@ -159,7 +170,7 @@ def run(command: str, cache=None, *, model: str | None = None, pretrained: str |
 
     Parameters
     ----------
-    command : "gap", "uniformity", "invert", "blindpairs", "robustness", "drift" or "compose".
+    command : "gap", "uniformity", "invert", "blindpairs", "robustness", "drift", "compose" or "direction".
     cache : a cache file (or, for drift, ``[old, new]``), or None to extract ``data`` with ``model``
         first into the content-keyed cache (reused by the next run).
     model, pretrained, weights : the encoder (see :func:`clipscope.models.load_encoder`).
@@ -473,6 +484,45 @@ def _robustness(ctx: _Context, cache, *, corruptions="all", severities="1-5", te
                       figures=lambda plots, d: robustness.figures(result, d, title, plots=plots))
 
 
+def _direction(ctx: _Context, cache, *, a=None, b=None, text_a=None, text_b=None, top=20) -> Report:
+    from clipscope.linalg import l2_normalize
+    from clipscope.report import model_block
+    from clipscope.tasks import direction, title_of
+
+    if not a or not b:
+        raise UsageError("give the two groups: --a SELECTION and --b SELECTION (label:N, class:NAME, ids:FILE, "
+                         "text:PROMPT|PROMPT or prompts:FILE)")
+    with ctx.cache(cache) as c:
+        prov = c.provenance
+        needs_model = direction.is_prompt_set(a) or direction.is_prompt_set(b) or text_a or text_b
+
+        def encode_texts(prompts):
+            try:
+                enc = ctx.encoder() if ctx.model else ctx.encoder(prov.get("model"), _tag_of(prov))
+            except ClipscopeError as e:
+                raise ClipscopeError(f"a prompt set is encoded with the cache's model {prov.get('model')} (pretrained: "
+                                     f"{prov.get('pretrained')}), which could not be loaded ({e}); give "
+                                     f"--model/--pretrained naming it") from None
+            p = enc.provenance
+            same = ("model", "weights_sha256", "init_seed")
+            if [p.get(k) for k in same] != [prov.get(k) for k in same]:
+                raise ClipscopeError(f"the prompts must be encoded by the cache's model ({prov.get('model')}, "
+                                     f"pretrained: {prov.get('pretrained')}); --model gave {p.get('model')} "
+                                     f"({p.get('pretrained')})")
+            return l2_normalize(enc.encode_texts_batched(prompts, ctx.batch_size))
+
+        result = direction.evaluate(c, a, b, encode_texts=encode_texts if needs_model else None, text_a=text_a,
+                                    text_b=text_b, top=top)
+        title = title_of(prov, prov.get("data_spec"))
+        return ctx.report("direction", direction, result, model=model_block(prov), data=data_block(c),
+                          figures=lambda plots, d: direction.figures(result, d, title, plots=plots))
+
+
+def _tag_of(provenance: dict) -> str | None:
+    """The --pretrained value that reloads a cache's model: its checkpoint file, else its tag."""
+    return provenance.get("weights_file") or provenance.get("pretrained")
+
+
 def _drift(ctx: _Context, cache, *, old_model=None, old_pretrained=None, new_model=None, new_pretrained=None,
            k=10, top=20) -> Report:
     from clipscope.report import model_block
@@ -530,15 +580,16 @@ _RUNNERS = {
     "gap": lambda ctx, cache, **o: _geometry("gap", ctx, cache, **o),
     "uniformity": lambda ctx, cache, **o: _geometry("uniformity", ctx, cache, **o),
     "invert": _invert, "blindpairs": _blindpairs, "robustness": _robustness, "drift": _drift, "compose": _compose,
+    "direction": lambda ctx, cache, **o: _direction(ctx, cache, **o),
 }
 
 
 def demo(out="demo-out", *, device: str = "auto", overwrite: bool = False, progress: bool = False, log=None) -> Path:
     """The offline end-to-end run on the bundled tiny model and the procedural probes: extract,
     gap, uniformity, a small OTI, blind pairs on the probe benchmark, robustness on five
-    corruptions, compositional probes (binding, spatial, counting, word order), and the HTML
-    report. Returns the report's path. ``log(step, seconds)`` is
-    called after each step."""
+    corruptions, compositional probes (binding, spatial, counting, word order), the red-minus-blue
+    direction, and the HTML report. Returns the report's path. ``log(step, seconds)`` is called
+    after each step."""
     import shutil
     import time
 
@@ -567,6 +618,10 @@ def demo(out="demo-out", *, device: str = "auto", overwrite: bool = False, progr
                                    severities="1,3,5", device=device, progress=progress).save(out / "robustness")),
         ("compose", lambda: run("compose", model="clipscope-tiny", benchmark="probes:32", device=device,
                                 progress=progress).save(out / "compose")),
+        ("direction", lambda: run("direction", cache, a="class:red circle", b="class:blue circle",
+                                  text_a="a red shape|a photo of something red",
+                                  text_b="a blue shape|a photo of something blue", device=device,
+                                  progress=progress).save(out / "direction")),
     ]
     for name, step in steps:
         t0 = time.time()

@@ -109,6 +109,9 @@ SPECS: list[MetricSpec] = [
     MetricSpec(r"knn_overlap_(image|text)|raw_cosine_(image|text)", "drift",
                f"{CLIPSCOPE} (per-row agreement of the two releases)"),
     MetricSpec(r"(gap|paired_cosine)_(old|new|change)", "drift", MIND_THE_GAP),
+    MetricSpec(r"direction_(norm|auroc|text_cosine)_(image|text)", "direction",
+               "Residual vector between two groups' mean embeddings as a guidance direction (RAVE, CLIP-guided image "
+               "enhancement); norm interval: bias-corrected U-statistic"),
     MetricSpec(r"sugarcrepe_.+", "compose", "Hsieh et al. 2023, SugarCrepe (NeurIPS D&B); RAIVNLab/sugar-crepe main_eval.py"),
     MetricSpec(r"aro_(relation|attribution)|aro_order_.+", "compose",
                "Yuksekgonul et al. 2023, When and Why Vision-Language Models Behave like Bags-of-Words (ICLR); "

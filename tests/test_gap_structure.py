@@ -76,3 +76,110 @@ def test_noise_injection_narrows_the_gap_it_models():
     assert inj["paired_cosine"]["noisy_text"] < inj["paired_cosine"]["text"]
     assert r.metrics["noisy_paired_cosine"].value == inj["paired_cosine"]["noisy_text"]
     assert 0.5 <= inj["linear_separability"]["noisy_text"] <= 1.0
+
+
+# ------------------------------------------------------------------ direction (RAVE)
+
+def _groups(n=400, d=32, seed=3, shift=0.15):
+    """Two image groups around a common centre, offset along a planted unit direction v."""
+    rng = np.random.default_rng(seed)
+    centre = l2_normalize(rng.normal(size=(1, d)))[0]
+    v = rng.normal(size=d)
+    v = v - (v @ centre) * centre  # tangent at the centre: normalising moves both groups alike
+    v /= np.linalg.norm(v)
+    A = l2_normalize(centre + shift * v + 0.05 * rng.normal(size=(n, d)))
+    B = l2_normalize(centre - shift * v + 0.05 * rng.normal(size=(n, d)))
+    return A.astype(np.float32), B.astype(np.float32), v
+
+
+def test_a_planted_direction_is_recovered_on_three_layouts():
+    A, B, v = _groups()
+    n = len(A)
+    I = np.concatenate([A, B])
+    labels = np.repeat([0, 1], n)
+    rng = np.random.default_rng(4)
+    Tc = l2_normalize(I + 0.05 * rng.normal(size=I.shape)).astype(np.float32)  # a noisy caption per image
+    layouts = {
+        "1:1": (Tc, None),
+        "coco": (np.repeat(Tc, 3, axis=0), np.stack([np.repeat(np.arange(2 * n), 3), np.arange(6 * n)], 1)),
+        "classes": (l2_normalize(np.stack([A.mean(0), B.mean(0)])).astype(np.float32),
+                    np.stack([np.arange(2 * n), labels], 1)),
+    }
+    for name, (T, pairs) in layouts.items():
+        cache = clipscope.from_arrays(I, T, pairs, image_labels=labels, classnames=["lit", "dark"])
+        r = clipscope.run("direction", cache, a="class:lit", b="label:1", plots=False)
+        got = np.asarray(r.tables["direction_image"])
+        assert float(got @ v / np.linalg.norm(got)) > 0.99, name
+        assert r.metrics["direction_auroc_image"].value == 1.0, name
+        lo, hi = r.metrics["direction_norm_image"].ci95
+        assert lo <= r.metrics["direction_norm_image"].extra["estimate"] <= hi, name
+        want = np.linalg.norm(A.astype(np.float64).mean(0) - B.astype(np.float64).mean(0))
+        assert r.metrics["direction_norm_image"].value == pytest.approx(want, rel=1e-6), name
+        # texts paired with each group: 1 text per class in the class-prompt layout
+        assert r.config["a"] == "class:lit"
+        assert r.metrics["direction_auroc_text"].value > 0.99, name
+        far = r.tables["furthest_image"]
+        assert far[0]["group"] == "a" and far[-1]["group"] == "b" and far[0]["score"] > far[-1]["score"], name
+
+
+def test_the_norm_interval_has_near_nominal_coverage():
+    """300 simulated pairs of Gaussian groups with a known mean difference (norm 0.1)."""
+    from clipscope.analysis.direction import direction_stats
+
+    rng = np.random.default_rng(5)
+    d, n, true = 16, 60, 0.1
+    mu = np.zeros(d)
+    mu[0] = true
+    hits = 0
+    for _ in range(300):
+        A = rng.normal(size=(n, d)) * 0.2 + mu
+        B = rng.normal(size=(n, d)) * 0.2
+        st = direction_stats(A.astype(np.float32), B.astype(np.float32))
+        hits += st["ci95"][0] <= true <= st["ci95"][1]
+    assert 0.91 <= hits / 300 <= 0.985
+
+
+def test_prompt_sets_text_direction_and_saved_npy(run_cli, tmp_path):
+    cache = tmp_path / "c.h5"
+    code, _, err = run_cli("extract", "--model", "clipscope-tiny", "--data", "probes:96", "--out", cache, "-q")
+    assert code == 0, err
+    with clipscope.open_cache(cache) as c:
+        names = c.classnames
+    code, out, err = run_cli("direction", cache, "--a", f"class:{names[0]}", "--b", f"class:{names[1]}",
+                             "--text-a", f"a photo of a {names[0]}", "--text-b", f"a photo of a {names[1]}",
+                             "--out", tmp_path / "d")
+    assert code == 0, err
+    import json
+
+    rep = json.loads((tmp_path / "d" / "direction.json").read_text())
+    saved = np.load(tmp_path / "d" / "direction_image.npy")
+    assert saved.dtype == np.float32 and np.array_equal(saved, np.asarray(rep["tables"]["direction_image"], np.float32))
+    assert -1 <= rep["metrics"]["direction_text_cosine_image"]["value"] <= 1
+    # a prompt set as a group: the text direction between two prompt sets
+    code, out, err = run_cli("direction", cache, "--a", "text:a red circle|a photo of a red circle",
+                             "--b", "text:a blue square", "--json", "-")
+    assert code == 0, err
+    rep = json.loads(out)
+    assert "direction_norm_text" in rep["metrics"] and "direction_norm_image" not in rep["metrics"]
+
+
+def test_direction_errors(run_cli, tmp_path):
+    A, B, _ = _groups(n=20)
+    from clipscope.cache import write_cache
+
+    path = tmp_path / "g.h5"
+    I = np.concatenate([A, B])
+    write_cache(path, attrs={"model": "x", "pretrained": "imported", "embed_dim": I.shape[1], "source": "import"},
+                image_embeddings=I, image_ids=[f"i{k}" for k in range(len(I))],
+                image_labels=np.repeat([0, 1], 20), classnames=["lit", "dark"])
+    ids = tmp_path / "ids.txt"
+    ids.write_text("i0\ni1\n")
+    cases = [
+        (("--a", "label:0", "--b", "ids:" + str(ids)), "share 2 image row"),
+        (("--a", "class:sunny", "--b", "label:1"), "no class 'sunny'"),
+        (("--a", "colour:red", "--b", "label:1"), "use label:N, class:NAME"),
+        (("--a", "label:0", "--b", "text:a dark photo"), "encoded with the cache's model x"),
+    ]
+    for args, message in cases:
+        code, out, err = run_cli("direction", path, *args, "--json", "-")
+        assert code in (1, 2) and message in err and len(err.strip().splitlines()) == 1, (args, err)

@@ -52,6 +52,11 @@ OUTPUTS = {
                "(objects with `benchmark`, `category`, `accuracy`, `n`, `ties`) and `hardest_failures`; counts of "
                "cases, unique images and captions, encoder calls) and one PNG per benchmark, "
                "`compose_<benchmark>.png`.",
+    "direction": "`direction.json` (metrics `direction_norm_<modality>` with `ci95` and `estimate`, "
+                 "`direction_auroc_<modality>`, with --text-a/--text-b `direction_text_cosine_<modality>`; tables "
+                 "`direction_<modality>` (the vector, float32 values) and `furthest_<modality>` (rows at each end: "
+                 "`row`, `id` or `caption`, `score`, `group`, `end`)), `direction_<modality>.npy` (the residual "
+                 "vector mean(A) - mean(B), float32, for reuse as guidance) and PNGs `direction_<modality>.png`.",
     "report": "A self-contained HTML file (plots embedded; every string from data escaped).",
     "compare": "A per-metric table (text, markdown or JSON) on stdout. Exit 3 when anything regressed, 0 otherwise, "
                "1 on unreadable or incompatible reports.",

@@ -14,7 +14,7 @@ from pathlib import Path
 from clipscope.errors import ClipscopeError
 from clipscope.report import reports_under, validate_report
 
-ORDER = ["extract", "gap", "uniformity", "invert", "blindpairs", "robustness", "drift", "compose"]
+ORDER = ["extract", "gap", "uniformity", "invert", "blindpairs", "robustness", "drift", "compose", "direction"]
 MAX_TABLE_ROWS = 25
 
 CSS = """
