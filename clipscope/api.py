@@ -21,7 +21,7 @@ COMMON = ("model", "pretrained", "weights", "data", "verify", "device", "precisi
 # The options each command takes besides COMMON (the CLI's option names; `check` validates suites with them).
 OPTIONS = {
     "gap": ("bootstrap", "projection", "sweep_max_rows", "shift_deltas", "engine", "address", "num_shards",
-            "noise_model", "noise_alpha", "noise_max_pairs"),
+            "noise_model", "noise_alpha", "noise_max_pairs", "subregions", "subregion_max_images"),
     "uniformity": ("t", "max_pairs", "sample_pairs", "block", "engine", "address", "num_shards"),
     "invert": ("mode", "tokens", "steps", "lr", "weight_decay", "template", "inv_batch_size", "inv_seed", "gallery"),
     "blindpairs": ("reference", "reference_pretrained", "reference_cache", "clip_threshold", "ref_threshold", "top",
@@ -308,11 +308,25 @@ def _geometry(command, ctx: _Context, cache, **options) -> Report:
             options["shift_deltas"] = parse_deltas(options["shift_deltas"])
     else:
         options["device"] = resolve_device(ctx.device)
+    want_crops = options.pop("subregions", False)
+    max_crop_images = options.pop("subregion_max_images", 500)
     with ctx.cache(cache) as c:
         if command == "uniformity" and ctx.progress:
             _announce_exact_cost(c, options)
         prov = c.provenance
         result = task.evaluate(c, seed=ctx.seed, **options)
+        if want_crops:
+            spec = ctx.data or prov.get("data_spec")
+            if not spec:
+                raise UsageError("--subregions crops the images: give --data SPEC (the data the cache was made from)")
+            source = ctx.source(spec)
+            encoder = _cache_encoder(ctx, prov, "--subregions encodes the crops")
+            extra, table, notes = gap.subregions(c, source, encoder, max_images=max_crop_images, seed=ctx.seed,
+                                                 batch_size=ctx.batch_size, progress=ctx.progress)
+            result.metrics.update(extra)
+            result.tables["subregions"] = table
+            result.notes.extend(notes)
+            result.config.update(subregions=True, subregion_max_images=max_crop_images)
         title = title_of(prov, prov.get("data_spec"))
         return ctx.report(command, task, result, model=model_block(prov), data=data_block(c),
                           figures=lambda plots, d: task.figures(result, d, title, seed=ctx.seed, plots=plots,
@@ -497,18 +511,7 @@ def _direction(ctx: _Context, cache, *, a=None, b=None, text_a=None, text_b=None
         needs_model = direction.is_prompt_set(a) or direction.is_prompt_set(b) or text_a or text_b
 
         def encode_texts(prompts):
-            try:
-                enc = ctx.encoder() if ctx.model else ctx.encoder(prov.get("model"), _tag_of(prov))
-            except ClipscopeError as e:
-                raise ClipscopeError(f"a prompt set is encoded with the cache's model {prov.get('model')} (pretrained: "
-                                     f"{prov.get('pretrained')}), which could not be loaded ({e}); give "
-                                     f"--model/--pretrained naming it") from None
-            p = enc.provenance
-            same = ("model", "weights_sha256", "init_seed")
-            if [p.get(k) for k in same] != [prov.get(k) for k in same]:
-                raise ClipscopeError(f"the prompts must be encoded by the cache's model ({prov.get('model')}, "
-                                     f"pretrained: {prov.get('pretrained')}); --model gave {p.get('model')} "
-                                     f"({p.get('pretrained')})")
+            enc = _cache_encoder(ctx, prov, "a prompt set is encoded")
             return l2_normalize(enc.encode_texts_batched(prompts, ctx.batch_size))
 
         result = direction.evaluate(c, a, b, encode_texts=encode_texts if needs_model else None, text_a=text_a,
@@ -516,6 +519,22 @@ def _direction(ctx: _Context, cache, *, a=None, b=None, text_a=None, text_b=None
         title = title_of(prov, prov.get("data_spec"))
         return ctx.report("direction", direction, result, model=model_block(prov), data=data_block(c),
                           figures=lambda plots, d: direction.figures(result, d, title, plots=plots))
+
+
+def _cache_encoder(ctx: _Context, prov: dict, why: str):
+    """The cache's own model (``--model`` when given), refused when it is not the one that made
+    the cache: its rows and the new embeddings must share one space."""
+    try:
+        enc = ctx.encoder() if ctx.model else ctx.encoder(prov.get("model"), _tag_of(prov))
+    except ClipscopeError as e:
+        raise ClipscopeError(f"{why} with the cache's model {prov.get('model')} (pretrained: {prov.get('pretrained')}), "
+                             f"which could not be loaded ({e}); give --model/--pretrained naming it") from None
+    p = enc.provenance
+    same = ("model", "weights_sha256", "init_seed")
+    if [p.get(k) for k in same] != [prov.get(k) for k in same]:
+        raise ClipscopeError(f"{why} with the cache's model ({prov.get('model')}, pretrained: {prov.get('pretrained')}); "
+                             f"--model gave {p.get('model')} ({p.get('pretrained')})")
+    return enc
 
 
 def _tag_of(provenance: dict) -> str | None:

@@ -59,6 +59,8 @@ SPECS: list[MetricSpec] = [
     MetricSpec(r"rmg", "gap", f"{TWO_EFFECTS} compute_rmg"),
     MetricSpec(r"cone_(image|text)", "gap", f"{MIND_THE_GAP} (cone effect)"),
     MetricSpec(r"linear_separability", "gap", NOT_A_GAP),
+    MetricSpec(r"subregion_(win_share|mean_gain)", "gap",
+               "Qiu et al. 2024, MacCap (AAAI) (captions sit closer to image subregions than to whole images)"),
     MetricSpec(r"noise_(sigma|gaussian_share|mean_abs_skew|mean_excess_kurtosis)|noisy_(centroid_distance|paired_cosine|"
                r"linear_separability)", "gap",
                "Qiu et al. 2024, MacCap (AAAI) (paired differences as Gaussian noise); Nukrai et al. 2022, CapDec "

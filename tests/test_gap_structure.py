@@ -183,3 +183,58 @@ def test_direction_errors(run_cli, tmp_path):
     for args, message in cases:
         code, out, err = run_cli("direction", path, *args, "--json", "-")
         assert code in (1, 2) and message in err and len(err.strip().splitlines()) == 1, (args, err)
+
+
+# ------------------------------------------------------------------ subregions (MacCap)
+
+def test_a_caption_naming_one_quadrant_is_closer_to_that_crop(run_cli, tmp_path):
+    """2x2 composites of four probe objects of different classes; each caption names one
+    quadrant's object. The quadrant crop beats the whole image; a rerun reads the crops back."""
+    from PIL import Image
+
+    from clipscope.data import probes
+
+    folder = tmp_path / "composites"
+    folder.mkdir()
+    rng = np.random.default_rng(6)
+    scenes = [probes.scene(0, i) for i in range(400)]
+    by_class = {}
+    for i, s in enumerate(scenes):
+        by_class.setdefault(s.label, []).append(i)
+    classes = sorted(by_class)
+    for k in range(24):
+        picked = rng.choice(classes, 4, replace=False)
+        tiles = [probes.render(scenes[by_class[c][k % len(by_class[c])]], seed=0, index=k) for c in picked]
+        im = Image.new("RGB", (256, 256))
+        for q, t in enumerate(tiles):
+            im.paste(t.resize((128, 128)), ((q % 2) * 128, (q // 2) * 128))
+        im.save(folder / f"c{k:02d}.png")
+        named = int(rng.integers(4))
+        (folder / f"c{k:02d}.txt").write_text(f"a photo of a {probes.CLASSNAMES[picked[named]]}.")
+    cache = tmp_path / "c.h5"
+    assert run_cli("extract", "--model", "clipscope-tiny", "--data", f"images:{folder}", "--out", cache, "-q")[0] == 0
+    code, out, err = run_cli("gap", cache, "--subregions", "--bootstrap", "0", "--json", "-")
+    assert code == 0, err
+    import json
+
+    rep = json.loads(out)
+    win = rep["metrics"]["subregion_win_share"]
+    assert win["value"] >= 0.8 and rep["metrics"]["subregion_mean_gain"]["value"] > 0
+    assert win["ci95"][0] <= win["value"] <= win["ci95"][1]
+    half = next(r for r in rep["tables"]["subregions"] if r["scale"] == 0.5)
+    assert half["win_share"] >= 0.8  # the quadrant crops carry the win
+    with clipscope.open_cache(cache) as c:
+        assert c["image/crops/embeddings"].shape == (24, 8, c.image_embeddings.shape[1])
+    code, out, err = run_cli("gap", cache, "--subregions", "--bootstrap", "0", "--json", "-")
+    again = json.loads(out)
+    assert again["metrics"]["subregion_win_share"]["value"] == win["value"]
+    assert any("read from the cache" in n for n in again["notes"])
+
+
+def test_crop_boxes_are_seeded_and_inside_the_image():
+    from clipscope.analysis.subregions import crop_boxes
+
+    b = crop_boxes(3, 0)
+    assert b.shape == (8, 4) and (b >= 0).all() and (b <= 1 + 1e-12).all()
+    assert np.array_equal(b, crop_boxes(3, 0)) and not np.array_equal(b, crop_boxes(4, 0))
+    assert np.allclose(b[:4, 2] - b[:4, 0], 0.5) and np.allclose(b[4:, 2] - b[4:, 0], 0.75)

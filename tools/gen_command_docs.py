@@ -24,7 +24,14 @@ OUTPUTS = {
     "info": "Provenance and counts on stdout (`--json` for machine-readable output).",
     "gap": "`gap.json` (metrics `centroid_distance`, `centroid_cosine`, `paired_distance`, `paired_cosine`, `rmg`, "
            "`cone_image`, `cone_text`, `linear_separability`; tables `per_dimension_gap`, `shift_sweep`) and PNGs "
-           "`gap_projection.png`, `gap_cosines.png`, `gap_dimensions.png`, `gap_shift_sweep.png`.",
+           "`gap_projection.png`, `gap_cosines.png`, `gap_dimensions.png`, `gap_shift_sweep.png`. With "
+           "`--noise-model`: metrics `noise_sigma`, `noise_gaussian_share`, `noise_mean_abs_skew`, "
+           "`noise_mean_excess_kurtosis`, `noisy_centroid_distance`, `noisy_paired_cosine`, "
+           "`noisy_linear_separability`; tables `noise_model` (per dimension: `dim`, `mean`, `sd`, `skew`, "
+           "`excess_kurtosis`, `normaltest_p`) and `noise_injection`; `gap_noise_model.png`. With `--subregions`: "
+           "metrics `subregion_win_share`, `subregion_mean_gain`; table `subregions` (per crop scale); the crop "
+           "embeddings stored in the cache as `/image/crops/rows` and `/image/crops/embeddings` (keyed by the "
+           "`crops_config` attribute).",
     "uniformity": "`uniformity.json` (metrics `uniformity_image`, `uniformity_text`, `uniformity_union`, "
                   "`uniformity_cross`, `alignment`, `relative_alignment`, each with `exact` and `pairs_used`) and PNGs "
                   "`uniformity_distances.png`, `uniformity_values.png`.",

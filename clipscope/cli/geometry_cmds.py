@@ -37,9 +37,15 @@ def engine_options(f):
               help="Level of the per-dimension normality tests.")
 @click.option("--noise-max-pairs", default=20000, show_default=True, type=click.IntRange(20),
               help="Seeded sample of pairs for the noise model.")
+@click.option("--subregions", is_flag=True,
+              help="Also encode a seeded grid of crops at two scales per image (MacCap): how often a caption is "
+                   "closer to a crop than to its whole image. Needs the images (--data, or the cache's own data "
+                   "spec); the crop embeddings are stored in the cache.")
+@click.option("--subregion-max-images", default=500, show_default=True, type=click.IntRange(1),
+              help="Seeded sample of paired images for --subregions.")
 @engine_options
 def gap_cmd(cache, bootstrap, projection, sweep_max_rows, shift_deltas, noise_model, noise_alpha, noise_max_pairs,
-            engine, address, num_shards, **opts):
+            subregions, subregion_max_images, engine, address, num_shards, **opts):
     """The modality gap: centroid distance and cosine, paired distance and cosine, RMG, cone,
     linear separability, per-dimension gap and the shift sweep.
 
@@ -51,7 +57,8 @@ def gap_cmd(cache, bootstrap, projection, sweep_max_rows, shift_deltas, noise_mo
     """
     run_and_write("gap", cache, opts, bootstrap=bootstrap, projection=projection, sweep_max_rows=sweep_max_rows,
                   shift_deltas=shift_deltas, engine=engine, address=address, num_shards=num_shards,
-                  noise_model=noise_model, noise_alpha=noise_alpha, noise_max_pairs=noise_max_pairs)
+                  noise_model=noise_model, noise_alpha=noise_alpha, noise_max_pairs=noise_max_pairs,
+                  subregions=subregions, subregion_max_images=subregion_max_images)
 
 
 @click.command("uniformity")
