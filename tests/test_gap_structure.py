@@ -225,6 +225,14 @@ def test_a_caption_naming_one_quadrant_is_closer_to_that_crop(run_cli, tmp_path)
     assert half["win_share"] >= 0.8  # the quadrant crops carry the win
     with clipscope.open_cache(cache) as c:
         assert c["image/crops/embeddings"].shape == (24, 8, c.image_embeddings.shape[1])
+    import jsonschema
+
+    from clipscope.cache import layout
+    from clipscope.report import schema
+
+    doc = layout(cache)
+    assert "image/crops/embeddings" in doc["datasets"]
+    jsonschema.Draft202012Validator(schema("cache")).validate(doc)
     code, out, err = run_cli("gap", cache, "--subregions", "--bootstrap", "0", "--json", "-")
     again = json.loads(out)
     assert again["metrics"]["subregion_win_share"]["value"] == win["value"]
