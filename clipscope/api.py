@@ -394,6 +394,9 @@ def _invert(ctx: _Context, cache, *, mode=None, tokens=None, steps=None, lr=None
     if mode == "oti" and "{}" not in config.template:
         raise UsageError("--template must contain {} where the pseudo tokens go")
     encoder = ctx.encoder()
+    if encoder.kind != "open_clip":
+        raise ClipscopeError(f"invert optimises through open_clip's text and image towers; {encoder.provenance['model']} "
+                             f"is a {encoder.kind} model: extract and analyse it with the other commands")
     c = open_cache(cache) if cache is not None else ctx.cache(None, encoder=encoder)
     g = None
     try:

@@ -241,3 +241,50 @@ def test_models_and_cache_commands(run_cli, tmp_path, monkeypatch):
     code, out, _ = run_cli("cache", "clean", "--all")
     assert code == 0 and "removed 1" in out
     assert json.loads(run_cli("cache", "list", "--json")[1])["caches"] == []
+
+
+@pytest.mark.slow
+def test_embedding_atlas_renders_the_demo_rows(demo_dir, run_cli, tmp_path):
+    """The demo's export opened in Embedding Atlas and loaded in headless Chromium: the page
+    counts every row as a point. (Headless Chromium has no WebGPU, so the scatter canvas itself
+    says so; the point count, table and charts render.)"""
+    import shutil
+    import socket
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    pytest.importorskip("embedding_atlas", reason="the atlas extra is not installed (pip install "
+                                                  "'clipscope-diagnostics[atlas]'; CI installs it)")
+    sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed (CI installs it)")
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    if chromium is None:
+        pytest.skip("no chromium executable (CI installs Debian's chromium)")
+    rows = tmp_path / "rows.parquet"
+    assert run_cli("export", demo_dir / "cache.h5", "--runs", demo_dir, "--out", rows)[0] == 0
+    with socket.socket() as s:
+        s.bind(("localhost", 0))
+        port = s.getsockname()[1]
+    atlas = Path(sys.executable).with_name("embedding-atlas")
+    server = subprocess.Popen([str(atlas), str(rows), "--x", "x", "--y", "y", "--text", "text", "--port", str(port),
+                               "--no-auto-port"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        for _ in range(120):  # up to 60 s for the server to answer
+            try:
+                socket.create_connection(("localhost", port), timeout=0.5).close()
+                break
+            except OSError:
+                time.sleep(0.5)
+        with sync_api.sync_playwright() as p:
+            browser = p.chromium.launch(executable_path=chromium, headless=True, args=["--no-sandbox"])
+            page = browser.new_page(viewport={"width": 1400, "height": 900})
+            page.goto(f"http://localhost:{port}/", wait_until="networkidle", timeout=60000)
+            page.wait_for_function("document.body.innerText.includes('512 / 512 points')", timeout=60000)
+            text = page.inner_text("body")
+            page.screenshot(path=str(tmp_path / "atlas.png"))
+            browser.close()
+        assert "512 / 512 points" in text and "probe-0-000000" in text and "paired_cosine" in text
+    finally:
+        server.terminate()
+        server.wait(timeout=30)

@@ -64,6 +64,10 @@ OUTPUTS = {
                  "`direction_<modality>` (the vector, float32 values) and `furthest_<modality>` (rows at each end: "
                  "`row`, `id` or `caption`, `score`, `group`, `end`)), `direction_<modality>.npy` (the residual "
                  "vector mean(A) - mean(B), float32, for reuse as guidance) and PNGs `direction_<modality>.png`.",
+    "export": "A parquet file at `--out` (schema below), written atomically.",
+    "explore": "atlas: `rows.parquet` in `--out` (or a temporary folder) and an Embedding Atlas server on "
+               "`--host`:`--port` until Ctrl-C. tensorboard: `tensors.tsv`, `metadata.tsv`, `sprite.png` (when the "
+               "images can be read) and `projector_config.pbtxt` in `--out`.",
     "report": "A self-contained HTML file (plots embedded; every string from data escaped).",
     "compare": "A per-metric table (text, markdown or JSON) on stdout. Exit 3 when anything regressed, 0 otherwise, "
                "1 on unreadable or incompatible reports.",
@@ -78,6 +82,18 @@ OUTPUTS = {
 
 # Sections that follow the metric table: what a user checks their setup against.
 EXTRA = {
+    "export": """## Parquet schema
+
+One row per image, then one per text. Columns absent from the runs are null. The file's
+metadata key `clipscope` holds the model, weights, data spec, projection and the runs used.
+
+| column | type | meaning |
+|---|---|---|
+| `row` | `int64` | row index within its modality |\n| `modality` | `string` | image or text |\n| `id` | `string` | image id; text-<row> for texts |\n| `caption` | `string` | the caption (texts) |\n| `label` | `int64` | class label (images of labelled data) |\n| `classname` | `string` | its class name |\n| `text` | `string` | what Embedding Atlas searches: the caption, or the image id and class |\n| `embedding` | `fixed_size_list<element: float>[D]` | the L2-normalised embedding (float32, D = the model's width) |\n| `x` | `double` | 2-D projection of all rows together (--projection) |\n| `y` | `double` | the projection's second axis |\n| `paired_cosine` | `double` | mean cosine with the rows it is paired with in /pairs |\n| `relative_alignment` | `double` | mean over its pairs of 2 (max cosine with a row it is not paired with - paired cosine) (Oh et al. 2023, as uniformity) |\n| `blind_partner` | `string` | from blindpairs.json: the CLIP-blind partner with the largest clip - reference cosine gap |\n| `blind_clip_cosine` | `double` | that pair's CLIP cosine |\n| `blind_reference_cosine` | `double` | that pair's reference-encoder cosine |\n| `drift` | `double` | from drift.json (most_moved tables): how far the row moved between the releases |\n| `drift_aligned_cosine` | `double` | its cosine after Procrustes alignment |\n| `inversion_cosine` | `double` | the cache's final OTI (images) or OVI (texts) cosine, when invert has run |
+
+Read it with `pandas.read_parquet`, DuckDB (`SELECT * FROM 'rows.parquet'`), or open it in
+Embedding Atlas with `clipscope explore`.
+""",
     "robustness": """## Published numbers to check a setup against
 
 Zero-shot top-1 accuracy (%) of ViT-B-32 with `--pretrained openai`, OpenAI's 80 templates

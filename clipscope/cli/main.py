@@ -32,6 +32,8 @@ COMMANDS = {
     "drift": ("clipscope.cli.drift_cmd:drift_cmd", "How far the space moved between two model releases."),
     "compose": ("clipscope.cli.compose_cmd:compose_cmd", "Compositional benchmarks: SugarCrepe, ARO, Winoground."),
     "direction": ("clipscope.cli.direction_cmd:direction_cmd", "The residual direction between two groups of rows (RAVE)."),
+    "export": ("clipscope.cli.export_cmds:export_cmd", "Rows of a cache with per-row results, to parquet."),
+    "explore": ("clipscope.cli.export_cmds:explore_cmd", "Look at the rows in Embedding Atlas or TensorBoard's projector."),
     "report": ("clipscope.cli.report_cmds:report_cmd", "One self-contained HTML report of a run folder."),
     "compare": ("clipscope.cli.report_cmds:compare_cmd", "Compare two reports; exit 3 on a regression."),
     "check": ("clipscope.cli.report_cmds:check_cmd", "Run a declared suite and gate it; exit 3 on a regression."),

@@ -9,9 +9,11 @@ import click
 
 def model_options(fn):
     @click.option("--model", "model", default=None, metavar="NAME",
-                  help="open_clip name (ViT-B-32), hf-hub:org/repo, local-dir:PATH, or clipscope-tiny (bundled).")
+                  help="open_clip name (ViT-B-32), hf-hub:org/repo, local-dir:PATH, transformers:ORG/NAME|PATH, or "
+                       "clipscope-tiny (bundled).")
     @click.option("--pretrained", default=None, metavar="TAG|PATH|none",
-                  help="open_clip tag, local checkpoint file, or 'none' (random init). Default: the model's first tag.")
+                  help="open_clip tag, local checkpoint file, or 'none' (random init); for transformers: the hub revision. "
+                       "Default: the model's first tag.")
     @click.option("--weights", default=None, type=click.Path(dir_okay=False), metavar="PATH",
                   help="Local checkpoint of the tag named by --pretrained (keeps its QuickGELU/mean/std/resize).")
     @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:N or mps.")

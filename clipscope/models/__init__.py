@@ -6,7 +6,11 @@ Model names:
   ``none`` (random init, recorded as such);
 - ``hf-hub:org/repo`` and ``local-dir:PATH`` (open_clip's own schemas);
 - ``clipscope-tiny``: the bundled tiny CLIP (default weights ``bundled``);
-- ``timm:NAME``: an image-only timm reference encoder (for blind-pair mining).
+- ``timm:NAME``: an image-only timm reference encoder (for blind-pair mining);
+- ``transformers:ORG/NAME`` or ``transformers:PATH``: a Hugging Face transformers model exposing
+  ``get_image_features`` / ``get_text_features`` (CLIPModel, SiglipModel, Siglip2, AutoModel
+  classes), with its own image processor and tokenizer (``pip install
+  'clipscope-diagnostics[transformers]'``); ``pretrained`` is the hub revision.
 
 The result is an :class:`Encoder` with ``encode_images``, ``encode_texts``, ``preprocess`` and
 ``provenance``, so no command needs to know which library the encoder came from.
@@ -105,7 +109,12 @@ class Encoder:
 
         with torch.inference_mode(), autocast(self.precision, self.device):
             x = pixels.to(self.device, non_blocking=True)
-            feats = self.model.encode_image(x) if self.kind == "open_clip" else self.model(x)
+            if self.kind == "open_clip":
+                feats = self.model.encode_image(x)
+            elif self.kind == "transformers":
+                feats = _features(self.model.get_image_features(pixel_values=x))
+            else:
+                feats = self.model(x)
             if not self.device.startswith("cuda"):
                 return feats.float().cpu(), lambda: None
             host = torch.empty(feats.shape, dtype=torch.float32, pin_memory=True)
@@ -131,7 +140,10 @@ class Encoder:
             raise ClipscopeError(f"{self.provenance.get('model')} is an image-only encoder; it cannot encode texts")
         with torch.inference_mode(), autocast(self.precision, self.device):
             tokens = self.tokenizer(list(texts)).to(self.device)
-            feats = self.model.encode_text(tokens)
+            if self.kind == "transformers":
+                feats = _features(self.model.get_text_features(**tokens))
+            else:
+                feats = self.model.encode_text(tokens)
         return feats.float().cpu()
 
 
@@ -184,7 +196,11 @@ def load_encoder(model: str, pretrained: str | None = None, *, device: str = "au
     device = resolve_device(device)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(init_seed)
-        if model.startswith("timm:"):
+        if model.startswith("transformers:"):
+            if weights is not None:
+                raise ClipscopeError("--weights applies to open_clip models; for transformers: give the model folder")
+            enc = _load_transformers(model[len("transformers:"):], pretrained, device, precision)
+        elif model.startswith("timm:"):
             if weights is not None:
                 raise ClipscopeError("--weights applies to open_clip models; for timm: pass the file as --reference-pretrained")
             enc = _load_timm(model[5:], pretrained, device, precision)
@@ -428,3 +444,95 @@ def _load_timm(name: str, pretrained: str | None, device: str, precision: str) -
         "preprocess": json.loads(json.dumps(data_cfg, default=list)),
     }
     return Encoder(net, preprocess, None, device, precision, provenance, kind="timm")
+
+
+def _features(out):
+    """A get_*_features result: a tensor, or (transformers 5) an output whose pooler_output is
+    the projected embedding."""
+    import torch
+
+    return out if torch.is_tensor(out) else out.pooler_output
+
+
+class TransformersImages:
+    """PIL image -> the model's own image processor's pixel tensor (picklable, for workers)."""
+
+    def __init__(self, processor):
+        self.processor = processor
+
+    def __call__(self, image):
+        return self.processor(images=image, return_tensors="pt")["pixel_values"][0]
+
+
+class TransformersTexts:
+    """Texts -> the tokenizer's tensors, padded as the model was trained (SigLIP: to max length)."""
+
+    def __init__(self, tokenizer, padding, max_length):
+        self.tokenizer, self.padding, self.max_length = tokenizer, padding, max_length
+
+    def __call__(self, texts):
+        return self.tokenizer(list(texts), padding=self.padding, truncation=True, max_length=self.max_length,
+                              return_tensors="pt")
+
+
+def _load_transformers(name: str, revision: str | None, device: str, precision: str) -> Encoder:
+    """A transformers model with ``get_image_features`` / ``get_text_features``, from the hub or a
+    local folder (``save_pretrained`` of the model, its image processor and its tokenizer)."""
+    _set_hub_mode()
+    try:
+        import transformers
+    except ImportError:
+        raise ClipscopeError(f"transformers:{name} needs the transformers extra: pip install "
+                             "'clipscope-diagnostics[transformers]'") from None
+    local = Path(name).expanduser()
+    src = str(local) if local.is_dir() else name
+    logging.getLogger("transformers").setLevel(logging.ERROR)
+    try:
+        net = transformers.AutoModel.from_pretrained(src, revision=revision)
+        image_processor = transformers.AutoImageProcessor.from_pretrained(src, revision=revision)
+        tokenizer = transformers.AutoTokenizer.from_pretrained(src, revision=revision)
+    except (OSError, ValueError) as e:
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        hint = ("no such folder, and " if not local.is_dir() and (name.startswith((".", "/", "~"))) else "")
+        raise ClipscopeError(f"transformers:{name}: cannot load it ({hint}{first[:200]}); offline, save the model, "
+                             f"its image processor and tokenizer with save_pretrained elsewhere and pass "
+                             f"transformers:/path/to/folder") from None
+    if not (hasattr(net, "get_image_features") and hasattr(net, "get_text_features")):
+        raise ClipscopeError(f"transformers:{name} is a {type(net).__name__}, which has no get_image_features / "
+                             "get_text_features; clipscope needs a joint image-text model (CLIPModel, SiglipModel, ...)")
+    net.eval().to(device)
+    cfg = net.config
+    siglip = cfg.model_type.startswith("siglip")
+    text_cfg = getattr(cfg, "text_config", None)
+    max_length = getattr(text_cfg, "max_position_embeddings", None) or tokenizer.model_max_length
+    weights = [p for p in (local.glob("*.safetensors") if local.is_dir() else []) if p.is_file()]
+    proc = {k: v for k, v in image_processor.to_dict().items()
+            if k in ("size", "crop_size", "do_resize", "do_center_crop", "resample", "image_mean", "image_std",
+                     "do_rescale", "rescale_factor", "do_normalize", "image_processor_type")}
+    provenance = {
+        "model": f"transformers:{name}",
+        "pretrained": revision or getattr(cfg, "_commit_hash", None) or ("local" if local.is_dir() else "main"),
+        "weights_file": str(weights[0]) if len(weights) == 1 else None,
+        "weights_sha256": file_sha256(weights[0]) if len(weights) == 1 else None,
+        "library": "transformers",
+        "transformers_version": transformers.__version__,
+        "model_class": type(net).__name__,
+        "embed_dim": _transformers_dim(net),
+        "preprocess": json.loads(json.dumps({**proc, "text_padding": "max_length" if siglip else "longest",
+                                             "text_max_length": max_length}, default=str)),
+    }
+    return Encoder(net, TransformersImages(image_processor),
+                   TransformersTexts(tokenizer, "max_length" if siglip else True, max_length), device, precision,
+                   provenance, kind="transformers")
+
+
+def _transformers_dim(net) -> int:
+    cfg = net.config
+    dim = getattr(cfg, "projection_dim", None)
+    if dim:
+        return int(dim)
+    for sub in ("text_config", "vision_config"):  # SigLIP: no projection, the towers' width
+        width = getattr(getattr(cfg, sub, None), "hidden_size", None)
+        if width:
+            return int(width)
+    raise ClipscopeError(f"cannot tell the embedding width of {type(net).__name__}")

@@ -1,0 +1,105 @@
+"""`export` and `explore`: the rows behind the numbers, as parquet, in Embedding Atlas or in
+TensorBoard's projector."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import click
+
+RUNS_HELP = "A folder of run reports (e.g. a demo's output): their per-row results become columns."
+
+
+def _table(cache, runs, projection, seed):
+    from clipscope.api import open_cache
+    from clipscope.export import rows_table
+
+    with open_cache(cache) as c:
+        return rows_table(c, runs=runs, projection=projection, seed=seed)
+
+
+@click.command("export")
+@click.argument("cache", type=click.Path(dir_okay=False, exists=True))
+@click.option("--runs", default=None, type=click.Path(file_okay=False), help=RUNS_HELP)
+@click.option("--out", required=True, type=click.Path(dir_okay=False), help="The parquet file to write.")
+@click.option("--projection", default="pca", show_default=True, type=click.Choice(["pca", "umap"]),
+              help="The 2-D projection of all rows (columns x, y).")
+@click.option("--seed", default=0, show_default=True, help="Seed of the projection.")
+def export_cmd(cache, runs, out, projection, seed):
+    """One row per image and per text of a cache, with the per-row results of the runs in
+    --runs, as a parquet file (pandas, DuckDB and Embedding Atlas read it as it is).
+
+    \b
+    Example:
+      clipscope export demo-out/cache.h5 --runs demo-out --out rows.parquet
+    """
+    from clipscope.export import write_parquet
+
+    table = _table(cache, runs, projection, seed)
+    write_parquet(table, out)
+    click.echo(f"export: {out}: {table.num_rows} rows ({', '.join(table.column_names[:6])}, ...)")
+
+
+@click.command("explore")
+@click.argument("cache", type=click.Path(dir_okay=False, exists=True))
+@click.option("--runs", default=None, type=click.Path(file_okay=False), help=RUNS_HELP)
+@click.option("--format", "fmt", default="atlas", show_default=True, type=click.Choice(["atlas", "tensorboard"]),
+              help="atlas: open the rows in Embedding Atlas (pip install 'clipscope-diagnostics[atlas]'); "
+                   "tensorboard: write a projector log to --out.")
+@click.option("--out", default=None, type=click.Path(file_okay=False),
+              help="Folder for the files (default: a temporary folder for atlas; required for tensorboard).")
+@click.option("--projection", default="pca", show_default=True, type=click.Choice(["pca", "umap"]),
+              help="The 2-D projection of all rows.")
+@click.option("--host", default="localhost", show_default=True, help="atlas: the server's address.")
+@click.option("--port", default=5055, show_default=True, type=click.IntRange(1, 65535), help="atlas: the server's port.")
+@click.option("--seed", default=0, show_default=True, help="Seed of the projection.")
+def explore_cmd(cache, runs, fmt, out, projection, host, port, seed):
+    """Look at the rows: Embedding Atlas (search, lasso selection, the per-row results as
+    filters) on the export of CACHE, or a TensorBoard projector log (embeddings, metadata and a
+    sprite of thumbnails).
+
+    \b
+    Examples:
+      clipscope explore demo-out/cache.h5 --runs demo-out
+      clipscope explore demo-out/cache.h5 --format tensorboard --out tb/ && tensorboard --logdir tb/
+    """
+    from clipscope.errors import ClipscopeError, UsageError
+    from clipscope.export import write_parquet, write_tensorboard
+
+    table = _table(cache, runs, projection, seed)
+    if fmt == "tensorboard":
+        if out is None:
+            raise UsageError("--format tensorboard writes a log folder: give --out DIR")
+        from clipscope.api import open_cache
+        from clipscope.data import open_source
+
+        source = None
+        with open_cache(cache) as c:
+            spec = c.attrs.get("data_spec")
+        try:
+            source = open_source(spec) if spec else None
+        except ClipscopeError:
+            click.echo(f"explore: the images of {spec} cannot be read here; the log has no sprite", err=True)
+        write_tensorboard(table, out, source=source)
+        click.echo(f"explore: TensorBoard projector log in {out}: run  tensorboard --logdir {out}")
+        return
+    atlas = shutil.which("embedding-atlas") or str(Path(sys.executable).with_name("embedding-atlas"))
+    if not Path(atlas).exists():
+        raise ClipscopeError("explore needs Embedding Atlas: pip install 'clipscope-diagnostics[atlas]' "
+                             "(or use --format tensorboard)")
+    folder = Path(out) if out else Path(tempfile.mkdtemp(prefix="clipscope-explore-"))
+    rows = write_parquet(table, folder / "rows.parquet")
+    click.echo(f"explore: {table.num_rows} rows from {rows}; Embedding Atlas on http://{host}:{port} (Ctrl-C stops it)",
+               err=True)
+    cmd = [atlas, str(rows), "--x", "x", "--y", "y", "--text", "text", "--host", host, "--port", str(port),
+           "--no-auto-port"]
+    try:
+        code = subprocess.call(cmd)
+    except KeyboardInterrupt:
+        code = 0
+    if code not in (0, -2, 130):
+        raise ClipscopeError(f"Embedding Atlas exited with status {code}")

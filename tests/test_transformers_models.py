@@ -1,0 +1,108 @@
+"""transformers models in (#20): tiny random CLIP and SigLIP configs built with transformers
+itself (no download), saved to a folder, loaded as transformers:PATH; clipscope's embeddings
+must equal the model's own."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from PIL import Image
+
+transformers = pytest.importorskip("transformers", reason="the transformers extra is not installed "
+                                                          "(pip install 'clipscope-diagnostics[transformers]')")
+
+import torch  # noqa: E402
+
+from clipscope.models import load_encoder  # noqa: E402
+
+WORDS = ["[PAD]", "[UNK]", "a", "photo", "of", "red", "blue", "green", "circle", "square", "triangle", "arrow",
+         "yellow", "purple", "cat", "dog", "and", "the", "left", "right", "two", "three", "shape", "."]
+
+
+def _tokenizer():
+    from tokenizers import Tokenizer, models, pre_tokenizers
+
+    tok = Tokenizer(models.WordLevel({w: k for k, w in enumerate(WORDS)}, unk_token="[UNK]"))
+    tok.pre_tokenizer = pre_tokenizers.Sequence([pre_tokenizers.Whitespace()])
+    return transformers.PreTrainedTokenizerFast(tokenizer_object=tok, pad_token="[PAD]", unk_token="[UNK]",
+                                                model_max_length=16)
+
+
+def _save(kind: str, folder):
+    torch.manual_seed(0)
+    text = dict(vocab_size=len(WORDS), hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2,
+                max_position_embeddings=16, pad_token_id=0, bos_token_id=None,
+                eos_token_id=2)  # 2: CLIP pools at the highest token id (its legacy rule)
+    vision = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2, image_size=32,
+                  patch_size=8)
+    if kind == "clip":
+        model = transformers.CLIPModel(transformers.CLIPConfig(text_config=text, vision_config=vision, projection_dim=24))
+        proc = transformers.CLIPImageProcessor(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32})
+    else:
+        model = transformers.SiglipModel(transformers.SiglipConfig(text_config=text, vision_config=vision))
+        proc = transformers.SiglipImageProcessor(size={"height": 32, "width": 32})
+    model.save_pretrained(folder)
+    proc.save_pretrained(folder)
+    _tokenizer().save_pretrained(folder)
+    return model.eval()
+
+
+@pytest.fixture(scope="module", params=["clip", "siglip"])
+def tiny(request, tmp_path_factory):
+    folder = tmp_path_factory.mktemp(request.param)
+    return request.param, folder, _save(request.param, folder)
+
+
+def _images(n=5):
+    rng = np.random.default_rng(0)
+    return [Image.fromarray(rng.integers(0, 255, (40 + 3 * k, 48, 3), dtype=np.uint8)) for k in range(n)]
+
+
+def test_embeddings_equal_the_models_own(tiny):
+    kind, folder, model = tiny
+    enc = load_encoder(f"transformers:{folder}", device="cpu")
+    assert enc.kind == "transformers" and enc.provenance["model_class"] == type(model).__name__
+    assert enc.provenance["library"] == "transformers" and len(enc.provenance["weights_sha256"]) == 64
+    imgs = _images()
+    proc = transformers.AutoImageProcessor.from_pretrained(folder)
+    pixels = proc(images=imgs, return_tensors="pt")["pixel_values"]
+    with torch.no_grad():
+        own = model.get_image_features(pixel_values=pixels)
+        own = own if torch.is_tensor(own) else own.pooler_output
+    ours = enc.encode_images(torch.stack([enc.preprocess(im) for im in imgs]))
+    torch.testing.assert_close(ours, own.float(), rtol=0, atol=0)
+    texts = ["a photo of a red circle", "two blue square and the green triangle", "a cat"]
+    tok = transformers.AutoTokenizer.from_pretrained(folder)
+    batch = tok(texts, padding="max_length" if kind == "siglip" else True, truncation=True, max_length=16,
+                return_tensors="pt")
+    with torch.no_grad():
+        own_t = model.get_text_features(**batch)
+        own_t = own_t if torch.is_tensor(own_t) else own_t.pooler_output
+        joint = model(pixel_values=pixels[:3], **batch)
+    torch.testing.assert_close(enc.encode_texts(texts), own_t.float(), rtol=0, atol=0)
+    # and against the model's forward pass: its normalised embeddings
+    unit = ours[:3] / ours[:3].norm(dim=-1, keepdim=True)
+    torch.testing.assert_close(unit, joint.image_embeds, rtol=1e-5, atol=1e-6)
+    assert enc.provenance["preprocess"]["text_padding"] == ("max_length" if kind == "siglip" else "longest")
+
+
+def test_commands_run_on_a_transformers_model(tiny, run_cli, tmp_path):
+    kind, folder, _ = tiny
+    cache = tmp_path / "c.h5"
+    code, out, err = run_cli("extract", "--model", f"transformers:{folder}", "--data", "probes:40", "--out", cache, "-q")
+    assert code == 0, err
+    for args in (("gap", cache, "--bootstrap", "0"),
+                 ("robustness", "--model", f"transformers:{folder}", "--data", "probes:24", "--corruptions", "fog",
+                  "--severities", "1"),
+                 ("compose", "--model", f"transformers:{folder}", "--benchmark", "probes:4")):
+        code, out, err = run_cli(*args, "--json", "-")
+        assert code == 0, (args, err)
+    code, out, err = run_cli("invert", cache, "--model", f"transformers:{folder}", "--mode", "oti", "--json", "-")
+    assert code == 1 and "optimises through open_clip" in err
+
+
+def test_a_missing_model_fails_in_one_line(run_cli, tmp_path):
+    code, out, err = run_cli("extract", "--model", f"transformers:{tmp_path / 'nowhere'}", "--data", "probes:4",
+                             "--out", tmp_path / "c.h5")
+    assert code == 1 and err.startswith("Error: transformers:") and "save_pretrained" in err
+    assert len(err.strip().splitlines()) == 1
