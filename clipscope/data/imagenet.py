@@ -35,12 +35,15 @@ FAMILIES = {
 
 
 def _timm_list(name: str) -> list[str]:
-    import pkgutil
+    """A list timm ships, read from its package folder without importing timm (which imports
+    torch: seconds in every process that only opens a folder)."""
+    import importlib.util
 
-    data = pkgutil.get_data("timm.data", f"_info/{name}")
-    if data is None:
+    spec = importlib.util.find_spec("timm")
+    path = Path(spec.origin).parent / "data" / "_info" / name if spec and spec.origin else None
+    if path is None or not path.is_file():
         raise ClipscopeError(f"timm's {name} is missing; reinstall timm (it comes with open_clip)")
-    return data.decode().split()
+    return path.read_text().split()
 
 
 @functools.lru_cache(maxsize=None)
@@ -66,8 +69,10 @@ def classnames_of(ids) -> list[str]:
 def is_imagenet_folders(names) -> bool:
     """Every class folder is an ImageNet-1k WordNet id (the whole set or a subset)."""
     names = list(names)
+    if not names or not all(WNID.fullmatch(n) for n in names):  # most folders: no list to read
+        return False
     known = set(wnids())
-    return bool(names) and all(n in known for n in names)
+    return all(n in known for n in names)
 
 
 def templates(kind: str) -> list[str]:
