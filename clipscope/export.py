@@ -15,6 +15,8 @@ Columns (``SCHEMA``; commands/export.md documents each):
   drift, drift_aligned_cosine                    from drift.json: how far the row moved
   inversion_cosine                               the cache's OTI (images) / OVI (texts) final
                                                  cosine, when invert has run
+  corruption_cosine                              from robustness.json: the image's mean cosine
+                                                 between its clean and corrupted embeddings
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ from clipscope.errors import ClipscopeError
 
 COLUMNS = ("row", "modality", "id", "caption", "label", "classname", "text", "embedding", "x", "y", "paired_cosine",
            "relative_alignment", "blind_partner", "blind_clip_cosine", "blind_reference_cosine", "drift",
-           "drift_aligned_cosine", "inversion_cosine")
+           "drift_aligned_cosine", "inversion_cosine", "corruption_cosine")
 
 
 def _types():
@@ -38,7 +40,7 @@ def _types():
     return {"row": pa.int64(), "modality": text, "id": text, "caption": text, "label": pa.int64(), "classname": text,
             "text": text, "x": num, "y": num, "paired_cosine": num, "relative_alignment": num, "blind_partner": text,
             "blind_clip_cosine": num, "blind_reference_cosine": num, "drift": num, "drift_aligned_cosine": num,
-            "inversion_cosine": num}
+            "inversion_cosine": num, "corruption_cosine": num}
 
 
 def _runs(folder: Path | None) -> dict[str, dict]:
@@ -104,6 +106,7 @@ def rows_table(cache, *, runs: str | Path | None = None, projection: str = "pca"
     drift = {m: {r["id"]: r for r in (reports.get("drift", {}).get("tables", {}).get(f"most_moved_{m}") or [])}
              for m in ("image", "text")}
     inv = {"image": _inversion(cache, "image/oti_cosine", n_i), "text": _inversion(cache, "text/ovi_cosine", n_t)}
+    corrupted = {r["id"]: r["drift"] for r in (reports.get("robustness", {}).get("tables", {}).get("per_image_drift") or [])}
 
     for modality, X, names in (("image", I, ids), ("text", T, [f"text-{k}" for k in range(n_t)])):
         offset = 0 if modality == "image" else n_i
@@ -129,6 +132,7 @@ def rows_table(cache, *, runs: str | Path | None = None, projection: str = "pca"
             col["drift"].append(d["drift"] if d else None)
             col["drift_aligned_cosine"].append(d.get("aligned_cosine") if d else None)
             col["inversion_cosine"].append(_num(inv[modality][k]))
+            col["corruption_cosine"].append(corrupted.get(names[k]) if modality == "image" else None)
     dim = I.shape[1]
     emb = pa.FixedSizeListArray.from_arrays(pa.array(np.concatenate([I, T]).astype(np.float32).ravel()), dim)
     fields = {k: v for k, v in col.items() if k != "embedding"}

@@ -38,6 +38,8 @@ def small(tmp_path):
     (runs / "bp" / "blindpairs.json").write_text(json.dumps({"command": "blindpairs", "metrics": {}, "tables": {
         "blind_pairs": [{"a": "img1", "b": "img2", "clip_cosine": 0.97, "reference_cosine": 0.3},
                         {"a": "img1", "b": "img4", "clip_cosine": 0.96, "reference_cosine": 0.5}]}}))
+    (runs / "rob.json").write_text(json.dumps({"command": "robustness", "metrics": {}, "tables": {
+        "per_image_drift": [{"id": "img5", "drift": 0.77}]}}))
     (runs / "dr" / "drift.json").write_text(json.dumps({"command": "drift", "metrics": {}, "tables": {
         "most_moved_image": [{"id": "img3", "drift": 0.42, "aligned_cosine": 0.8}],
         "most_moved_text": [{"id": "caption 5", "drift": 0.3}]}}))
@@ -68,9 +70,10 @@ def test_export_columns_round_trip(small, run_cli, tmp_path):
     assert d["drift"][3] == 0.42 and d["drift_aligned_cosine"][3] == 0.8 and d["drift"][6 + 5] == 0.3
     assert d["inversion_cosine"][:6] == pytest.approx(list(np.linspace(0.5, 1.0, 6)))
     assert d["inversion_cosine"][6] is None
+    assert d["corruption_cosine"][5] == 0.77 and d["corruption_cosine"][0] is None
     assert all(np.isfinite(d["x"])) and all(np.isfinite(d["y"]))
     meta = json.loads(t.schema.metadata[b"clipscope"])
-    assert meta["runs"] == ["blindpairs", "drift"] and meta["model"] == "x"
+    assert meta["runs"] == ["blindpairs", "drift", "robustness"] and meta["model"] == "x"
 
 
 def test_the_parquet_schema_is_the_documented_one(small, tmp_path, run_cli):

@@ -245,7 +245,7 @@ def test_models_and_cache_commands(run_cli, tmp_path, monkeypatch):
 
 @pytest.mark.slow
 def test_embedding_atlas_renders_the_demo_rows(demo_dir, run_cli, tmp_path):
-    """The demo's export opened in Embedding Atlas and loaded in headless Chromium: the page
+    """`clipscope explore` on the demo opens Embedding Atlas; loaded in headless Chromium, the page
     counts every row as a point. (Headless Chromium has no WebGPU, so the scatter canvas itself
     says so; the point count, table and charts render.)"""
     import shutil
@@ -261,14 +261,12 @@ def test_embedding_atlas_renders_the_demo_rows(demo_dir, run_cli, tmp_path):
     chromium = shutil.which("chromium") or shutil.which("chromium-browser")
     if chromium is None:
         pytest.skip("no chromium executable (CI installs Debian's chromium)")
-    rows = tmp_path / "rows.parquet"
-    assert run_cli("export", demo_dir / "cache.h5", "--runs", demo_dir, "--out", rows)[0] == 0
     with socket.socket() as s:
         s.bind(("localhost", 0))
         port = s.getsockname()[1]
-    atlas = Path(sys.executable).with_name("embedding-atlas")
-    server = subprocess.Popen([str(atlas), str(rows), "--x", "x", "--y", "y", "--text", "text", "--port", str(port),
-                               "--no-auto-port"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    server = subprocess.Popen([sys.executable, "-m", "clipscope.cli.main", "explore", str(demo_dir / "cache.h5"),
+                               "--runs", str(demo_dir), "--out", str(tmp_path / "atlas"), "--port", str(port)],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     try:
         for _ in range(120):  # up to 60 s for the server to answer
             try:
@@ -285,6 +283,10 @@ def test_embedding_atlas_renders_the_demo_rows(demo_dir, run_cli, tmp_path):
             page.screenshot(path=str(tmp_path / "atlas.png"))
             browser.close()
         assert "512 / 512 points" in text and "probe-0-000000" in text and "paired_cosine" in text
+        assert (tmp_path / "atlas" / "rows.parquet").is_file()
     finally:
-        server.terminate()
+        import os
+        import signal
+
+        os.killpg(server.pid, signal.SIGTERM)  # clipscope explore and the Embedding Atlas server it started
         server.wait(timeout=30)

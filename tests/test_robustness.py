@@ -166,6 +166,9 @@ def test_robustness_end_to_end(run_cli, tmp_path):
     assert [(r["corruption"], r["severity"]) for r in rows] == [("gaussian_noise", 1), ("gaussian_noise", 5),
                                                                  ("contrast", 1), ("contrast", 5)]
     assert rep["metrics"]["mean_corruption_accuracy"]["value"] == pytest.approx(np.mean([r["accuracy"] for r in rows]))
+    per_image = rep["tables"]["per_image_drift"]  # the mean over images of the mean over cells = the cells' mean
+    assert {r["id"] for r in per_image} == {f"{c}/{k}.jpg" for c in ("ant", "bee", "cow") for k in range(4)}
+    assert np.mean([r["drift"] for r in per_image]) == pytest.approx(np.mean([r["drift"] for r in rows]))
     for name in rep["artifacts"].values():
         assert (tmp_path / "run" / name).stat().st_size > 1000
     code, _, err = run_cli("robustness", "--model", "clipscope-tiny", "--pretrained", "none", "--data", "probes:4",

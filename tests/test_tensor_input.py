@@ -98,7 +98,7 @@ def test_a_damaged_jpeg_in_a_batch_leaves_the_others_decoded():
 
 def test_zero_shot_accuracy_on_probes_is_unchanged(tmp_path):
     """The bundled model's probe accuracy, with the probes written as JPEG files and read by both paths."""
-    src = open_source("probes:240")
+    src = open_source("probes:120")
     root = tmp_path / "probes"
     for i in range(len(src.image_ids)):
         d = root / src.classnames[src.labels[i]].replace(" ", "_")

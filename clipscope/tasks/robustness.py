@@ -144,6 +144,7 @@ def evaluate(encoder, source, *, corruptions: list[str], severities: list[int], 
 
     table = []
     strip = {}
+    row_drift = np.zeros(len(crops))  # per image: cosine(clean, corrupted) summed over the cells
     total = len(corruptions) * len(severities) * ((len(crops) + batch_size - 1) // batch_size)
     bar = tqdm(total=total, desc="corruptions", unit="batch", file=sys.stderr, disable=not progress, leave=False)
     for ci, name in enumerate(corruptions):
@@ -158,9 +159,11 @@ def evaluate(encoder, source, *, corruptions: list[str], severities: list[int], 
                 feats.append(_encode_tensor_batch(encoder, xb))
                 bar.update(1)
             feats = np.concatenate(feats)
+            row_cos = np.einsum("ij,ij->i", feats, clean)
+            row_drift += row_cos
             table.append({"corruption": name, "severity": sev,
                           "accuracy": float(((feats @ classes.T).argmax(1) == labels).mean()),
-                          "drift": float(np.einsum("ij,ij->i", feats, clean).mean())})
+                          "drift": float(row_cos.mean())})
     bar.close()
     mean_corr = float(np.mean([r["accuracy"] for r in table])) if table else float("nan")
     metrics = {
@@ -178,6 +181,9 @@ def evaluate(encoder, source, *, corruptions: list[str], severities: list[int], 
              f"without loss); {len(templates)} template(s); "
              f"logit scale {scale:.2f}"]
     tables = {"corruptions": table, "reliability": reliability}
+    if table:  # per image, for `clipscope export`: its mean clean-vs-corrupted cosine over the cells
+        tables["per_image_drift"] = [{"id": source.image_ids[int(i)], "drift": float(d / len(table))}
+                                     for i, d in zip(rows, row_drift)]
     if len(templates) > 1:
         accs = [float(((clean @ t.T).argmax(1) == labels).mean()) for t in per_template]
         tables["templates"] = [{"template": t, "accuracy": a} for t, a in zip(templates, accs)]
