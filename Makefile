@@ -20,11 +20,11 @@ demo: $(STAMP)
 	$(VENV)/bin/clipscope demo --out demo-out
 
 test: $(STAMP)
-	HF_HUB_OFFLINE=1 $(PY) -m pytest -n 2 -q
+	HF_HUB_OFFLINE=1 $(PY) -m pytest -n 2 --dist worksteal -q
 
 # the inner loop: everything but the tests marked slow (real processes, the demo, Ray, ViT-B-32)
 test-fast: $(STAMP)
-	HF_HUB_OFFLINE=1 $(PY) -m pytest -n 2 -q -m "not slow"
+	HF_HUB_OFFLINE=1 $(PY) -m pytest -n 2 --dist worksteal -q -m "not slow"
 
 wheel-check: $(STAMP)
 	bash tools/wheel_check.sh
