@@ -35,6 +35,12 @@ PYEOF
 "$CS" blindpairs --model clipscope-tiny --benchmark probes --out runs/blindpairs -q
 "$CS" robustness --model clipscope-tiny --data probes:24 --corruptions contrast --severities 1 --out runs/robustness -q
 "$CS" drift demo/cache.h5 rand.h5 --out runs/drift -q --no-plots
+"$CS" compose --model clipscope-tiny --benchmark probes:4 --out runs/compose -q
+"$CS" direction demo/cache.h5 --a "class:red circle" --b "class:blue circle" --out runs/direction -q
+test -s runs/direction/direction_image.npy
+"$CS" export demo/cache.h5 --runs demo --out rows.parquet >/dev/null
+"$CS" explore demo/cache.h5 --format tensorboard --out tb >/dev/null
+test -s tb/tensors.tsv
 "$CS" report runs -o runs/report.html >/dev/null
 "$CS" compare demo runs >/dev/null || [ $? -eq 3 ]
 printf '[[run]]\ncommand = "gap"\ncache = "imported.h5"\noptions = { bootstrap = 0, no_plots = true }\n' > suite.toml
