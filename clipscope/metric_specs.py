@@ -114,6 +114,7 @@ SPECS: list[MetricSpec] = [
     MetricSpec(r"direction_(norm|auroc|text_cosine)_(image|text)", "direction",
                "Residual vector between two groups' mean embeddings as a guidance direction (RAVE, CLIP-guided image "
                "enhancement); norm interval: bias-corrected U-statistic"),
+    MetricSpec(r"mmvp_pair_accuracy_mean", "compose", f"{EYES_WIDE_SHUT} (MMVP-VLM pair rule: both statements right)", "%"),
     MetricSpec(r"sugarcrepe_.+", "compose", "Hsieh et al. 2023, SugarCrepe (NeurIPS D&B); RAIVNLab/sugar-crepe main_eval.py"),
     MetricSpec(r"aro_(relation|attribution)|aro_order_.+", "compose",
                "Yuksekgonul et al. 2023, When and Why Vision-Language Models Behave like Bags-of-Words (ICLR); "

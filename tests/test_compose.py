@@ -324,3 +324,26 @@ def test_aro_order_scored_as_the_reference(tmp_path):
     m = r.metrics["aro_order_coco_karpathy_test"]
     assert m.value == pytest.approx(ref.aro_order(np.array(scores))) and m.ci95[0] <= m.value <= m.ci95[1]
     assert any("only the two trigram perturbations" in n for n in r.notes)
+
+
+def test_compose_lists_mmvp_as_blindpairs_scores_it(run_cli, tmp_path):
+    from conftest import save_image
+
+    rows = ["Question ID,Type,Statement", "1,Color,the dog is red", "2,Color,the dog is blue",
+            "3,Count,two cats", "4,Count,three cats", "5,Count,one cat", "6,Count,four cats"]
+    (tmp_path / "mmvp" / "Questions.csv").parent.mkdir()
+    (tmp_path / "mmvp" / "Questions.csv").write_text("\n".join(rows) + "\n")
+    for qid, t in [(1, "Color"), (2, "Color"), (3, "Count"), (4, "Count"), (5, "Count"), (6, "Count")]:
+        save_image(tmp_path / "mmvp" / "MMVP_VLM_Images" / t / f"{qid}.jpg", qid)
+    code, out, err = run_cli("compose", "--model", "clipscope-tiny", "--benchmark", f"mmvp:{tmp_path / 'mmvp'}",
+                             "--json", "-")
+    assert code == 0, err
+    rep = json.loads(out)
+    code, out, err = run_cli("blindpairs", "--model", "clipscope-tiny", "--benchmark", f"mmvp:{tmp_path / 'mmvp'}",
+                             "--json", "-")
+    assert code == 0, err
+    bp = json.loads(out)
+    assert rep["metrics"]["mmvp_pair_accuracy_mean"]["value"] == bp["metrics"]["pair_accuracy_mean"]["value"]
+    cats = {c["category"]: c for c in rep["tables"]["categories"] if c["benchmark"] == "mmvp"}
+    assert set(cats) == {"Color", "Count"} and cats["Count"]["n"] == 2
+    assert 100 * cats["Count"]["accuracy"] == bp["tables"]["per_pattern"]["Count"]

@@ -60,7 +60,8 @@ OUTPUTS = {
              "`compat_new_text_old_image_recall@k`, `compat_old_text_new_image_recall@k`; tables `most_moved_*`, "
              "`drift_distribution_*`) and PNGs `drift_rows.png`, `drift_knn_overlap.png`, `drift_projection.png`.",
     "compose": "`compose.json` (metrics `sugarcrepe_<subset>` and `sugarcrepe_<family>`, `aro_relation`, "
-               "`aro_attribution`, `winoground_text`, `winoground_image`, `winoground_group`; tables `categories` "
+               "`aro_attribution`, `winoground_text`, `winoground_image`, `winoground_group`, `mmvp_pair_accuracy_mean`; "
+               "tables `categories` "
                "(objects with `benchmark`, `category`, `accuracy`, `n`, `ties`) and `hardest_failures`; counts of "
                "cases, unique images and captions, encoder calls) and one PNG per benchmark, "
                "`compose_<benchmark>.png`.",

@@ -13,7 +13,7 @@ from clipscope.cli.options import data_options, model_options, output_options, r
 @output_options
 @click.option("--benchmark", "benchmark", multiple=True, required=True, metavar="NAME:PATH",
               help="Repeatable: sugarcrepe:DATA_DIR, aro-relation:FILE, aro-attribution:FILE, aro-order:KARPATHY_JSON, "
-                   "winoground:DIR, or "
+                   "winoground:DIR, mmvp:DIR (MMVP-VLM, scored as blindpairs does), or "
                    "probes[:N] (built-in two-object scenes, N per kind; offline).")
 @click.option("--images", default=None, type=click.Path(file_okay=False),
               help="Image root: COCO val2017 for SugarCrepe; for aro-order the Karpathy paths' root (default: the file's folder).")

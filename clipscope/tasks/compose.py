@@ -19,7 +19,7 @@ from clipscope.errors import ClipscopeError, UsageError
 from clipscope.linalg import l2_normalize
 from clipscope.tasks import TaskResult
 
-KINDS = ("sugarcrepe", "aro-relation", "aro-attribution", "aro-order", "winoground", "probes")
+KINDS = ("sugarcrepe", "aro-relation", "aro-attribution", "aro-order", "winoground", "mmvp", "probes")
 CHANCE = {"sugarcrepe": 0.5, "aro": 0.5, "winoground_text": 0.25, "winoground_image": 0.25,
           "winoground_group": 1 / 6, "probes": 0.5}
 DEFAULT_PROBES = 64  # per kind
@@ -239,6 +239,22 @@ def evaluate(encoder, benchmarks, *, images=None, captions: list[str] | None = N
                        1, [c["id"] for c in cases if c["kind"] == probe_kind])
             pairs_for_text += [tuple(c["options"][::-1]) for c in cases]
             n_cases += len(cases)
+        elif kind == "mmvp":  # scored by blindpairs' MMVP-VLM rule, listed here beside the others
+            from clipscope.data.mmvp import load_mmvp
+            from clipscope.tasks.blindpairs import score_benchmark
+
+            pairs = load_mmvp(path)
+            res = score_benchmark(enc.encoder, pairs, benchmark=f"mmvp:{path}", batch_size=batch_size)
+            metrics["mmvp_pair_accuracy_mean"] = {
+                **res.metrics["pair_accuracy_mean"],
+                "description": "MMVP-VLM: mean over patterns of the share of pairs with both statements right (%; "
+                               "chance 25), as clipscope blindpairs --benchmark mmvp scores it"}
+            patterns = [p["pattern"] for p in pairs]
+            right = np.array([r["correct"] for r in res.tables["pair_scores"]])
+            for pattern in sorted(set(patterns)):
+                mask = np.array(patterns) == pattern
+                category(kind, pattern, right[mask], 0)
+            n_cases += len(pairs)
         else:  # winoground
             cases = load_winoground(path)
             img = enc.images([(p, None) for c in cases for p in c["images"]]).reshape(len(cases), 2, -1)
