@@ -187,30 +187,46 @@ def test_direction_errors(run_cli, tmp_path):
 
 # ------------------------------------------------------------------ subregions (MacCap)
 
-def test_a_caption_naming_one_quadrant_is_closer_to_that_crop(run_cli, tmp_path):
-    """2x2 composites of four probe objects of different classes; each caption names one
-    quadrant's object. The quadrant crop beats the whole image; a rerun reads the crops back."""
+def _composites(n: int, seed: int, named_from=None):
+    """n 2x2 composites of probe objects of four different classes, and per composite the class
+    names of its quadrants and the quadrant a caption names (drawn from ``named_from`` classes
+    when given, so that many composites share one named class)."""
     from PIL import Image
 
     from clipscope.data import probes
 
-    folder = tmp_path / "composites"
-    folder.mkdir()
-    rng = np.random.default_rng(6)
+    rng = np.random.default_rng(seed)
     scenes = [probes.scene(0, i) for i in range(400)]
     by_class = {}
     for i, s in enumerate(scenes):
         by_class.setdefault(s.label, []).append(i)
     classes = sorted(by_class)
-    for k in range(24):
-        picked = rng.choice(classes, 4, replace=False)
+    out = []
+    for k in range(n):
+        if named_from is None:
+            picked = list(rng.choice(classes, 4, replace=False))
+            named = int(rng.integers(4))
+        else:
+            first = int(rng.choice(named_from))
+            picked = [first] + list(rng.choice([c for c in classes if c != first], 3, replace=False))
+            order = rng.permutation(4)  # the named object in a random quadrant
+            picked, named = [picked[j] for j in order], int(np.flatnonzero(order == 0)[0])
         tiles = [probes.render(scenes[by_class[c][k % len(by_class[c])]], seed=0, index=k) for c in picked]
         im = Image.new("RGB", (256, 256))
         for q, t in enumerate(tiles):
             im.paste(t.resize((128, 128)), ((q % 2) * 128, (q // 2) * 128))
+        out.append((im, [probes.CLASSNAMES[c] for c in picked], named))
+    return out
+
+
+def test_a_caption_naming_one_quadrant_is_closer_to_that_crop(run_cli, tmp_path):
+    """2x2 composites of four probe objects of different classes; each caption names one
+    quadrant's object. The quadrant crop beats the whole image; a rerun reads the crops back."""
+    folder = tmp_path / "composites"
+    folder.mkdir()
+    for k, (im, names, named) in enumerate(_composites(24, 6)):
         im.save(folder / f"c{k:02d}.png")
-        named = int(rng.integers(4))
-        (folder / f"c{k:02d}.txt").write_text(f"a photo of a {probes.CLASSNAMES[picked[named]]}.")
+        (folder / f"c{k:02d}.txt").write_text(f"a photo of a {names[named]}.")
     cache = tmp_path / "c.h5"
     assert run_cli("extract", "--model", "clipscope-tiny", "--data", f"images:{folder}", "--out", cache, "-q")[0] == 0
     code, out, err = run_cli("gap", cache, "--subregions", "--bootstrap", "0", "--json", "-")
@@ -237,6 +253,36 @@ def test_a_caption_naming_one_quadrant_is_closer_to_that_crop(run_cli, tmp_path)
     again = json.loads(out)
     assert again["metrics"]["subregion_win_share"]["value"] == win["value"]
     assert any("read from the cache" in n for n in again["notes"])
+
+
+def test_subregions_with_several_captions_per_image_and_class_prompts(run_cli, tmp_path):
+    """COCO-like: two captions per composite, each naming a different quadrant. Class prompts:
+    composites in class folders named by one quadrant's class, so many images share a text."""
+    import json
+
+    coco = tmp_path / "coco"
+    coco.mkdir()
+    lines = ["image,caption"]
+    for k, (im, names, named) in enumerate(_composites(12, 7)):
+        im.save(coco / f"c{k:02d}.png")
+        other = (named + 1 + k % 3) % 4
+        lines += [f"c{k:02d}.png,a photo of a {names[named]}.", f"c{k:02d}.png,a photo of a {names[other]}."]
+    (coco / "captions.csv").write_text("\n".join(lines) + "\n")
+    classes = tmp_path / "classes"
+    for k, (im, names, named) in enumerate(_composites(18, 8, named_from=[0, 5, 10])):
+        d = classes / names[named].replace(" ", "_")
+        d.mkdir(parents=True, exist_ok=True)
+        im.save(d / f"c{k:02d}.png")
+    for name, spec, n_pairs in (("coco", f"captions:{coco / 'captions.csv'}", 24), ("classes", f"folder:{classes}", 18)):
+        cache = tmp_path / f"{name}.h5"
+        assert run_cli("extract", "--model", "clipscope-tiny", "--data", spec, "--out", cache, "-q")[0] == 0
+        code, out, err = run_cli("gap", cache, "--subregions", "--bootstrap", "0", "--json", "-")
+        assert code == 0, (name, err)
+        m = json.loads(out)["metrics"]
+        assert m["subregion_win_share"]["n"] == n_pairs, name
+        assert m["subregion_win_share"]["value"] >= 0.8 and m["subregion_mean_gain"]["value"] > 0, name
+        with clipscope.open_cache(cache) as c:
+            assert c.n_texts == (24 if name == "coco" else 3), name  # class prompts: 18 images share 3 texts
 
 
 def test_crop_boxes_are_seeded_and_inside_the_image():
