@@ -17,7 +17,8 @@ from pathlib import Path, PurePosixPath
 
 from clipscope.errors import ClipscopeError, UsageError
 
-COMMON = ("model", "pretrained", "weights", "data", "verify", "device", "precision", "batch_size", "workers", "seed")
+COMMON = ("model", "pretrained", "weights", "data", "verify", "classnames", "device", "precision", "batch_size", "workers",
+          "decode", "seed")
 # The options each command takes besides COMMON (the CLI's option names; `check` validates suites with them).
 OPTIONS = {
     "gap": ("bootstrap", "projection", "sweep_max_rows", "shift_deltas", "engine", "address", "num_shards",
@@ -513,9 +514,12 @@ def _direction(ctx: _Context, cache, *, a=None, b=None, text_a=None, text_b=None
         prov = c.provenance
         needs_model = direction.is_prompt_set(a) or direction.is_prompt_set(b) or text_a or text_b
 
+        loaded = []  # the cache's model, loaded once for every prompt set
+
         def encode_texts(prompts):
-            enc = _cache_encoder(ctx, prov, "a prompt set is encoded")
-            return l2_normalize(enc.encode_texts_batched(prompts, ctx.batch_size))
+            if not loaded:
+                loaded.append(_cache_encoder(ctx, prov, "a prompt set is encoded"))
+            return l2_normalize(loaded[0].encode_texts_batched(prompts, ctx.batch_size))
 
         result = direction.evaluate(c, a, b, encode_texts=encode_texts if needs_model else None, text_a=text_a,
                                     text_b=text_b, top=top)
@@ -602,7 +606,7 @@ _RUNNERS = {
     "gap": lambda ctx, cache, **o: _geometry("gap", ctx, cache, **o),
     "uniformity": lambda ctx, cache, **o: _geometry("uniformity", ctx, cache, **o),
     "invert": _invert, "blindpairs": _blindpairs, "robustness": _robustness, "drift": _drift, "compose": _compose,
-    "direction": lambda ctx, cache, **o: _direction(ctx, cache, **o),
+    "direction": _direction,
 }
 
 

@@ -170,10 +170,18 @@ def write_parquet(table, out: str | Path) -> Path:
 def write_tensorboard(table, out_dir: str | Path, *, source=None, thumb: int = 32) -> Path:
     """A TensorBoard projector log: tensors.tsv, metadata.tsv, projector_config.pbtxt and, when
     the images can be read (``source``), a sprite of thumbnails (image rows first)."""
-    from clipscope.fileio import atomic_write_text
+    from clipscope.fileio import exclusive
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
+    with exclusive(out / "projector_config.pbtxt"):  # a second writer of the folder waits: no mixed set of files
+        _write_projector(table, out, source, thumb)
+    return out
+
+
+def _write_projector(table, out: Path, source, thumb: int) -> None:
+    from clipscope.fileio import atomic_write_text
+
     emb = np.stack(table.column("embedding").to_numpy(zero_copy_only=False))
     atomic_write_text(out / "tensors.tsv", "\n".join("\t".join(f"{v:.7g}" for v in row) for row in emb) + "\n")
     cols = ("modality", "id", "caption", "classname", "paired_cosine")
@@ -196,7 +204,6 @@ def write_tensorboard(table, out_dir: str | Path, *, source=None, thumb: int = 3
             config += ["  sprite {", '    image_path: "sprite.png"', f"    single_image_dim: {thumb}",
                        f"    single_image_dim: {thumb}", "  }"]
     atomic_write_text(out / "projector_config.pbtxt", "\n".join(config + ["}"]) + "\n")
-    return out
 
 
 def _sprite(table, source, thumb: int):

@@ -70,14 +70,13 @@ def explore_cmd(cache, runs, fmt, out, projection, host, port, seed):
     from clipscope.errors import ClipscopeError, UsageError
     from clipscope.export import write_parquet, write_tensorboard
 
-    table = _table(cache, runs, projection, seed)
     if fmt == "tensorboard":
         if out is None:
             raise UsageError("--format tensorboard writes a log folder: give --out DIR")
         from clipscope.api import open_cache
         from clipscope.data import open_source
 
-        source = None
+        table, source = _table(cache, runs, projection, seed), None
         with open_cache(cache) as c:
             spec = c.attrs.get("data_spec")
         try:
@@ -91,6 +90,7 @@ def explore_cmd(cache, runs, fmt, out, projection, host, port, seed):
     if not Path(atlas).exists():
         raise ClipscopeError("explore needs Embedding Atlas: pip install 'clipscope-diagnostics[atlas]' "
                              "(or use --format tensorboard)")
+    table = _table(cache, runs, projection, seed)
     folder = Path(out) if out else Path(tempfile.mkdtemp(prefix="clipscope-explore-"))
     rows = write_parquet(table, folder / "rows.parquet")
     click.echo(f"explore: {table.num_rows} rows from {rows}; Embedding Atlas on http://{host}:{port} (Ctrl-C stops it)",

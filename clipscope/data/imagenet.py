@@ -137,6 +137,7 @@ def class_folder_set(root: Path, name: str) -> tuple[list[Path], list[str]]:
     if not root.is_dir():
         raise ClipscopeError(f"--benchmark {name}:{root}: no such folder")
     paths, ids = [], []
+    classes = set(subset_wnids(name))
     for d in sorted(p for p in root.iterdir() if p.is_dir()):
         wnid = d.name
         if name == "imagenet-v2" and d.name.isdigit():
@@ -144,9 +145,9 @@ def class_folder_set(root: Path, name: str) -> tuple[list[Path], list[str]]:
             if not 0 <= k < 1000:
                 raise ClipscopeError(f"--benchmark {name}:{root}: folder {d.name} is no class index (0-999)")
             wnid = wnids()[k]
-        elif wnid not in set(subset_wnids(name)):
+        elif wnid not in classes:
             raise ClipscopeError(f"--benchmark {name}:{root}: folder {d.name} is not one of {name}'s "
-                                 f"{len(subset_wnids(name))} classes (folders are WordNet ids"
+                                 f"{len(classes)} classes (folders are WordNet ids"
                                  f"{' or class indices 0-999' if name == 'imagenet-v2' else ''})")
         files = _images_under(d)
         paths += files

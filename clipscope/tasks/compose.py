@@ -239,21 +239,22 @@ def evaluate(encoder, benchmarks, *, images=None, captions: list[str] | None = N
                        1, [c["id"] for c in cases if c["kind"] == probe_kind])
             pairs_for_text += [tuple(c["options"][::-1]) for c in cases]
             n_cases += len(cases)
-        elif kind == "mmvp":  # scored by blindpairs' MMVP-VLM rule, listed here beside the others
-            from clipscope.data.mmvp import load_mmvp
-            from clipscope.tasks.blindpairs import score_benchmark
+        elif kind == "mmvp":  # the MMVP-VLM rule of blindpairs, with this run's once-per-item encodings
+            from clipscope.analysis.blindpairs import score_pairs
+            from clipscope.data.mmvp import load_mmvp, targets_of
 
             pairs = load_mmvp(path)
-            res = score_benchmark(enc.encoder, pairs, benchmark=f"mmvp:{path}", batch_size=batch_size)
-            metrics["mmvp_pair_accuracy_mean"] = {
-                **res.metrics["pair_accuracy_mean"],
-                "description": "MMVP-VLM: mean over patterns of the share of pairs with both statements right (%; "
-                               "chance 25), as clipscope blindpairs --benchmark mmvp scores it"}
-            patterns = [p["pattern"] for p in pairs]
-            right = np.array([r["correct"] for r in res.tables["pair_scores"]])
+            img = enc.images([(p, None) for pr in pairs for p in pr["images"]]).reshape(len(pairs), 2, -1)
+            txt = enc.texts([t for pr in pairs for t in pr["statements"]]).reshape(len(pairs), 2, -1)
+            patterns = [pr["pattern"] for pr in pairs]
+            res = score_pairs(img, txt, patterns, logit_scale=encoder.logit_scale, targets=targets_of(pairs))
+            metrics["mmvp_pair_accuracy_mean"] = metric(
+                res["mean"], higher_is_better=True,
+                description="MMVP-VLM: mean over patterns of the share of pairs with both statements right (%; "
+                            "chance 25), as clipscope blindpairs --benchmark mmvp scores it")
             for pattern in sorted(set(patterns)):
                 mask = np.array(patterns) == pattern
-                category(kind, pattern, right[mask], 0)
+                category(kind, pattern, res["correct"][mask], 0)
             n_cases += len(pairs)
         else:  # winoground
             cases = load_winoground(path)
