@@ -24,7 +24,7 @@ def step(name):
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("--fixtures", type=Path, default=HERE.parent.parent / "shared" / "fixtures" / "mind-the-gap")
+    ap.add_argument("--fixtures", type=Path, default=HERE.parent / "tests" / "data" / "mind-the-gap")
     args = ap.parse_args()
     import torch
 

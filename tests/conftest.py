@@ -14,15 +14,15 @@ for _threads in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "
     os.environ.setdefault(_threads, "1")
 
 REPO = Path(__file__).resolve().parents[1]
-FIXTURES = Path(os.environ.get("CLIPSCOPE_FIXTURES", REPO.parent / "shared" / "fixtures")) / "mind-the-gap"
+# Real embeddings from the Mind-the-Gap release (MIT), kept in the repository: see its README.
+MIND_THE_GAP = REPO / "tests" / "data" / "mind-the-gap"
 
 
 @pytest.fixture(scope="session")
 def mtg():
-    """The Mind-the-Gap fixture folder (../shared/fixtures/mind-the-gap)."""
-    if not (FIXTURES / "expected.json").exists():
-        pytest.fail(f"fixtures missing at {FIXTURES}; set CLIPSCOPE_FIXTURES to the shared fixtures folder")
-    return FIXTURES
+    """The Mind-the-Gap arrays and their expected metrics (tests/data/mind-the-gap)."""
+    assert (MIND_THE_GAP / "expected.json").exists(), f"{MIND_THE_GAP} is part of the repository; restore it with git"
+    return MIND_THE_GAP
 
 
 @pytest.fixture

@@ -45,11 +45,33 @@ def _set_hub_mode() -> None:
     if _HUB_MODE_SET or "HF_HUB_OFFLINE" in os.environ:
         _HUB_MODE_SET = True
         return
-    try:
-        socket.create_connection(("huggingface.co", 443), timeout=2).close()
-    except OSError:
+    if not _hub_reachable(PROBE_SECONDS):
         os.environ["HF_HUB_OFFLINE"] = "1"
     _HUB_MODE_SET = True
+
+
+PROBE_SECONDS = 2.0
+
+
+def _hub_reachable(seconds: float) -> bool:
+    """Whether huggingface.co answers a TCP connection within ``seconds``, name lookup included
+    (a socket timeout does not bound getaddrinfo, which can stall for many seconds on a loaded or
+    offline machine): the probe runs in a daemon thread that is abandoned at the deadline."""
+    import threading
+
+    result = []
+
+    def probe():
+        try:
+            socket.create_connection(("huggingface.co", 443), timeout=seconds).close()
+            result.append(True)
+        except OSError:
+            result.append(False)
+
+    thread = threading.Thread(target=probe, daemon=True, name="clipscope-hub-probe")
+    thread.start()
+    thread.join(seconds)
+    return bool(result and result[0])
 
 
 def import_open_clip():
