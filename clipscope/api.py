@@ -317,7 +317,8 @@ def _geometry(command, ctx: _Context, cache, **options) -> Report:
         prov = c.provenance
         result = task.evaluate(c, seed=ctx.seed, **options)
         if want_crops:
-            spec = ctx.data or prov.get("data_spec")
+            # the cache's spec with its paths made absolute at extraction: the same images from any folder
+            spec = ctx.data or prov.get("data_spec_resolved") or prov.get("data_spec")
             if not spec:
                 raise UsageError("--subregions crops the images: give --data SPEC (the data the cache was made from)")
             source = ctx.source(spec)

@@ -3,8 +3,9 @@
 Layout (schema version :data:`SCHEMA_VERSION`, documented in ``reports/schema/cache.md``)::
 
     /                    attrs: clipscope_schema, clipscope_version, model, pretrained, embed_dim,
-                                open_clip_version, preprocess (JSON), data_spec, data_fingerprint,
-                                created_utc, source, weights_sha256, library
+                                open_clip_version, preprocess (JSON), data_spec, data_spec_resolved
+                                (its paths made absolute), data_fingerprint, created_utc, source,
+                                weights_sha256, library, cache_id (new on every write of the rows)
     /image/embeddings    (N_img, D) raw encoder outputs (float32, or float16 with --dtype)
     /image/ids           (N_img,) UTF-8: path relative to the data root, or an id
     /image/labels        (N_img,) int64, optional
@@ -100,10 +101,13 @@ def _fill(f, *, attrs: dict, image_embeddings=None, image_ids=None, image_labels
           text_embeddings=None, text_captions=None, pairs=None, failed=(), class_embeddings=None, class_prompts=None,
           dtype=np.float32, extra: dict | None = None) -> None:
     """Lay out a cache in an open HDF5 file (on disk, or in memory for :func:`from_arrays`)."""
-    base = {"clipscope_schema": SCHEMA_VERSION}
+    import uuid
+
     from clipscope import __version__
 
-    base["clipscope_version"] = __version__
+    # cache_id names this write of the rows: data derived from them and stored (crop
+    # embeddings) is keyed by it, so a cache rewritten under the same name drops it.
+    base = {"clipscope_schema": SCHEMA_VERSION, "clipscope_version": __version__, "cache_id": uuid.uuid4().hex}
     for k, v in {**base, **attrs}.items():
         if v is None:
             continue
@@ -305,8 +309,8 @@ class Cache:
     def provenance(self) -> dict:
         a = self.attrs
         return {k: a.get(k) for k in ("model", "pretrained", "init_seed", "weights_sha256", "library", "open_clip_version",
-                                      "embed_dim", "preprocess", "data_spec", "data_fingerprint", "created_utc",
-                                      "source", "clipscope_version")}
+                                      "embed_dim", "preprocess", "data_spec", "data_spec_resolved", "data_fingerprint",
+                                      "data_verify", "created_utc", "source", "clipscope_version", "cache_id")}
 
     @property
     def image_embeddings(self):

@@ -158,7 +158,8 @@ def cache_attrs(encoder, source, dtype: str, decode: str = "auto") -> dict:
         "weights_sha256": p.get("weights_sha256"),
         "library": p.get("library"), "open_clip_version": p.get("open_clip_version") or p.get("timm_version"),
         "embed_dim": int(p["embed_dim"]), "preprocess": preprocess, "data_spec": source.spec,
-        "data_fingerprint": source.fingerprint, "dtype": dtype, "source": "extract",
+        "data_spec_resolved": source.resolved_spec, "data_fingerprint": source.fingerprint, "data_verify": source.verify,
+        "dtype": dtype, "source": "extract",
     }
 
 

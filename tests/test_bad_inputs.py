@@ -328,3 +328,33 @@ def test_hints_name_the_right_flag():
     with pytest.raises(ClipscopeError, match="--reference-pretrained") as e:
         load_encoder("timm:vit_tiny_patch16_224")  # offline: the reference's own weights cannot be fetched
     assert "--pretrained PATH" not in str(e.value)
+
+
+# --------------------------------------------------------------------------- outputs that would destroy inputs (#28)
+
+
+def test_no_output_may_overwrite_an_input_a_cache_or_a_report(tmp_path, run_cli):
+    import time
+
+    c = _cache(tmp_path, run_cli)
+    code, _, err = run_cli("gap", c, "--out", tmp_path / "runs" / "gap", "--no-plots", "-q", "--bootstrap", "0")
+    assert code == 0, err
+    report_path = tmp_path / "runs" / "gap" / "gap.json"
+    kept = {p: p.read_bytes() for p in (c, report_path)}
+    start = time.time()
+    for args, expect in (
+            (("export", c, "--out", c), "an input this run reads"),
+            (("gap", c, "--json", c), "an input this run reads"),
+            (("report", tmp_path / "runs", "-o", c), "HDF5"),
+            (("report", tmp_path / "runs", "-o", report_path), "an input this run reads"),
+            (("uniformity", c, "--json", report_path), "gap report"),
+            (("explore", c, "--format", "tensorboard", "--out", tmp_path / "afile" / "tb"), "is a file")):
+        if "afile" in str(args[-1]):
+            (tmp_path / "afile").write_text("x")
+        code, _, err = run_cli(*args)
+        assert code == 1, (args, err)
+        assert expect in one_line(err), args
+    assert time.time() - start < 30, "refused before any work"
+    assert all(p.read_bytes() == b for p, b in kept.items()), "nothing was destroyed"
+    code, _, err = run_cli("gap", c, "--json", report_path, "-q", "--bootstrap", "0")  # a rerun replaces its own report
+    assert code == 0, err

@@ -209,20 +209,45 @@ def test_two_analyses_extracting_into_the_content_cache_at_once(tmp_path):
 
 
 def test_a_second_writer_can_hold_no_lock_the_first_holds():
-    """The lock itself: a second process cannot take it while the first holds it."""
+    """The lock itself: a second process cannot take it while the first holds it, and a clean
+    release leaves no lock file beside the target."""
     import tempfile
 
     from clipscope.fileio import exclusive
 
     with tempfile.TemporaryDirectory() as d:
         target = Path(d) / "c.h5"
-        probe = ("import sys; from filelock import FileLock, Timeout\n"
-                 "try:\n    FileLock(sys.argv[1] + '.lock').acquire(timeout=0.2); print('got')\n"
-                 "except Timeout:\n    print('busy')\n")
+        probe = ("import sys; from clipscope.fileio import LockBusy, exclusive\n"
+                 "try:\n    with exclusive(sys.argv[1], wait=False):\n        print('got')\n"
+                 "except LockBusy:\n    print('busy')\n")
+        env = {**os.environ, "PYTHONPATH": str(REPO)}
         with exclusive(target, quiet=True):
-            held = subprocess.run([sys.executable, "-c", probe, str(target)], capture_output=True, text=True)
-        free = subprocess.run([sys.executable, "-c", probe, str(target)], capture_output=True, text=True)
-        assert held.stdout.strip() == "busy" and free.stdout.strip() == "got"
+            with exclusive(target, quiet=True):  # the holder re-enters
+                held = subprocess.run([sys.executable, "-c", probe, str(target)], capture_output=True, text=True,
+                                      env=env)
+        free = subprocess.run([sys.executable, "-c", probe, str(target)], capture_output=True, text=True, env=env)
+        assert held.stdout.strip() == "busy" and free.stdout.strip() == "got", (held.stderr, free.stderr)
+        assert os.listdir(d) == []
+
+
+def test_a_waiter_on_a_removed_lock_file_takes_the_new_one(tmp_path):
+    """Three processes: A holds, B waits on A's file, A releases (removing it) while C takes a
+    new file at the same name; B must notice and wait for C, never hold at the same time."""
+    script = ("import sys, time; from clipscope.fileio import exclusive\n"
+              "with exclusive(sys.argv[1], quiet=True):\n"
+              "    open(sys.argv[2], 'a').write(f'in {time.time()}\\n'); time.sleep(0.4)\n"
+              "    open(sys.argv[2], 'a').write(f'out {time.time()}\\n')\n")
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    log = tmp_path / "log"
+    procs = []
+    for _ in range(4):
+        procs.append(subprocess.Popen([sys.executable, "-c", script, str(tmp_path / "c.h5"), str(log)], env=env))
+        time.sleep(0.05)
+    for p in procs:
+        assert p.wait(60) == 0
+    events = [line.split()[0] for line in log.read_text().splitlines()]
+    assert events == ["in", "out"] * 4  # never two holders at once
+    assert not (tmp_path / "c.h5.lock").exists()
 
 
 # --------------------------------------------------------------------------- the content key
@@ -354,3 +379,117 @@ def test_interrupt_says_how_to_resume(tmp_path):
     assert p.returncode == 1
     assert "rerun the same command to resume" in one_error_line(err)
     assert (tmp_path / "c.h5.partial" / "image.json").exists()
+
+
+# --------------------------------------------------------------------------- stored crops (gap --subregions)
+
+
+def captioned_images(root: Path, seed: int, n: int = 6) -> Path:
+    """images:DIR data: n random JPEGs with a caption beside each."""
+    from conftest import save_image
+
+    for i in range(n):
+        save_image(root / f"im{i}.jpg", seed=seed * 100 + i, size=(48, 40))
+        (root / f"im{i}.txt").write_text(f"picture number {i} of set {seed}")
+    return root
+
+
+def subregion_run(cache, out, env=None, cwd=None):
+    code, stdout, err = cli("gap", cache, "--subregions", "--bootstrap", "0", "--no-plots", "--json", "-", "-q",
+                            "--out", out, env=env, cwd=cwd)
+    assert code == 0, err
+    return json.loads(stdout)
+
+
+def crop_numbers(report: dict) -> tuple:
+    return tuple(report["metrics"][k]["value"] for k in ("subregion_win_share", "subregion_mean_gain"))
+
+
+def test_crops_computed_while_the_cache_is_rewritten_are_not_stored(tmp_path):
+    """gap --subregions paused just before it stores the crops; meanwhile extract --overwrite
+    writes other images into the same cache; the crops of the old images must not land in it."""
+    a, b = captioned_images(tmp_path / "a", 1), captioned_images(tmp_path / "b", 2)
+    c = tmp_path / "c.h5"
+    in_process("extract", *TINY, "--data", f"images:{a}", "--out", c, "-q")
+    go = tmp_path / "go"
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(REPO),
+           "CLIPSCOPE_FAULT": f"subregions-before-store:wait:{go}"}
+    p = subprocess.Popen([sys.executable, "-m", "clipscope.cli.main", "gap", str(c), "--subregions", "--bootstrap", "0",
+                          "--no-plots", "--json", "-", "-q", "--out", str(tmp_path / "r1")], env=env,
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 120
+    while not Path(str(go) + ".waiting").exists():
+        assert p.poll() is None and time.time() < deadline, p.communicate()
+        time.sleep(0.1)
+    in_process("extract", *TINY, "--data", f"images:{b}", "--out", c, "--overwrite", "-q")
+    go.touch()
+    out, err = p.communicate(timeout=120)
+    assert p.returncode == 0, err
+    assert any("rewritten while the crops were encoded" in n for n in json.loads(out)["notes"])
+    assert "image/crops/embeddings" not in datasets(c)
+    fresh = tmp_path / "fresh.h5"
+    in_process("extract", *TINY, "--data", f"images:{b}", "--out", fresh, "-q")
+    assert crop_numbers(subregion_run(c, tmp_path / "r2")) == crop_numbers(subregion_run(fresh, tmp_path / "r3"))
+
+
+def test_replaced_images_are_refused_and_nothing_is_stored(tmp_path):
+    from conftest import save_image
+
+    a = captioned_images(tmp_path / "a", 1)
+    c = tmp_path / "c.h5"
+    in_process("extract", *TINY, "--data", f"images:{a}", "--out", c, "-q")
+    first = subregion_run(c, tmp_path / "r1")
+    again = subregion_run(c, tmp_path / "r2")
+    assert crop_numbers(again) == crop_numbers(first)
+    assert any("read from the cache" in n for n in again["notes"])
+    original = (a / "im0.jpg").read_bytes()
+    save_image(a / "im0.jpg", seed=999, size=(48, 40))  # new pixels under the old name
+    code, _, err = cli("gap", c, "--subregions", "--bootstrap", "0", "--no-plots", "-q", "--out", tmp_path / "r3")
+    assert code == 1 and "not what" in one_error_line(err) and "re-extract" in err
+    (a / "im0.jpg").write_bytes(original)  # restored bytes, but a new file: still not provably the same
+    code, _, err = cli("gap", c, "--subregions", "--bootstrap", "0", "--no-plots", "-q", "--out", tmp_path / "r4")
+    assert code == 1, err
+    in_process("extract", *TINY, "--data", f"images:{a}", "--out", c, "--overwrite", "-q")
+    assert crop_numbers(subregion_run(c, tmp_path / "r5")) == crop_numbers(first)
+
+
+def test_a_relative_data_spec_is_read_from_where_the_cache_was_made(tmp_path):
+    captioned_images(tmp_path / "home" / "imgs", 1)
+    captioned_images(tmp_path / "elsewhere" / "imgs", 2)  # same relative name, other images
+    c = tmp_path / "home" / "c.h5"
+    code, _, err = cli("extract", *TINY, "--data", "images:imgs", "--out", c, "-q", cwd=tmp_path / "home")
+    assert code == 0, err
+    here = subregion_run(c, tmp_path / "r1", cwd=tmp_path / "home")
+    import h5py
+
+    with h5py.File(c, "a") as f:  # drop the stored crops: the second run must encode them again
+        del f["image/crops"]
+    there = subregion_run(c, tmp_path / "r2", cwd=tmp_path / "elsewhere")
+    assert crop_numbers(there) == crop_numbers(here)
+
+
+def test_subregions_on_a_read_only_cache_and_after_a_killed_store(small_fs, tmp_path):
+    """A cache on a file system mounted read-only (chmod does not bind root): the numbers come,
+    the crops are not stored, and the run says so. Then a store killed mid-copy: the next run
+    removes the copy and stores."""
+    subprocess.run(["mount", "-o", "remount,size=8m", str(small_fs)], check=True)
+    a = captioned_images(tmp_path / "a", 1)
+    c = small_fs / "c.h5"
+    in_process("extract", *TINY, "--data", f"images:{a}", "--out", c, "-q")
+    before = datasets(c)
+    subprocess.run(["mount", "-o", "remount,ro", str(small_fs)], check=True)
+    try:
+        ro = subregion_run(c, tmp_path / "r1")
+    finally:
+        subprocess.run(["mount", "-o", "remount,rw", str(small_fs)], check=True)
+    assert any("read-only" in n and "not stored" in n for n in ro["notes"]), ro["notes"]
+    assert sorted(datasets(c)) == sorted(before)
+    code, _, _ = cli("gap", c, "--subregions", "--bootstrap", "0", "--no-plots", "-q", "--out", tmp_path / "r2",
+                     env={"CLIPSCOPE_FAULT": "before-replace.h5:1"})
+    assert code == -signal.SIGKILL
+    assert list(small_fs.glob(".c.h5.*.tmp")), "the kill leaves a full-size temporary copy"
+    ok = subregion_run(c, tmp_path / "r3")
+    assert crop_numbers(ok) == crop_numbers(ro)
+    assert not list(small_fs.glob(".c.h5.*.tmp")), "the next store removes the killed one's copy"
+    assert "image/crops/embeddings" in datasets(c)
+    assert not list(small_fs.glob("*.lock")), "a clean exit leaves no lock file"

@@ -106,3 +106,47 @@ def test_a_missing_model_fails_in_one_line(run_cli, tmp_path):
                              "--out", tmp_path / "c.h5")
     assert code == 1 and err.startswith("Error: transformers:") and "save_pretrained" in err
     assert len(err.strip().splitlines()) == 1
+
+
+def test_every_shard_of_sharded_weights_enters_the_content_key(tmp_path, run_cli):
+    """Other weights re-saved into a sharded folder must not reuse the old cache (#28)."""
+    import json
+
+    folder = tmp_path / "m"
+    first = _save("clip", folder)
+    (folder / "model.safetensors").unlink()
+    first.save_pretrained(folder, max_shard_size="20KB")
+    assert len(list(folder.glob("*.safetensors"))) > 1
+    runs = []
+    for k in range(2):
+        code, out, err = run_cli("gap", "--model", f"transformers:{folder}", "--data", "probes:16", "--bootstrap", "0",
+                                 "--json", "-", "-q")
+        assert code == 0, err
+        runs.append(json.loads(out))
+        with torch.no_grad():  # other weights, same sharded layout
+            for p in first.parameters():
+                p.add_(0.5 * torch.randn_like(p))
+        for shard in folder.glob("model-*.safetensors"):
+            shard.unlink()
+        first.save_pretrained(folder, max_shard_size="20KB")
+    assert runs[0]["model"]["weights_sha256"] != runs[1]["model"]["weights_sha256"]
+    assert runs[0]["data"]["cache"] != runs[1]["data"]["cache"]
+    assert runs[0]["metrics"]["centroid_distance"]["value"] != runs[1]["metrics"]["centroid_distance"]["value"]
+
+
+def test_a_folder_without_a_fitting_tokenizer_is_refused(tmp_path, run_cli):
+    folder = tmp_path / "m"
+    _save("clip", folder)
+    for f in ("tokenizer.json", "tokenizer_config.json"):
+        (folder / f).unlink()
+    code, _, err = run_cli("gap", "--model", f"transformers:{folder}", "--data", "probes:8", "--json", "-")
+    errors = [line for line in err.splitlines() if line.startswith("Error: ")]  # (save_pretrained's bars came first)
+    assert code == 1 and len(errors) == 1 and "no tokenizer files" in errors[0]
+    from tokenizers import Tokenizer, models
+
+    big = transformers.PreTrainedTokenizerFast(
+        tokenizer_object=Tokenizer(models.WordLevel({f"w{k}": k for k in range(100)}, unk_token="w0")),
+        unk_token="w0", pad_token="w1")
+    big.save_pretrained(folder)  # 100 tokens for a 24-token embedding
+    code, _, err = run_cli("gap", "--model", f"transformers:{folder}", "--data", "probes:8", "--json", "-")
+    assert code == 1 and "do not belong together" in err

@@ -127,9 +127,8 @@ def cache_clean_cmd(older_than, remove_all, dry_run):
     """Remove cached extractions. A cache another process is writing is left alone."""
     import shutil
 
-    from filelock import FileLock, Timeout
-
     from clipscope.extract import cache_dir
+    from clipscope.fileio import LockBusy, exclusive
 
     if older_than is None and not remove_all:
         raise click.UsageError("say what to remove: --older-than DAYS or --all")
@@ -139,17 +138,12 @@ def cache_clean_cmd(older_than, remove_all, dry_run):
         target = Path(str(path).removesuffix(".partial"))
         if not remove_all and path.stat().st_mtime > cutoff:
             continue
-        lock = FileLock(str(target) + ".lock")
         try:
-            lock.acquire(timeout=0)
-        except Timeout:
+            with exclusive(target, quiet=True, wait=False):
+                size = sum(f.stat().st_size for f in path.rglob("*")) if path.is_dir() else path.stat().st_size
+                if not dry_run:
+                    shutil.rmtree(path) if path.is_dir() else path.unlink()
+                removed, freed = removed + 1, freed + size
+        except LockBusy:
             click.echo(f"  skipped {path.name}: another process is writing it", err=True)
-            continue
-        try:
-            size = sum(f.stat().st_size for f in path.rglob("*")) if path.is_dir() else path.stat().st_size
-            if not dry_run:
-                shutil.rmtree(path) if path.is_dir() else path.unlink()
-            removed, freed = removed + 1, freed + size
-        finally:
-            lock.release()
     click.echo(f"{'would remove' if dry_run else 'removed'} {removed} item(s), {freed / 1e6:.1f} MB from {cache_dir()}")

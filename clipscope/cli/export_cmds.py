@@ -22,6 +22,10 @@ def _table(cache, runs, projection, seed):
         return rows_table(c, runs=runs, projection=projection, seed=seed)
 
 
+def _run_reports(runs) -> list[Path]:
+    return list(Path(runs).rglob("*.json")) if runs and Path(runs).is_dir() else []
+
+
 @click.command("export")
 @click.argument("cache", type=click.Path(dir_okay=False, exists=True))
 @click.option("--runs", default=None, type=click.Path(file_okay=False), help=RUNS_HELP)
@@ -38,7 +42,10 @@ def export_cmd(cache, runs, out, projection, seed):
       clipscope export demo-out/cache.h5 --runs demo-out --out rows.parquet
     """
     from clipscope.export import write_parquet
+    from clipscope.fileio import check_writable, guard_outputs
 
+    check_writable(out, folder=False)
+    guard_outputs([("--out", out)], inputs=[Path(cache), *_run_reports(runs)])
     table = _table(cache, runs, projection, seed)
     write_parquet(table, out)
     click.echo(f"export: {out}: {table.num_rows} rows ({', '.join(table.column_names[:6])}, ...)")
@@ -70,6 +77,12 @@ def explore_cmd(cache, runs, fmt, out, projection, host, port, seed):
     from clipscope.errors import ClipscopeError, UsageError
     from clipscope.export import write_parquet, write_tensorboard
 
+    from clipscope.fileio import check_writable, guard_outputs
+
+    if out is not None:
+        check_writable(out, folder=True)
+        guard_outputs([("--out", Path(out) / name) for name in ("rows.parquet", "tensors.tsv", "metadata.tsv")],
+                      inputs=[Path(cache), *_run_reports(runs)])
     if fmt == "tensorboard":
         if out is None:
             raise UsageError("--format tensorboard writes a log folder: give --out DIR")

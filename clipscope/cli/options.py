@@ -74,10 +74,16 @@ def run_and_write(command: str, cache, opts: dict, **options):
     from clipscope.api import run
     from clipscope.fileio import atomic_write_text
 
+    from clipscope.fileio import guard_outputs, input_paths
+
     out, json_out = opts.pop("out", None), opts.pop("json_out", None)
     quiet, no_plots = opts.pop("quiet", False), opts.pop("no_plots", False)
     if out is None and json_out is None:
         raise click.UsageError("give --out DIR (report and plots) and/or --json PATH|-")
+    from pathlib import Path
+
+    guard_outputs([("--json", json_out), ("--out", None if out is None else Path(out) / f"{command}.json")],
+                  inputs=input_paths([cache, *opts.values(), *options.values()]), report_command=command)
     plots = out is not None and not no_plots
     report = run(command, cache, progress=not quiet, plots=plots, **opts, **options)
     if out is not None:

@@ -27,15 +27,21 @@ def report_cmd(run_dir, output, title, baseline):
       clipscope report runs/ -o report.html
       clipscope report runs/ --baseline reports/baseline -o report.html
     """
-    from clipscope.fileio import check_writable
+    from clipscope.fileio import check_writable, guard_outputs
     from clipscope.report import atomic_write_text
     from clipscope.report.html import render
 
     path = Path(output) if output else Path(run_dir) / "report.html"
     check_writable(path, folder=False)
+    guard_outputs([("-o", path)], inputs=_report_files(run_dir, baseline))
     page = render(run_dir, title, baseline=baseline)
     atomic_write_text(path, page)
     click.echo(f"report: {path}")
+
+
+def _report_files(*folders) -> list[Path]:
+    """Every JSON file under the given folders (the reports a command reads)."""
+    return [p for f in folders if f and Path(f).is_dir() for p in Path(f).rglob("*.json")]
 
 
 @click.command("compare")

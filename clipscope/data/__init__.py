@@ -59,6 +59,8 @@ class DataSource:
     fingerprint_parts: list = field(default_factory=list)
     failed: list[tuple[str, str]] = field(default_factory=list)  # inputs rejected before encoding
     class_naming: str | None = None  # where class names came from: "imagenet", "file" or "folders"
+    resolved_spec: str | None = None  # the spec with its paths absolute: what a later run re-reads
+    verify: bool = False  # the fingerprint keys files on their SHA-256
 
     @functools.cached_property
     def fingerprint(self) -> str:
@@ -425,8 +427,24 @@ def open_source(spec: str, *, verify: bool = False, classnames: str | None = Non
             raise ClipscopeError(f"--classnames names the class folders of folder: data, and {spec} is {kind}: data")
         from clipscope.data.imagenet import read_classnames
 
-        return _screen_texts(folder_source(spec, arg, verify, read_classnames(classnames)))
-    return _screen_texts(_SOURCES[kind](spec, arg, verify))
+        source = folder_source(spec, arg, verify, read_classnames(classnames))
+    else:
+        source = _SOURCES[kind](spec, arg, verify)
+    source.resolved_spec, source.verify = absolute_spec(spec), verify
+    return _screen_texts(source)
+
+
+def absolute_spec(spec: str) -> str:
+    """``spec`` with its paths made absolute (against the current folder), so that a cache
+    records what it was made from independently of where the next run starts."""
+    kind, _, arg = spec.partition(":")
+    if kind == "probes" or not arg:
+        return spec
+    absolute = lambda p: os.path.abspath(os.path.expanduser(p))  # noqa: E731
+    if kind == "coco" and not Path(arg).exists() and ":" in arg:
+        ann, _, images = arg.partition(":")
+        return f"coco:{absolute(ann)}:{absolute(images)}"
+    return f"{kind}:{absolute(arg)}"
 
 
 def caption_problem(text) -> str | None:

@@ -527,15 +527,17 @@ def _load_transformers(name: str, revision: str | None, device: str, precision: 
     siglip = cfg.model_type.startswith("siglip")
     text_cfg = getattr(cfg, "text_config", None)
     max_length = getattr(text_cfg, "max_position_embeddings", None) or tokenizer.model_max_length
-    weights = [p for p in (local.glob("*.safetensors") if local.is_dir() else []) if p.is_file()]
+    _check_tokenizer(name, local, tokenizer, cfg)
+    weights = weight_files(local) if local.is_dir() else []
     proc = {k: v for k, v in image_processor.to_dict().items()
             if k in ("size", "crop_size", "do_resize", "do_center_crop", "resample", "image_mean", "image_std",
                      "do_rescale", "rescale_factor", "do_normalize", "image_processor_type")}
     provenance = {
         "model": f"transformers:{name}",
         "pretrained": revision or getattr(cfg, "_commit_hash", None) or ("local" if local.is_dir() else "main"),
-        "weights_file": str(weights[0]) if len(weights) == 1 else None,
-        "weights_sha256": file_sha256(weights[0]) if len(weights) == 1 else None,
+        "weights_file": str(weights[0]) if len(weights) == 1 else (str(local) if weights else None),
+        "weights_sha256": files_sha256(weights) if weights else None,
+        "weights_files": len(weights) or None,
         "library": "transformers",
         "transformers_version": transformers.__version__,
         "model_class": type(net).__name__,
@@ -546,6 +548,39 @@ def _load_transformers(name: str, revision: str | None, device: str, precision: 
     return Encoder(net, TransformersImages(image_processor),
                    TransformersTexts(tokenizer, "max_length" if siglip else True, max_length), device, precision,
                    provenance, kind="transformers")
+
+
+WEIGHT_PATTERNS = ("*.safetensors", "*.bin", "*.pt", "*.pth", "*.ckpt", "*.msgpack", "*.h5", "*.index.json")
+TOKENIZER_FILES = ("tokenizer.json", "vocab.json", "vocab.txt", "spiece.model", "tokenizer.model",
+                   "sentencepiece.bpe.model")
+
+
+def weight_files(folder: Path) -> list[Path]:
+    """Every file of a model folder that holds (or indexes) weights, sorted: all of them enter
+    the content key, so re-saving other weights into a sharded folder changes it."""
+    return sorted({p for pattern in WEIGHT_PATTERNS for p in folder.glob(pattern) if p.is_file()})
+
+
+def files_sha256(paths: list[Path]) -> str:
+    """One file's SHA-256, or for several the SHA-256 of their names and SHA-256s."""
+    if len(paths) == 1:
+        return file_sha256(paths[0])
+    return hashlib.sha256("".join(f"{p.name}:{file_sha256(p)}\n" for p in paths).encode()).hexdigest()
+
+
+def _check_tokenizer(name: str, local: Path, tokenizer, cfg) -> None:
+    """A tokenizer that does not fit the model maps captions to wrong or identical ids and every
+    text metric silently changes: a folder without tokenizer files, or a vocabulary that is
+    larger than the model's, or far smaller, is an error."""
+    where = f"transformers:{name}"
+    fix = "save the model's own tokenizer into the folder (tokenizer.save_pretrained(folder))"
+    if local.is_dir() and not any((local / f).is_file() for f in TOKENIZER_FILES):
+        raise ClipscopeError(f"{where}: the folder has no tokenizer files ({', '.join(TOKENIZER_FILES)}); {fix}")
+    vocab = getattr(getattr(cfg, "text_config", None), "vocab_size", None) or getattr(cfg, "vocab_size", None)
+    size = len(tokenizer)
+    if vocab and (size > vocab or size < vocab // 2):
+        raise ClipscopeError(f"{where}: its tokenizer has {size} tokens and the model's text embedding {vocab}: they do "
+                             f"not belong together; {fix}")
 
 
 def _transformers_dim(net) -> int:

@@ -165,7 +165,10 @@ def subregions(cache, source, encoder, *, max_images: int = 500, seed: int = 0, 
                progress: bool = False) -> tuple[dict, list, list]:
     """MacCap's subregion test on a seeded sample of paired images (see
     :mod:`clipscope.analysis.subregions`). Crop embeddings are stored in the cache
-    (``/image/crops/*``, keyed by the crop settings and the model) so a rerun encodes nothing."""
+    (``/image/crops/*``) keyed by what they were made from: the crop settings, the model, and the
+    cache's ``cache_id`` and data fingerprint, so a rerun on the same rows encodes nothing and a
+    rewritten cache or changed images never reuse them. ``source`` must hold the very images
+    the cache was extracted from (its fingerprint is checked)."""
     import sys
 
     from tqdm import tqdm
@@ -179,13 +182,15 @@ def subregions(cache, source, encoder, *, max_images: int = 500, seed: int = 0, 
     pairs = cache.pairs
     if not len(pairs):
         return {}, [], ["subregions: the cache has no image-text pairs"]
+    source = matching_source(cache, source)
     rows = np.unique(pairs[:, 0])
     if len(rows) > max_images:
         rows = np.sort(np.random.default_rng([seed, 22]).choice(rows, max_images, replace=False))
     p = encoder.provenance
+    identity = rows_identity(cache.attrs)
     config = {"scales": list(sr.SCALES), "seed": seed, "model": p.get("model"), "pretrained": p.get("pretrained"),
               "weights_sha256": p.get("weights_sha256"), "init_seed": p.get("init_seed"),
-              "preprocess": p.get("preprocess")}
+              "preprocess": p.get("preprocess"), "rows": identity}
     have = {}
     if "image/crops/embeddings" in cache and cache.attrs.get("crops_config") == config:
         stored = cache["image/crops/rows"][:]
@@ -215,17 +220,7 @@ def subregions(cache, source, encoder, *, max_images: int = 500, seed: int = 0, 
             have.update({r: f for r, f in zip(chunk, feats)})
             bar.update(len(chunk))
         bar.close()
-        if cache.path.is_file():
-            from clipscope.cache import add_datasets
-            from clipscope.fileio import exclusive
-
-            keys = sorted(have)
-            with exclusive(cache.path, quiet=not progress):
-                add_datasets(cache.path, {"image/crops/rows": np.asarray(keys, np.int64),
-                                          "image/crops/embeddings": np.stack([have[k] for k in keys]).astype(np.float32)},
-                             attrs={"crops_config": config})
-        else:
-            notes.append("subregions: an in-memory cache; the crop embeddings were not stored")
+        notes += _store_crops(cache, have, config, identity, progress=progress)
     else:
         notes.append(f"subregions: crop embeddings of all {len(rows)} sampled images read from the cache")
     I, T = cache.normalized_image_embeddings(), cache.normalized_text_embeddings()
@@ -251,3 +246,62 @@ def subregions(cache, source, encoder, *, max_images: int = 500, seed: int = 0, 
         part = crops[:, 4 * k:4 * k + 4].max(axis=1)
         table.append({"scale": s, "win_share": float((part > whole).mean()), "mean_gain": float((part - whole).mean())})
     return metrics, table, notes
+
+
+def rows_identity(attrs: dict) -> dict:
+    """What a cache's rows are: its ``cache_id`` (new on every write) and data fingerprint
+    (older caches without an id: their creation time stands in)."""
+    return {"cache_id": attrs.get("cache_id") or f"created {attrs.get('created_utc')}",
+            "data_fingerprint": attrs.get("data_fingerprint")}
+
+
+def matching_source(cache, source):
+    """``source`` when it holds the images ``cache`` was extracted from (same data fingerprint;
+    re-keyed on file contents when the cache was made with --verify), else a one-line error."""
+    from clipscope.errors import ClipscopeError
+
+    want = cache.attrs.get("data_fingerprint")
+    if not want or source.fingerprint == want:
+        return source
+    if cache.attrs.get("data_verify") and not source.verify:
+        from clipscope.data import open_source
+
+        again = open_source(source.resolved_spec or source.spec, verify=True)
+        if again.fingerprint == want:
+            return again
+    raise ClipscopeError(f"subregions: the data at {source.spec} is not what {cache.path} was extracted from (data "
+                         f"fingerprint {source.fingerprint}, the cache's {want}): images were replaced, added or "
+                         "removed since; re-extract the cache (extract --overwrite), or give --data naming the "
+                         "original images (with the same --classnames and --verify)")
+
+
+def _store_crops(cache, crops: dict, config: dict, identity: dict, *, progress: bool) -> list[str]:
+    """Add the crop embeddings to the cache file, under its lock, only if the file still holds
+    the rows they were computed for; returns notes on what was (not) stored."""
+    import os
+
+    from clipscope.cache import Cache, add_datasets
+    from clipscope.errors import ClipscopeError
+    from clipscope.fileio import exclusive, fault_point, remove_stale_temps
+
+    path = cache.path
+    if not path.is_file():
+        return ["subregions: an in-memory cache; the crop embeddings were not stored"]
+    if not (os.access(path, os.W_OK) and os.access(path.parent, os.W_OK | os.X_OK)):
+        return [f"subregions: {path} is read-only; the crop embeddings were computed for this run and not stored"]
+    fault_point("subregions-before-store")
+    keys = sorted(crops)
+    try:
+        with exclusive(path, quiet=not progress):
+            remove_stale_temps(path)  # a copy left by a writer killed mid-write
+            with Cache.open(path) as now:
+                current = rows_identity(now.attrs)
+            if current != identity:
+                return [f"subregions: {path} was rewritten while the crops were encoded; they describe the rows "
+                        "this report used and were not stored"]
+            add_datasets(path, {"image/crops/rows": np.asarray(keys, np.int64),
+                                "image/crops/embeddings": np.stack([crops[k] for k in keys]).astype(np.float32)},
+                         attrs={"crops_config": config})
+    except ClipscopeError as e:  # a full or read-only disk: the numbers stand, the crops are not kept
+        return [f"subregions: the crop embeddings were not stored ({e})"]
+    return []
