@@ -111,9 +111,14 @@ SPECS: list[MetricSpec] = [
     MetricSpec(r"knn_overlap_(image|text)|raw_cosine_(image|text)", "drift",
                f"{CLIPSCOPE} (per-row agreement of the two releases)"),
     MetricSpec(r"(gap|paired_cosine)_(old|new|change)", "drift", MIND_THE_GAP),
-    MetricSpec(r"direction_(norm|auroc|text_cosine)_(image|text)", "direction",
-               "Residual vector between two groups' mean embeddings as a guidance direction (RAVE, CLIP-guided image "
-               "enhancement); norm interval: bias-corrected U-statistic"),
+    MetricSpec(r"direction_(auroc|text_cosine)_(image|text)", "direction",
+               "RAVE (CLIP-guided image enhancement), MACderRu/RAVE train_rave.py: the residual direction between "
+               "two groups' normalised mean embeddings"),
+    MetricSpec(r"direction_angle_(image|text)", "direction",
+               f"{CLIPSCOPE} (the angle between the two normalised group means whose difference is RAVE's direction)",
+               "degrees", 1.0),
+    MetricSpec(r"direction_mean_distance_(image|text)", "direction",
+               f"{CLIPSCOPE} (raw centroid distance; interval: bias-corrected U-statistic, Hoeffding variance)"),
     MetricSpec(r"mmvp_pair_accuracy_mean", "compose", f"{EYES_WIDE_SHUT} (MMVP-VLM pair rule: both statements right)", "%"),
     MetricSpec(r"sugarcrepe_.+", "compose", "Hsieh et al. 2023, SugarCrepe (NeurIPS D&B); RAIVNLab/sugar-crepe main_eval.py"),
     MetricSpec(r"aro_(relation|attribution)|aro_order_.+", "compose",

@@ -493,3 +493,44 @@ def test_subregions_on_a_read_only_cache_and_after_a_killed_store(small_fs, tmp_
     assert not list(small_fs.glob(".c.h5.*.tmp")), "the next store removes the killed one's copy"
     assert "image/crops/embeddings" in datasets(c)
     assert not list(small_fs.glob("*.lock")), "a clean exit leaves no lock file"
+
+
+# --------------------------------------------------------------------------- explore's server
+
+
+@pytest.mark.parametrize("how", [signal.SIGTERM, signal.SIGKILL])
+def test_explore_never_leaves_its_server_running(tmp_path, how):
+    """A stand-in `embedding-atlas` records its pid and the rows it serves; stopping clipscope
+    (SIGTERM, or SIGKILL) must stop it, and SIGTERM also removes the temporary folder."""
+    fake = tmp_path / "bin" / "embedding-atlas"
+    fake.parent.mkdir()
+    fake.write_text(f"#!{sys.executable}\nimport os, sys, time\n"
+                    f"open({str(tmp_path / 'server')!r}, 'w').write(f'{{os.getpid()}} {{sys.argv[1]}}')\n"
+                    "time.sleep(600)\n")
+    fake.chmod(0o755)
+    reference_extract(tmp_path / "c.h5", "probes:16")
+    env = {**os.environ, "PATH": f"{fake.parent}{os.pathsep}{os.environ['PATH']}", "HF_HUB_OFFLINE": "1",
+           "PYTHONPATH": str(REPO)}
+    p = subprocess.Popen([sys.executable, "-m", "clipscope.cli.main", "explore", str(tmp_path / "c.h5")], env=env,
+                         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.time() + 120
+    while not (tmp_path / "server").exists() or not (tmp_path / "server").read_text().strip():
+        assert p.poll() is None and time.time() < deadline, p.communicate()
+        time.sleep(0.1)
+    pid, rows = (tmp_path / "server").read_text().split()
+    p.send_signal(how)
+    p.wait(30)
+
+    def alive(pid):
+        try:
+            os.kill(int(pid), 0)
+        except ProcessLookupError:
+            return False
+        return Path(f"/proc/{pid}/status").exists() and "zombie" not in Path(f"/proc/{pid}/status").read_text()
+
+    deadline = time.time() + 15
+    while alive(pid) and time.time() < deadline:
+        time.sleep(0.1)
+    assert not alive(pid), "the server outlived clipscope"
+    if how == signal.SIGTERM:
+        assert not Path(rows).parent.exists(), "the temporary folder was left behind"

@@ -92,6 +92,59 @@ def _groups(n=400, d=32, seed=3, shift=0.15):
     return A.astype(np.float32), B.astype(np.float32), v
 
 
+def rave_reference(pos: np.ndarray, neg: np.ndarray) -> np.ndarray:
+    """A transcription of MACderRu/RAVE train_rave.py (the residual vector from the embeddings
+    of the negative group to the positive group's, each embedding already L2-normalised)."""
+    vector_pos = np.mean(pos, axis=0)
+    vector_pos = vector_pos / np.linalg.norm(vector_pos)
+    vector_neg = np.mean(neg, axis=0)
+    vector_neg = vector_neg / np.linalg.norm(vector_neg)
+    residual_vector = vector_pos - vector_neg
+    return residual_vector / np.linalg.norm(residual_vector)
+
+
+def test_the_direction_is_raves_when_the_groups_differ_in_spread():
+    """With a tight group and a spread one, RAVE's normalised-means direction and the raw mean
+    difference part ways; clipscope follows RAVE (cosine 1 with the transcription)."""
+    from clipscope.analysis.direction import direction_stats
+
+    rng = np.random.default_rng(11)
+    d = 32
+    a_dir, b_dir = l2_normalize(rng.normal(size=(2, d)))
+    A = l2_normalize(a_dir + 0.3 * rng.normal(size=(500, d)))
+    B = l2_normalize(b_dir + 1.2 * rng.normal(size=(500, d)))
+    st = direction_stats(A, B)
+    ref = rave_reference(A.astype(np.float64), B.astype(np.float64))
+    np.testing.assert_allclose(st["vector"], ref, atol=1e-12)
+    raw = A.mean(0) - B.mean(0)
+    assert float(raw @ ref / np.linalg.norm(raw)) < 0.99, "the raw difference is another vector here"
+    ma, mb = A.astype(np.float64).mean(0), B.astype(np.float64).mean(0)
+    ua, ub = ma / np.linalg.norm(ma), mb / np.linalg.norm(mb)
+    assert st["angle"] == pytest.approx(np.degrees(np.arccos(ua @ ub)), abs=1e-6)
+
+
+def test_degenerate_groups_are_refused_or_marked(run_cli, tmp_path):
+    """Two identical prompt sets have no direction (refused; nothing saved); a group of one row
+    gets no AUROC (it would be 1.0 by construction) and says why (#28)."""
+    cache = tmp_path / "c.h5"
+    code, _, err = run_cli("extract", "--model", "clipscope-tiny", "--data", "probes:48", "--out", cache, "-q")
+    assert code == 0, err
+    code, _, err = run_cli("direction", cache, "--a", "text:a red shape", "--b", "text:a red shape",
+                           "--out", tmp_path / "same")
+    assert code == 1 and "no direction" in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "same" / "direction_text.npy").exists()
+    code, out, err = run_cli("direction", cache, "--a", "text:a red shape", "--b", "text:a blue shape",
+                             "--out", tmp_path / "one")
+    assert code == 0, err
+    import json
+
+    rep = json.loads((tmp_path / "one" / "direction.json").read_text())
+    assert rep["metrics"]["direction_auroc_text"]["value"] is None
+    assert any("single text row" in n for n in rep["notes"])
+    saved = np.load(tmp_path / "one" / "direction_text.npy")
+    assert np.linalg.norm(saved) == pytest.approx(1.0, abs=1e-5)
+
+
 def test_a_planted_direction_is_recovered_on_three_layouts():
     A, B, v = _groups()
     n = len(A)
@@ -110,14 +163,18 @@ def test_a_planted_direction_is_recovered_on_three_layouts():
         r = clipscope.run("direction", cache, a="class:lit", b="label:1", plots=False)
         got = np.asarray(r.tables["direction_image"])
         assert float(got @ v / np.linalg.norm(got)) > 0.99, name
+        np.testing.assert_allclose(got, rave_reference(A, B), atol=1e-6)
         assert r.metrics["direction_auroc_image"].value == 1.0, name
-        lo, hi = r.metrics["direction_norm_image"].ci95
-        assert lo <= r.metrics["direction_norm_image"].extra["estimate"] <= hi, name
+        lo, hi = r.metrics["direction_mean_distance_image"].ci95
+        assert lo <= r.metrics["direction_mean_distance_image"].extra["estimate"] <= hi, name
         want = np.linalg.norm(A.astype(np.float64).mean(0) - B.astype(np.float64).mean(0))
-        assert r.metrics["direction_norm_image"].value == pytest.approx(want, rel=1e-6), name
+        assert r.metrics["direction_mean_distance_image"].value == pytest.approx(want, rel=1e-6), name
         # texts paired with each group: 1 text per class in the class-prompt layout
         assert r.config["a"] == "class:lit"
-        assert r.metrics["direction_auroc_text"].value > 0.99, name
+        if name == "classes":  # one class prompt per group: no AUROC to speak of
+            assert r.metrics["direction_auroc_text"].value is None, name
+        else:
+            assert r.metrics["direction_auroc_text"].value > 0.99, name
         far = r.tables["furthest_image"]
         assert far[0]["group"] == "a" and far[-1]["group"] == "b" and far[0]["score"] > far[-1]["score"], name
 
@@ -160,7 +217,7 @@ def test_prompt_sets_text_direction_and_saved_npy(run_cli, tmp_path):
                              "--b", "text:a blue square", "--json", "-")
     assert code == 0, err
     rep = json.loads(out)
-    assert "direction_norm_text" in rep["metrics"] and "direction_norm_image" not in rep["metrics"]
+    assert "direction_angle_text" in rep["metrics"] and "direction_angle_image" not in rep["metrics"]
 
 
 def test_direction_errors(run_cli, tmp_path):

@@ -92,8 +92,8 @@ def test_each_layout_and_the_class_subsets(sets):
     assert "n01440764" not in inet.subset_wnids("imagenet-r")
     with pytest.raises(ClipscopeError, match="not one of imagenet-r's 200 classes"):
         inet.class_folder_set(sets / "tench", "imagenet-r")
-    cells = inet.imagenet_c_cells(sets / "c")
-    assert len(cells) == 11 and ("speckle_noise", 3) in cells
+    cells, ignored = inet.imagenet_c_cells(sets / "c")
+    assert len(cells) == 11 and ("speckle_noise", 3) in cells and ignored == []
     with pytest.raises(ClipscopeError, match="no such folder"):
         inet.imagenet_c_cells(sets / "nowhere")
 
@@ -152,3 +152,24 @@ def test_benchmark_errors_are_one_line(sets, run_cli, tmp_path):
     code, out, err = run_cli("robustness", "--model", "clipscope-tiny", "--benchmark", f"imagenet-r:{sets / 'tench'}",
                              "--out", tmp_path / "o")
     assert code == 1 and "is not one of imagenet-r's 200 classes" in err
+
+
+def test_imagenet_c_leaves_out_folders_that_are_not_corruptions(sets, tmp_path):
+    """A `my_backup/` folder beside the corruptions neither enters the mean accuracy nor the mCE,
+    and an unreadable image is skipped with a note (#28)."""
+    import shutil
+
+    tree = tmp_path / "c"
+    shutil.copytree(sets / "c", tree)
+    shutil.copytree(tree / "fog", tree / "my_backup")
+    (tree / "fog" / "1" / R3[0] / "broken.JPEG").write_bytes(b"not a jpeg")
+    rep = clipscope.run("robustness", model="clipscope-tiny", templates="simple", progress=False, plots=False,
+                        benchmark=[f"imagenet-c:{tree}"])
+    rows = rep.tables["imagenet_c"]
+    assert {r["corruption"] for r in rows} == {"fog", "gaussian_noise", "speckle_noise"}
+    standard = [r["accuracy"] for r in rows if r["corruption"] in ("fog", "gaussian_noise")]
+    m = rep.metrics["imagenet_c_mean_accuracy"]
+    assert m.value == pytest.approx(np.mean(standard))
+    assert m.extra["coverage"] == {"cells": 10, "of": 75}
+    assert any("my_backup" in n and "left out" in n for n in rep.notes)
+    assert any("1 unreadable image" in n for n in rep.notes)

@@ -65,11 +65,12 @@ OUTPUTS = {
                "(objects with `benchmark`, `category`, `accuracy`, `n`, `ties`) and `hardest_failures`; counts of "
                "cases, unique images and captions, encoder calls) and one PNG per benchmark, "
                "`compose_<benchmark>.png`.",
-    "direction": "`direction.json` (metrics `direction_norm_<modality>` with `ci95` and `estimate`, "
-                 "`direction_auroc_<modality>`, with --text-a/--text-b `direction_text_cosine_<modality>`; tables "
-                 "`direction_<modality>` (the vector, float32 values) and `furthest_<modality>` (rows at each end: "
-                 "`row`, `id` or `caption`, `score`, `group`, `end`)), `direction_<modality>.npy` (the residual "
-                 "vector mean(A) - mean(B), float32, for reuse as guidance) and PNGs `direction_<modality>.png`.",
+    "direction": "`direction.json` (metrics `direction_angle_<modality>`, `direction_mean_distance_<modality>` with "
+                 "`ci95` and `estimate`, `direction_auroc_<modality>`, with --text-a/--text-b "
+                 "`direction_text_cosine_<modality>`; tables `direction_<modality>` (the unit vector, float32 values) "
+                 "and `furthest_<modality>` (rows at each end: `row`, `id` or `caption`, `score`, `group`, `end`)), "
+                 "`direction_<modality>.npy` (RAVE's unit residual direction from B to A, float32, for reuse as "
+                 "guidance) and PNGs `direction_<modality>.png`.",
     "export": "A parquet file at `--out` (schema below), written atomically.",
     "explore": "atlas: `rows.parquet` in `--out` (or a temporary folder) and an Embedding Atlas server on "
                "`--host`:`--port` until Ctrl-C. tensorboard: `tensors.tsv`, `metadata.tsv`, `sprite.png` (when the "

@@ -105,14 +105,51 @@ def explore_cmd(cache, runs, fmt, out, projection, host, port, seed):
                              "(or use --format tensorboard)")
     table = _table(cache, runs, projection, seed)
     folder = Path(out) if out else Path(tempfile.mkdtemp(prefix="clipscope-explore-"))
-    rows = write_parquet(table, folder / "rows.parquet")
-    click.echo(f"explore: {table.num_rows} rows from {rows}; Embedding Atlas on http://{host}:{port} (Ctrl-C stops it)",
-               err=True)
-    cmd = [atlas, str(rows), "--x", "x", "--y", "y", "--text", "text", "--host", host, "--port", str(port),
-           "--no-auto-port"]
     try:
-        code = subprocess.call(cmd)
-    except KeyboardInterrupt:
-        code = 0
+        rows = write_parquet(table, folder / "rows.parquet")
+        click.echo(f"explore: {table.num_rows} rows from {rows}; Embedding Atlas on http://{host}:{port} (Ctrl-C stops "
+                   "it)", err=True)
+        cmd = [atlas, str(rows), "--x", "x", "--y", "y", "--text", "text", "--host", host, "--port", str(port),
+               "--no-auto-port"]
+        code = _serve(cmd)
+    finally:
+        if out is None:
+            shutil.rmtree(folder, ignore_errors=True)
     if code not in (0, -2, 130):
         raise ClipscopeError(f"Embedding Atlas exited with status {code}")
+
+
+def _serve(cmd: list[str]) -> int:
+    """Run the server until it exits or this process is stopped (Ctrl-C, SIGTERM, SIGHUP); it
+    never outlives this process: it is stopped on the way out, and on Linux the kernel also sends
+    it SIGTERM if this process is killed outright (PR_SET_PDEATHSIG)."""
+    import signal
+
+    def stop(signum, frame):
+        raise SystemExit(128 + signum)  # unwinds through the finally blocks below
+
+    previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGTERM, signal.SIGHUP)}
+    proc = subprocess.Popen(cmd, preexec_fn=_die_with_parent if sys.platform.startswith("linux") else None)
+    try:
+        return proc.wait()
+    except KeyboardInterrupt:
+        return 0
+    finally:
+        if proc.poll() is None:
+            proc.terminate()
+            try:
+                proc.wait(10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+def _die_with_parent() -> None:
+    """In the child, before exec: ask Linux to send SIGTERM when the parent dies."""
+    import ctypes
+    import signal
+
+    PR_SET_PDEATHSIG = 1
+    ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)

@@ -91,6 +91,8 @@ def read_classnames(path: str | Path) -> dict[str, str]:
         text = p.read_text(encoding="utf-8")
     except OSError as e:
         raise ClipscopeError(f"--classnames {path}: cannot read it ({e.strerror}); give a JSON or two-column text file") from None
+    except UnicodeDecodeError:
+        raise ClipscopeError(f"--classnames {path} is not UTF-8 text; save it as UTF-8") from None
     if p.suffix.lower() == ".json":
         try:
             data = json.loads(text)
@@ -157,16 +159,25 @@ def class_folder_set(root: Path, name: str) -> tuple[list[Path], list[str]]:
     return paths, ids
 
 
-def imagenet_c_cells(root: Path) -> dict[tuple[str, int], Path]:
-    """The (corruption, severity) folders of an ImageNet-C tree that are on disk."""
+EXTRA_CORRUPTIONS = ("speckle_noise", "gaussian_blur", "spatter", "saturate")  # ImageNet-C's held-out four
+
+
+def imagenet_c_cells(root: Path) -> tuple[dict[tuple[str, int], Path], list[str]]:
+    """The (corruption, severity) folders of an ImageNet-C tree that are on disk, and the
+    folders that are not corruptions of ImageNet-C (left out, and named in the report)."""
+    from clipscope.robustness.corruptions import CORRUPTIONS
+
     if not root.is_dir():
         raise ClipscopeError(f"--benchmark imagenet-c:{root}: no such folder")
-    cells = {}
+    cells, ignored = {}, []
     for c in sorted(p for p in root.iterdir() if p.is_dir()):
+        if c.name not in CORRUPTIONS and c.name not in EXTRA_CORRUPTIONS:
+            ignored.append(c.name)
+            continue
         for s in sorted(p for p in c.iterdir() if p.is_dir()):
             if s.name in {"1", "2", "3", "4", "5"}:
                 cells[(c.name, int(s.name))] = s
     if not cells:
-        raise ClipscopeError(f"--benchmark imagenet-c:{root}: expected <corruption>/<severity 1-5>/<wnid>/ folders, "
-                             "found none")
-    return cells
+        raise ClipscopeError(f"--benchmark imagenet-c:{root}: expected <corruption>/<severity 1-5>/<wnid>/ folders "
+                             "named after ImageNet-C's corruptions, found none")
+    return cells, ignored

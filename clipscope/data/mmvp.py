@@ -27,9 +27,19 @@ def load_mmvp(root: str | Path) -> list[dict]:
     image_dir = next((root / f for f in IMAGE_FOLDERS if (root / f).is_dir()), None)
     if image_dir is None:
         raise ClipscopeError(f"--benchmark mmvp:{root}: no image folder ({', '.join(IMAGE_FOLDERS)})")
-    with csv_path.open(newline="", encoding="utf-8") as fh:
-        rows = [r for r in csv.reader(fh)][1:]
+    try:
+        with csv_path.open(newline="", encoding="utf-8") as fh:
+            rows = [r for r in csv.reader(fh)][1:]
+    except UnicodeDecodeError:
+        raise ClipscopeError(f"{csv_path} is not UTF-8 text; save it as UTF-8 CSV") from None
     rows = [r for r in rows if any(c.strip() for c in r)]
+    if len(rows) % 2:
+        raise ClipscopeError(f"{csv_path}: {len(rows)} statement rows, an odd number; consecutive rows form a pair, "
+                             "so the last one has no partner (restore the full Questions.csv)")
+    short = next((k for k, r in enumerate(rows) if len(r) < 3), None)
+    if short is not None:
+        raise ClipscopeError(f"{csv_path}: row {short + 2} has {len(rows[short])} column(s); each row is id, type, "
+                             "statement")
     pairs = []
     for k in range(0, len(rows) - 1, 2):
         (q1, t1, s1), (q2, _, s2) = rows[k][:3], rows[k + 1][:3]
@@ -69,6 +79,8 @@ def open_benchmark(spec: str) -> list[dict]:
             n = int(arg) if arg else 70
         except ValueError:
             raise ClipscopeError("--benchmark probes[:N]: N must be an integer") from None
+        if n < 1:
+            raise ClipscopeError(f"--benchmark {spec}: N is the number of probe pairs, at least 1")
         return probe_pairs(n)
     raise ClipscopeError(f"unknown --benchmark {spec!r}; use mmvp:DIR or probes[:N]")
 

@@ -32,8 +32,9 @@ def parse_benchmarks(specs) -> list[tuple[str, str]]:
     for spec in specs:
         kind, sep, path = str(spec).partition(":")
         if kind == "probes":  # built in: probes[:N per kind]
-            if path and not path.isdigit():
-                raise UsageError(f"--benchmark {spec}: probes takes a number of cases per kind, e.g. probes:64")
+            if path and (not path.isdigit() or int(path) < 1):
+                raise UsageError(f"--benchmark {spec}: probes takes a number of cases per kind (at least 1), e.g. "
+                                 "probes:64")
             out.append((kind, path or str(DEFAULT_PROBES)))
             continue
         if not sep or kind not in KINDS or not path:

@@ -17,11 +17,11 @@ from pathlib import Path
 import numpy as np
 
 from clipscope.analysis import metric
-from clipscope.analysis.direction import direction_stats, residual
+from clipscope.analysis.direction import direction_stats, rave_direction
 from clipscope.errors import ClipscopeError, UsageError
 from clipscope.tasks import TaskResult
 
-RAVE = "Residual direction between two groups' mean embeddings (RAVE, CLIP-guided image enhancement)"
+RAVE = "RAVE (CLIP-guided image enhancement), MACderRu/RAVE train_rave.py: normalised group means subtracted, normalised"
 KINDS = ("label", "class", "ids", "text", "prompts")
 
 
@@ -41,13 +41,20 @@ def prompts_of(spec: str) -> list[str]:
     if kind == "text":
         out = [p.strip() for p in value.split("|") if p.strip()]
     else:
-        try:
-            out = [ln.strip() for ln in Path(value).read_text(encoding="utf-8").splitlines() if ln.strip()]
-        except OSError as e:
-            raise ClipscopeError(f"prompts:{value}: cannot read it ({e.strerror}); give a file of one prompt per line") from None
+        out = _lines(value, "prompts", "a file of one prompt per line")
     if not out:
         raise ClipscopeError(f"selection {spec!r} holds no prompts")
     return out
+
+
+def _lines(path: str, kind: str, what: str) -> list[str]:
+    """The non-empty lines of a UTF-8 text file, or a one-line error naming the file."""
+    try:
+        return [ln.strip() for ln in Path(path).read_text(encoding="utf-8").splitlines() if ln.strip()]
+    except OSError as e:
+        raise ClipscopeError(f"{kind}:{path}: cannot read it ({e.strerror}); give {what}") from None
+    except UnicodeDecodeError:
+        raise ClipscopeError(f"{kind}:{path} is not UTF-8 text; give {what}, saved as UTF-8") from None
 
 
 def image_rows(cache, spec: str) -> np.ndarray:
@@ -68,10 +75,7 @@ def image_rows(cache, spec: str) -> np.ndarray:
                                  + (f" (classes: {', '.join(names[:8])}{' ...' if len(names) > 8 else ''})" if names else ""))
         rows = np.flatnonzero(cache.image_labels == names.index(value))
     else:
-        try:
-            wanted = {ln.strip() for ln in Path(value).read_text(encoding="utf-8").splitlines() if ln.strip()}
-        except OSError as e:
-            raise ClipscopeError(f"ids:{value}: cannot read it ({e.strerror}); give a file of image ids, one per line") from None
+        wanted = set(_lines(value, "ids", "a file of image ids, one per line"))
         ids = cache.image_ids
         rows = np.asarray([i for i, x in enumerate(ids) if x in wanted], np.int64)
         missing = wanted - {ids[i] for i in rows}
@@ -112,9 +116,8 @@ def evaluate(cache, a: str, b: str, *, encode_texts=None, text_a: str | None = N
     if text_a or text_b:
         if not (text_a and text_b):
             raise UsageError("give both --text-a and --text-b (two prompt sets) for the text direction")
-        text_dir = residual(prompts_embedded(f"text:{text_a}"), prompts_embedded(f"text:{text_b}"))
+        text_dir = rave_direction(prompts_embedded(f"text:{text_a}"), prompts_embedded(f"text:{text_b}"))[0]
     metrics, tables, notes, plot = {}, {}, [], {}
-    src = f"{RAVE}; the norm's interval: bias-corrected U-statistic (Hoeffding variance)"
     for modality, g in groups.items():
         if set(g) != {"a", "b"}:
             continue
@@ -128,20 +131,29 @@ def evaluate(cache, a: str, b: str, *, encode_texts=None, text_a: str | None = N
         A = g["a"][0] if rows["a"] is None else X[rows["a"]]
         B = g["b"][0] if rows["b"] is None else X[rows["b"]]
         st = direction_stats(A, B, text_direction=text_dir)
-        metrics[f"direction_norm_{modality}"] = metric(
-            st["norm"], higher_is_better=None, ci95=st["ci95"], estimate=st["estimate"], n_a=len(A), n_b=len(B),
-            description=f"||mean(A) - mean(B)|| of the {modality} rows ({len(A)} vs {len(B)}); value: the plug-in, "
-                        f"ci95 and estimate: bias-corrected; {src}")
+        sizes = f"{len(A)} vs {len(B)} {modality} rows"
+        metrics[f"direction_angle_{modality}"] = metric(
+            st["angle"], higher_is_better=None, n_a=len(A), n_b=len(B),
+            description=f"angle (degrees) between the two groups' normalised mean {modality} embeddings ({sizes}): "
+                        "how far apart the groups point; the direction is their normalised difference")
+        metrics[f"direction_mean_distance_{modality}"] = metric(
+            st["mean_distance"], higher_is_better=None, ci95=st["ci95"], estimate=st["estimate"],
+            description=f"||mean(A) - mean(B)|| of the raw {modality} centroids ({sizes}), which also grows with a "
+                        "group's spread; value: the plug-in, ci95 and estimate: bias-corrected")
+        if st["auroc"] is None:
+            notes.append(f"direction_auroc_{modality}: a group has a single {modality} row, so separating the groups "
+                         "by the direction made from them is trivial; it needs 2 rows per group")
         metrics[f"direction_auroc_{modality}"] = metric(
             st["auroc"], higher_is_better=True,
-            description=f"AUROC of the projection onto the {modality} direction, group A positive; {RAVE}")
+            description=f"AUROC of the projection onto the {modality} direction, group A positive, on the rows that "
+                        "made it (in sample: an upper bound on held-out separation)")
         if "text_cosine" in st:
             metrics[f"direction_text_cosine_{modality}"] = metric(
                 st["text_cosine"], higher_is_better=True,
-                description=f"cosine between the {modality} direction and the text direction mean(text-a prompts) "
-                            f"- mean(text-b prompts); {RAVE}")
+                description=f"cosine between the {modality} direction and the text direction made the same way from "
+                            "the --text-a and --text-b prompt sets")
         tables[f"direction_{modality}"] = [float(v) for v in st["vector"].astype(np.float32)]
-        scores = X @ (st["vector"] / st["norm"]).astype(np.float32) if st["norm"] > 0 else np.zeros(len(X))
+        scores = X @ st["vector"].astype(np.float32)
         labels = cache.image_ids if modality == "image" else cache.text_captions
         order = np.argsort(scores, kind="stable")
         member = {int(r): k for k in ("a", "b") if rows[k] is not None for r in rows[k]}
@@ -165,12 +177,13 @@ def figures(result: TaskResult, out_dir: Path, title: str, *, plots=None, **_) -
     out = {}
     for modality, s in result.plot_data.items():
         auc = result.metrics[f"direction_auroc_{modality}"]["value"]
+        auc = "one row per group" if auc is None else f"AUROC {auc:.3f}"
         out[f"scores_{modality}"] = plots.histogram(
             {"group A": s["a"], "group B": s["b"]}, out_dir / f"direction_{modality}.png",
-            title=f"Projection onto the {modality} direction (AUROC {auc:.3f}): {title}",
+            title=f"Projection onto the {modality} direction ({auc}): {title}",
             xlabel="<x, r / ||r||>")
     return {k: Path(v).name for k, v in out.items()}
 
 
-SUMMARY = ("direction_norm_image", "direction_auroc_image", "direction_text_cosine_image", "direction_norm_text",
+SUMMARY = ("direction_angle_image", "direction_auroc_image", "direction_text_cosine_image", "direction_angle_text",
            "direction_auroc_text", "direction_text_cosine_text")

@@ -58,9 +58,18 @@ def read_templates(value: str | None, imagenet: bool = False) -> tuple[list[str]
     path = value
     if not Path(path).is_file():
         raise ClipscopeError(f"--templates {path}: use openai, simple or a file of templates (no such file)")
-    lines = [ln.strip() for ln in Path(path).read_text(encoding="utf-8").splitlines() if ln.strip()]
+    try:
+        lines = [ln.strip() for ln in Path(path).read_text(encoding="utf-8").splitlines() if ln.strip()]
+    except UnicodeDecodeError:
+        raise ClipscopeError(f"--templates {path} is not UTF-8 text; save the templates as UTF-8") from None
     if not lines or any("{c}" not in ln for ln in lines):
         raise ClipscopeError(f"--templates {path}: one template per line, each with {{c}} for the class name")
+    for n, line in enumerate(lines, 1):
+        try:
+            line.format(c="x")
+        except (KeyError, IndexError, ValueError) as e:
+            raise ClipscopeError(f"--templates {path}: template {n} ({line!r}) has a placeholder other than {{c}} "
+                                 f"({type(e).__name__}: {e}); write literal braces as {{{{ and }}}}") from None
     return lines, f"file {Path(path).name}"
 
 
@@ -392,18 +401,32 @@ def evaluate_published(encoder, benchmarks: list[tuple[str, Path]], *, templates
                                                 description="ImageNet val accuracy minus the mean over the shifts")
     if "imagenet-c" in names:
         root = dict(benchmarks)["imagenet-c"]
-        cells = inet.imagenet_c_cells(root)
-        rows = []
+        cells, ignored = inet.imagenet_c_cells(root)
+        rows, unreadable = [], 0
         for (c, s), folder in cells.items():
             paths, ids = inet.class_folder_set(folder, "imagenet")
             idx = _sample(len(paths), max_images, [seed, 1000 + len(rows)])
-            acc, n, _ = zs.accuracy([paths[i] for i in idx], [ids[i] for i in idx], inet.wnids())
+            acc, n, skipped = zs.accuracy([paths[i] for i in idx], [ids[i] for i in idx], inet.wnids())
             rows.append({"corruption": c, "severity": s, "accuracy": acc, "n": n})
+            unreadable += skipped
         bar.update(1)
         tables["imagenet_c"] = rows
-        metrics["imagenet_c_mean_accuracy"] = metric(float(np.mean([r["accuracy"] for r in rows])), higher_is_better=True,
-                                                     description=f"mean zero-shot accuracy over the {len(rows)} ImageNet-C "
-                                                                 f"cells on disk")
+        from clipscope.robustness.corruptions import CORRUPTIONS
+
+        standard = [r for r in rows if r["corruption"] in CORRUPTIONS]
+        covered = f"{len(standard)} of the {5 * len(CORRUPTIONS)} cells (15 corruptions x 5 severities)"
+        metrics["imagenet_c_mean_accuracy"] = metric(
+            float(np.mean([r["accuracy"] for r in standard])) if standard else float("nan"), higher_is_better=True,
+            coverage={"cells": len(standard), "of": 5 * len(CORRUPTIONS)},
+            description=f"mean zero-shot accuracy over the ImageNet-C cells on disk: {covered}")
+        if ignored:
+            notes.append(f"ImageNet-C: folder(s) {', '.join(ignored)} are not ImageNet-C corruptions and were left out")
+        extra = sorted({r["corruption"] for r in rows} - set(CORRUPTIONS))
+        if extra:
+            notes.append(f"ImageNet-C: the held-out corruption(s) {', '.join(extra)} are in the table, not in the mean "
+                         "accuracy")
+        if unreadable:
+            notes.append(f"imagenet-c: {unreadable} unreadable image(s) skipped")
         clean = accs.get("imagenet", float("nan"))
         ce_rows, mce, rel = corruption_errors(rows, clean, alexnet=True)
         tables["imagenet_c_errors"] = ce_rows
