@@ -87,7 +87,8 @@ def _datasets(path):
     out = {}
     with h5py.File(path, "r") as f:
         f.visititems(lambda n, o: out.__setitem__(n, o[()]) if isinstance(o, h5py.Dataset) else None)
-        attrs = {k: f.attrs[k] for k in f.attrs if k != "created_utc"}
+        # created_utc and cache_id name this write (two writes of the same rows differ in them alone)
+        attrs = {k: f.attrs[k] for k in f.attrs if k not in ("created_utc", "cache_id")}
     return out, attrs
 
 
