@@ -21,7 +21,7 @@ COMMON = ("model", "pretrained", "weights", "data", "verify", "classnames", "dev
           "decode", "seed")
 # The options each command takes besides COMMON (the CLI's option names; `check` validates suites with them).
 OPTIONS = {
-    "gap": ("bootstrap", "projection", "sweep_max_rows", "shift_deltas", "engine", "address", "num_shards",
+    "gap": ("projection", "sweep_max_rows", "shift_deltas", "engine", "address", "num_shards",
             "noise_model", "noise_alpha", "noise_max_pairs", "subregions", "subregion_max_images"),
     "uniformity": ("t", "max_pairs", "sample_pairs", "block", "engine", "address", "num_shards"),
     "invert": ("mode", "tokens", "steps", "lr", "weight_decay", "template", "inv_batch_size", "inv_seed", "gallery"),
@@ -150,10 +150,11 @@ def _metric_dict(m) -> dict:
 
 
 def open_cache(path):
-    """Open an embedding cache read-only (see :class:`clipscope.cache.Cache`); a Cache passes through."""
+    """Open an embedding cache read-only (see :class:`clipscope.cache.Cache`); an open Cache comes back
+    as a borrowed view, so that closing it leaves the caller's cache open."""
     from clipscope.cache import Cache
 
-    return path if isinstance(path, Cache) else Cache.open(path)
+    return path.borrowed() if isinstance(path, Cache) else Cache.open(path)
 
 
 def from_arrays(*args, **kwargs):
@@ -185,7 +186,7 @@ def run(command: str, cache=None, *, model: str | None = None, pretrained: str |
     seed : seed of every random choice.
     progress : progress bars on stderr.
     plots : lay out the figures (drawn by :meth:`Report.save`).
-    options : the command's own options (``OPTIONS[command]``; e.g. ``bootstrap=200`` for gap).
+    options : the command's own options (``OPTIONS[command]``; e.g. ``noise_model=True`` for gap).
 
     Returns
     -------
@@ -634,7 +635,7 @@ def demo(out="demo-out", *, device: str = "auto", overwrite: bool = False, progr
     steps = [
         ("extract", lambda: extract(open_source("probes:256"), load_encoder("clipscope-tiny", device=device), cache,
                                     progress=progress)),
-        ("gap", lambda: run("gap", cache, bootstrap=100, noise_model=True, progress=progress).save(out / "gap")),
+        ("gap", lambda: run("gap", cache, noise_model=True, progress=progress).save(out / "gap")),
         ("uniformity", lambda: run("uniformity", cache, progress=progress).save(out / "uniformity")),
         ("invert", lambda: run("invert", cache, model="clipscope-tiny", mode="oti", steps=40, device=device,
                                progress=progress).save(out / "invert")),

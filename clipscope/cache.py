@@ -203,7 +203,7 @@ def from_arrays(image_embeddings, text_embeddings=None, pairs=None, *, image_lab
     already has. ``pairs``: (image row, text row); default row i with row i when both
     modalities have the same number of rows.
 
-    >>> r = clipscope.run("gap", clipscope.from_arrays(I, T), bootstrap=0, plots=False)
+    >>> r = clipscope.run("gap", clipscope.from_arrays(I, T), plots=False)
     """
     import hashlib
     import uuid
@@ -245,9 +245,10 @@ class Cache:
     >>> cache.normalized_image_embeddings()   # float32 numpy, L2-normalised rows
     """
 
-    def __init__(self, path: str | os.PathLike, handle):
+    def __init__(self, path: str | os.PathLike, handle, *, owned: bool = True):
         self.path = Path(path)
         self._f = handle
+        self._owned = owned  # a borrowed view (see borrowed) never closes the file it shares
 
     @classmethod
     def open(cls, path: str | os.PathLike) -> "Cache":
@@ -276,7 +277,13 @@ class Cache:
         return cls(p, f)
 
     def close(self) -> None:
-        self._f.close()
+        if self._owned:
+            self._f.close()
+
+    def borrowed(self) -> "Cache":
+        """A view of this open cache that code may close freely: the caller keeps the file open
+        (a :func:`from_arrays` cache serves any number of runs)."""
+        return Cache(self.path, self._f, owned=False)
 
     def __enter__(self):
         return self

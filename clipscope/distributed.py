@@ -220,30 +220,31 @@ def even_ranges(n: int, k: int) -> list[tuple[int, int]]:
     return [(int(a), int(b)) for a, b in zip(edges[:-1], edges[1:]) if b > a]
 
 
-def _round1_task(path, r0, r1, modality, B, seed, stream):
+def _round1_task(path, r0, r1, modality, units, alone_from):
     from clipscope.analysis import gap_sums
     from clipscope.cache import Cache
 
     with Cache.open(path) as cache:
-        return gap_sums.modality_round1(cache.normalized_span(modality, r0, r1), r0, B=B, seed=seed, stream=stream)
+        return gap_sums.modality_round1(cache.normalized_span(modality, r0, r1), units, r0, alone_from=alone_from)
 
 
-def _round2_task(path, r0, r1, modality, centroids):
+def _round2_task(path, r0, r1, modality, centroids, units, n_units):
     from clipscope.analysis import gap_sums
     from clipscope.cache import Cache
 
     with Cache.open(path) as cache:
-        return gap_sums.modality_round2(cache.normalized_span(modality, r0, r1), centroids, text=modality == "text")
+        return gap_sums.modality_round2(cache.normalized_span(modality, r0, r1), centroids, units, n_units, r0,
+                                        text=modality == "text")
 
 
-def _pairs_task(path, k0, k1, centroids, B, seed, identity):
+def _pairs_task(path, k0, k1, pair_units, attached, n_units):
     from clipscope.analysis import gap_sums
     from clipscope.cache import Cache
 
     with Cache.open(path) as cache:
         pairs = cache.pairs[k0:k1]
         Ip, Tp = cache.rows("image")[pairs[:, 0]], cache.rows("text")[pairs[:, 1]]
-    return gap_sums.pair_sums(Ip, Tp, centroids, k0, B=B, seed=seed, identity=identity)
+    return gap_sums.pair_sums(Ip, Tp, pair_units, attached, n_units, k0)
 
 
 def _best_negatives_task(path, r0, r1, Tq, pairing, block):
@@ -277,29 +278,41 @@ class RayRanges:
         task = self.ray.remote(fn)
         return self.ray.get([task.remote(self.path, a, b, *args) for a, b in ranges])
 
-    def pair_sums(self, centroids=None, B: int = 0, seed: int = 0, identity: bool = False) -> dict | None:
+    def pair_sums(self, units) -> dict | None:
+        """:func:`clipscope.analysis.gap_sums.pair_sums` of every pair, per sampling unit."""
         from clipscope.analysis import gap_sums
 
-        parts = self.map(_pairs_task, self.pairs, centroids, B, seed, identity)
+        with self._cache() as cache:
+            pu, attached = gap_sums.pair_layout(cache.pairs, units)
+        parts = self.map(_pairs_task, self.pairs, pu, attached, units.n_units)
         return gap_sums.combine(parts) if parts else None
+
+    def _cache(self):
+        from clipscope.cache import Cache
+
+        return Cache.open(self.path)
 
     def best_negatives(self, Tq, pairing, block: int) -> np.ndarray:
         """:func:`clipscope.analysis.geometry.best_negative_cosines` over every image shard."""
         return np.maximum.reduce(self.map(_best_negatives_task, self.image, np.asarray(Tq), pairing, block))
 
 
-def gap_sums_on_ray(path, *, bootstrap: int, seed: int, identity: bool, steps_of=None, num_shards: int | None = None,
-                    address: str | None = None, num_cpus: int | None = None):
-    """The sums of :mod:`clipscope.analysis.gap_sums` for a cache, computed shard by shard on
+def gap_sums_on_ray(path, *, units, steps_of=None, num_shards: int | None = None, address: str | None = None,
+                    num_cpus: int | None = None):
+    """The :class:`clipscope.analysis.gap_sums.GapSums` of a cache, computed shard by shard on
     Ray (two rounds of tasks; each reads only its rows) and added on the driver: equal to
-    ``gap_sums.local`` on the whole rows up to float64 summation order."""
+    ``gap_sums.local`` on the whole rows up to float64 summation order. The products among a
+    unit's several texts (COCO) are read here, unit by unit."""
     from clipscope.analysis import gap_sums
+    from clipscope.analysis.units import unit_groups
 
     on = RayRanges(path, num_shards=num_shards, address=address, num_cpus=num_cpus)
-    B = bootstrap if on.pairs else 0
-    r1_i = gap_sums.combine(on.map(_round1_task, on.image, "image", B, seed, gap_sums.IMAGE))
-    r1_t = gap_sums.combine(on.map(_round1_task, on.text, "text", B, seed, gap_sums.TEXT))
+    U = units.n_units
+    r1_i = gap_sums.combine(on.map(_round1_task, on.image, "image", units.image_unit, None))
+    r1_t = gap_sums.combine(on.map(_round1_task, on.text, "text", units.text_unit, units.n_images))
     c = gap_sums.Centroids.of(r1_i, r1_t, steps_of)
-    r2_i = gap_sums.combine(on.map(_round2_task, on.image, "image", c))
-    r2_t = gap_sums.combine(on.map(_round2_task, on.text, "text", c))
-    return r1_i, r1_t, r2_i, r2_t, on.pair_sums(c, B, seed, identity), c
+    r2_i = gap_sums.combine(on.map(_round2_task, on.image, "image", c, units.image_unit, U))
+    r2_t = gap_sums.combine(on.map(_round2_task, on.text, "text", c, units.text_unit, U))
+    with on._cache() as cache:
+        within = gap_sums.within_units(cache.rows("text"), unit_groups(units.text_unit), units.text_unit, U)
+    return gap_sums.GapSums(r1_i, r1_t, r2_i, r2_t, on.pair_sums(units) if on.pairs else None, within, c, units)

@@ -28,6 +28,7 @@ MCM = "Ming et al. 2022, MCM (NeurIPS), deeplearning-wisc/MCM utils/detection_ut
 CKA = "Kornblith et al. 2019, Similarity of Neural Network Representations Revisited (ICML)"
 MOD_X = "Ni et al. 2023, Continual Vision-Language Representation Learning with Off-Diagonal Information (Mod-X)"
 CLIPSCOPE = "defined by clipscope"
+CORRUPTION_CELLS = ("corruptions", "severities", "jpeg_round_trip", "frost", "baseline")
 
 
 
@@ -41,12 +42,24 @@ class MetricSpec:
     description: str = ""  # for computed metrics (the others describe themselves in the report)
     higher_is_better: bool | None = None
     compute: Callable | None = None  # for metrics computed from the command's inputs (see computed_metrics)
+    # config keys that must be set (truthy) in a report for it to carry this metric: a report run
+    # without them was not asked for it, so compare does not count it missing
+    requires: tuple[str, ...] = ()
+    # config keys whose values define what the metric measures: two reports that differ in one are
+    # not comparable on it (besides the command's own, COMMAND_DEFINES)
+    defined_by: tuple[str, ...] = ()
 
 
-def _paired_angle(inputs) -> float:
-    from clipscope.analysis.geometry import paired_angle
-
-    return paired_angle(inputs["Ip"], inputs["Tp"])
+# Config keys that define every metric of a command (compare refuses to gate across a change in one).
+COMMAND_DEFINES = {
+    "uniformity": ("t",),
+    "invert": ("mode", "tokens", "steps", "lr", "weight_decay", "batch_size", "seed", "init_std", "template"),
+    "blindpairs": ("benchmark", "clip_threshold", "ref_threshold", "reference"),
+    "drift": ("k", "kl_temperature"),
+    "compose": ("benchmarks",),
+    "direction": ("a", "b", "text_a", "text_b"),
+    "robustness": ("templates", "max_images"),
+}
 
 
 SPECS: list[MetricSpec] = [
@@ -54,17 +67,18 @@ SPECS: list[MetricSpec] = [
     MetricSpec(r"centroid_distance|paired_distance", "gap", f"{MIND_THE_GAP}; {TWO_EFFECTS} (L2M, L2I)"),
     MetricSpec(r"centroid_cosine", "gap", NOT_A_GAP),
     MetricSpec(r"paired_cosine", "gap", MIND_THE_GAP),
-    MetricSpec(r"paired_angle", "gap", f"{CLIPSCOPE} (mean angle between each pair's image and text)", "degrees", 1.0,
-               "mean over pairs of arccos <I_i, T_i>, in degrees", False, _paired_angle),
+    MetricSpec(r"paired_angle", "gap", f"{CLIPSCOPE} (mean angle between each pair's image and text)", "degrees", 1.0),
     MetricSpec(r"rmg", "gap", f"{TWO_EFFECTS} compute_rmg"),
     MetricSpec(r"cone_(image|text)", "gap", f"{MIND_THE_GAP} (cone effect)"),
     MetricSpec(r"linear_separability", "gap", NOT_A_GAP),
     MetricSpec(r"subregion_(win_share|mean_gain)", "gap",
-               "Qiu et al. 2024, MacCap (AAAI) (captions sit closer to image subregions than to whole images)"),
+               "Qiu et al. 2024, MacCap (AAAI) (captions sit closer to image subregions than to whole images)",
+               requires=("subregions",), defined_by=("subregion_max_images",)),
     MetricSpec(r"noise_(sigma|gaussian_share|mean_abs_skew|mean_excess_kurtosis)|noisy_(centroid_distance|paired_cosine|"
                r"linear_separability)", "gap",
                "Qiu et al. 2024, MacCap (AAAI) (paired differences as Gaussian noise); Nukrai et al. 2022, CapDec "
-               "(EMNLP Findings) (noise injection); D'Agostino & Pearson 1973 (scipy.stats.normaltest)"),
+               "(EMNLP Findings) (noise injection); D'Agostino & Pearson 1973 (scipy.stats.normaltest)",
+               requires=("noise_model",), defined_by=("noise_alpha", "noise_max_pairs")),
     # uniformity
     MetricSpec(r"uniformity_(image|text)|alignment", "uniformity", ALIGN_UNIFORM),
     MetricSpec(r"uniformity_union", "uniformity",
@@ -83,23 +97,33 @@ SPECS: list[MetricSpec] = [
     MetricSpec(r"pair_accuracy_.+", "blindpairs", f"{EYES_WIDE_SHUT} (MMVP-VLM pair rule: both statements right)",
                "%", 2.0),
     # robustness
-    MetricSpec(r"accuracy_clean|mean_corruption_accuracy", "robustness", f"{IMAGENET_C}; Radford et al. 2021 (zero-shot)"),
-    MetricSpec(r"mce|relative_mce", "robustness", f"{IMAGENET_C} (mean corruption error, AlexNet-normalised)", "%", 2.0),
-    MetricSpec(r"relative_drop", "robustness", f"{CLIPSCOPE} ((clean - corrupted) / clean accuracy)"),
-    MetricSpec(r"mean_drift", "robustness", f"{CLIPSCOPE} (cosine between clean and corrupted embeddings)"),
-    MetricSpec(r"ece", "robustness", "Guo et al. 2017, On Calibration of Modern Neural Networks (ICML), 15 equal-width bins"),
-    MetricSpec(r"nll", "robustness", f"{CLIPSCOPE} (negative log-likelihood of the zero-shot softmax)", "nats", 0.05),
+    MetricSpec(r"accuracy_clean", "robustness", f"{IMAGENET_C}; Radford et al. 2021 (zero-shot)", requires=("corruptions",)),
+    MetricSpec(r"mean_corruption_accuracy", "robustness", f"{IMAGENET_C}; Radford et al. 2021 (zero-shot)",
+               requires=("corruptions",), defined_by=CORRUPTION_CELLS),
+    MetricSpec(r"mce|relative_mce", "robustness", f"{IMAGENET_C} (mean corruption error, AlexNet-normalised)", "%", 2.0,
+               requires=("corruptions",), defined_by=CORRUPTION_CELLS),
+    MetricSpec(r"relative_drop", "robustness", f"{CLIPSCOPE} ((clean - corrupted) / clean accuracy)",
+               requires=("corruptions",), defined_by=CORRUPTION_CELLS),
+    MetricSpec(r"mean_drift", "robustness", f"{CLIPSCOPE} (cosine between clean and corrupted embeddings)",
+               requires=("corruptions",), defined_by=CORRUPTION_CELLS),
+    MetricSpec(r"ece", "robustness", "Guo et al. 2017, On Calibration of Modern Neural Networks (ICML), 15 equal-width bins",
+               requires=("corruptions",)),
+    MetricSpec(r"nll", "robustness", f"{CLIPSCOPE} (negative log-likelihood of the zero-shot softmax)", "nats", 0.05,
+               requires=("corruptions",)),
     MetricSpec(r"prompt_accuracy_(std|range)", "robustness",
-               f"{CLIPSCOPE} (spread of zero-shot accuracy over prompt templates)"),
+               f"{CLIPSCOPE} (spread of zero-shot accuracy over prompt templates)", requires=("corruptions",)),
     MetricSpec(r"accuracy_imagenet(_v2|_sketch|_r|_a)?|mean_shift_accuracy|(mean_)?shift_drop(_imagenet_(v2|sketch|r|a))?",
                "robustness", "Radford et al. 2021 (zero-shot, 80 templates); CLIP_benchmark zeroshot_classification; "
                              "Recht et al. 2019 (V2), Wang et al. 2019 (Sketch), Hendrycks et al. 2021 (R, A: logits "
-                             "restricted to their 200 classes)"),
-    MetricSpec(r"imagenet_c_mean_accuracy", "robustness", f"{IMAGENET_C} (the published images on disk)"),
+                             "restricted to their 200 classes)", requires=("benchmarks",), defined_by=("benchmarks",)),
+    MetricSpec(r"imagenet_c_mean_accuracy", "robustness", f"{IMAGENET_C} (the published images on disk)",
+               requires=("benchmarks",), defined_by=("benchmarks",)),
     MetricSpec(r"imagenet_c_(relative_)?mce", "robustness",
-               f"{IMAGENET_C} (the published images; AlexNet-normalised)", "%", 2.0),
-    MetricSpec(r"ood_auroc", "robustness", f"{MCM} get_measures (AUROC)"),
-    MetricSpec(r"ood_fpr95", "robustness", f"{MCM} fpr_and_fdr_at_recall"),
+               f"{IMAGENET_C} (the published images; AlexNet-normalised)", "%", 2.0, requires=("benchmarks",),
+               defined_by=("benchmarks",)),
+    MetricSpec(r"ood_auroc", "robustness", f"{MCM} get_measures (AUROC)", requires=("ood_data",), defined_by=("ood_data",)),
+    MetricSpec(r"ood_fpr95", "robustness", f"{MCM} fpr_and_fdr_at_recall", requires=("ood_data",),
+               defined_by=("ood_data",)),
     # drift
     MetricSpec(r"cka_(image|text)", "drift", f"{CKA} (linear CKA)"),
     MetricSpec(r"procrustes_residual_(image|text)", "drift", "Schönemann 1966, orthogonal Procrustes"),
@@ -111,7 +135,10 @@ SPECS: list[MetricSpec] = [
     MetricSpec(r"knn_overlap_(image|text)|raw_cosine_(image|text)", "drift",
                f"{CLIPSCOPE} (per-row agreement of the two releases)"),
     MetricSpec(r"(gap|paired_cosine)_(old|new|change)", "drift", MIND_THE_GAP),
-    MetricSpec(r"direction_(auroc|text_cosine)_(image|text)", "direction",
+    MetricSpec(r"direction_text_cosine_(image|text)", "direction",
+               "RAVE (CLIP-guided image enhancement), MACderRu/RAVE train_rave.py: the residual direction between "
+               "two groups' normalised mean embeddings", requires=("text_a",)),
+    MetricSpec(r"direction_auroc_(image|text)", "direction",
                "RAVE (CLIP-guided image enhancement), MACderRu/RAVE train_rave.py: the residual direction between "
                "two groups' normalised mean embeddings"),
     MetricSpec(r"direction_angle_(image|text)", "direction",

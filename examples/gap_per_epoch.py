@@ -50,7 +50,7 @@ def main(epochs: int, steps: int, batch: int, seed: int) -> list[float]:
             opt.step()
         model.eval()
         I, T = embed(encoder, held_out)
-        report = clipscope.run("gap", clipscope.from_arrays(I, T), bootstrap=0, plots=False)
+        report = clipscope.run("gap", clipscope.from_arrays(I, T), plots=False)
         gap = report.metrics["centroid_distance"]
         gaps.append(gap.value)
         print(f"epoch {epoch + 1}: loss {loss.item():.3f}  centroid distance {gap.value:.4f} "

@@ -22,12 +22,12 @@ def _arrays(n=120, d=16, seed=0):
 
 def test_run_on_arrays_gives_a_report(tmp_path):
     I, T = _arrays()
-    r = clipscope.run("gap", clipscope.from_arrays(I, T), bootstrap=0)
+    r = clipscope.run("gap", clipscope.from_arrays(I, T))
     m = r.metrics["centroid_distance"]
     Iu = I / np.linalg.norm(I, axis=1, keepdims=True)
     Tu = T / np.linalg.norm(T, axis=1, keepdims=True)
-    assert m.value == pytest.approx(np.linalg.norm(Iu.mean(0) - Tu.mean(0)), abs=1e-6)
-    assert m.ci95[0] <= m.extra["estimate"] <= m.ci95[1] and m.source
+    assert m.extra["plug_in"] == pytest.approx(np.linalg.norm(Iu.mean(0) - Tu.mean(0)), abs=1e-6)
+    assert m.ci95[0] <= m.value <= m.ci95[1] and m.source and m.value < m.extra["plug_in"]
     d = r.to_dict()
     assert d["command"] == "gap" and d["metrics"]["centroid_distance"]["unit"] == ""
     # figures travel as small specs: no array in them is anywhere near an embedding matrix's size
@@ -70,10 +70,10 @@ def test_the_cli_calls_the_library(run_cli, tmp_path, mtg):
     """Same JSON from the CLI and from clipscope.run on the same cache (timestamps aside)."""
     code, _, err = run_cli("import", "--pair-array", mtg / "features_clasp.npy", "--out", tmp_path / "c.h5")
     assert code == 0, err
-    code, out, err = run_cli("gap", tmp_path / "c.h5", "--json", "-", "--bootstrap", "10", "--no-plots")
+    code, out, err = run_cli("gap", tmp_path / "c.h5", "--json", "-", "--no-plots")
     assert code == 0, err
     cli = json.loads(out)
-    lib = clipscope.run("gap", str(tmp_path / "c.h5"), bootstrap=10, plots=False).to_dict()
+    lib = clipscope.run("gap", str(tmp_path / "c.h5"), plots=False).to_dict()
     for d in (cli, lib):
         d.pop("created_utc")
     assert cli == lib

@@ -127,7 +127,7 @@ def test_suite_is_validated_before_anything_runs(tmp_path, run_cli, body, expect
 def test_threshold_on_an_undefined_metric_is_a_regression(tmp_path, run_cli, mtg):
     code, _, err = run_cli("import", "--pair-array", mtg / "features_clasp.npy", "--out", tmp_path / "c.h5")
     assert code == 0, err
-    body = (f'[[run]]\ncommand = "gap"\ncache = "{tmp_path / "c.h5"}"\noptions = {{ bootstrap = 0, no_plots = true }}\n'
+    body = (f'[[run]]\ncommand = "gap"\ncache = "{tmp_path / "c.h5"}"\noptions = {{ no_plots = true }}\n'
             '[thresholds]\n"gap.no_such_metric" = { min = 0 }\n')
     code, out, err = run_cli("check", suite(tmp_path, body), "--out", tmp_path / "runs")
     assert code == 3, err
@@ -337,7 +337,7 @@ def test_no_output_may_overwrite_an_input_a_cache_or_a_report(tmp_path, run_cli)
     import time
 
     c = _cache(tmp_path, run_cli)
-    code, _, err = run_cli("gap", c, "--out", tmp_path / "runs" / "gap", "--no-plots", "-q", "--bootstrap", "0")
+    code, _, err = run_cli("gap", c, "--out", tmp_path / "runs" / "gap", "--no-plots", "-q")
     assert code == 0, err
     report_path = tmp_path / "runs" / "gap" / "gap.json"
     kept = {p: p.read_bytes() for p in (c, report_path)}
@@ -356,5 +356,5 @@ def test_no_output_may_overwrite_an_input_a_cache_or_a_report(tmp_path, run_cli)
         assert expect in one_line(err), args
     assert time.time() - start < 30, "refused before any work"
     assert all(p.read_bytes() == b for p, b in kept.items()), "nothing was destroyed"
-    code, _, err = run_cli("gap", c, "--json", report_path, "-q", "--bootstrap", "0")  # a rerun replaces its own report
+    code, _, err = run_cli("gap", c, "--json", report_path, "-q")  # a rerun replaces its own report
     assert code == 0, err

@@ -38,14 +38,3 @@ def test_every_registered_metric_is_documented():
         assert f"`{spec.pattern.replace('|', chr(92) + '|')}`" in text, (spec.command, spec.pattern)
 
 
-def test_a_registered_metric_needs_only_its_function_and_its_spec():
-    """paired_angle is defined in analysis/geometry.py and registered with compute= in
-    metric_specs.py; the gap command reports it without other changes."""
-    import numpy as np
-
-    from clipscope.metric_specs import computed_metrics
-
-    I = np.eye(4, dtype=np.float32)
-    T = np.roll(I, 1, axis=1)
-    out = computed_metrics("gap", {"I": I, "T": T, "Ip": I, "Tp": T, "pairs": None})
-    assert out["paired_angle"]["value"] == 90.0

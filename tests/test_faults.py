@@ -196,7 +196,7 @@ def test_two_analyses_extracting_into_the_content_cache_at_once(tmp_path):
     same time: both succeed with identical numbers, and the shared cache is the right one."""
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(REPO), "CLIPSCOPE_CACHE_DIR": str(tmp_path / "cc")}
     runs = [subprocess.Popen([sys.executable, "-m", "clipscope.cli.main", "gap", *TINY, "--data", "probes:64",
-                              "--batch-size", "8", "--no-plots", "--bootstrap", "0", "--json", str(tmp_path / f"{k}.json"),
+                              "--batch-size", "8", "--no-plots", "--json", str(tmp_path / f"{k}.json"),
                               "-q"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env) for k in (1, 2)]
     for p in runs:
         _, err = p.communicate(timeout=300)
@@ -395,7 +395,7 @@ def captioned_images(root: Path, seed: int, n: int = 6) -> Path:
 
 
 def subregion_run(cache, out, env=None, cwd=None):
-    code, stdout, err = cli("gap", cache, "--subregions", "--bootstrap", "0", "--no-plots", "--json", "-", "-q",
+    code, stdout, err = cli("gap", cache, "--subregions", "--no-plots", "--json", "-", "-q",
                             "--out", out, env=env, cwd=cwd)
     assert code == 0, err
     return json.loads(stdout)
@@ -414,7 +414,7 @@ def test_crops_computed_while_the_cache_is_rewritten_are_not_stored(tmp_path):
     go = tmp_path / "go"
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(REPO),
            "CLIPSCOPE_FAULT": f"subregions-before-store:wait:{go}"}
-    p = subprocess.Popen([sys.executable, "-m", "clipscope.cli.main", "gap", str(c), "--subregions", "--bootstrap", "0",
+    p = subprocess.Popen([sys.executable, "-m", "clipscope.cli.main", "gap", str(c), "--subregions",
                           "--no-plots", "--json", "-", "-q", "--out", str(tmp_path / "r1")], env=env,
                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.time() + 120
@@ -444,10 +444,10 @@ def test_replaced_images_are_refused_and_nothing_is_stored(tmp_path):
     assert any("read from the cache" in n for n in again["notes"])
     original = (a / "im0.jpg").read_bytes()
     save_image(a / "im0.jpg", seed=999, size=(48, 40))  # new pixels under the old name
-    code, _, err = cli("gap", c, "--subregions", "--bootstrap", "0", "--no-plots", "-q", "--out", tmp_path / "r3")
+    code, _, err = cli("gap", c, "--subregions", "--no-plots", "-q", "--out", tmp_path / "r3")
     assert code == 1 and "not what" in one_error_line(err) and "re-extract" in err
     (a / "im0.jpg").write_bytes(original)  # restored bytes, but a new file: still not provably the same
-    code, _, err = cli("gap", c, "--subregions", "--bootstrap", "0", "--no-plots", "-q", "--out", tmp_path / "r4")
+    code, _, err = cli("gap", c, "--subregions", "--no-plots", "-q", "--out", tmp_path / "r4")
     assert code == 1, err
     in_process("extract", *TINY, "--data", f"images:{a}", "--out", c, "--overwrite", "-q")
     assert crop_numbers(subregion_run(c, tmp_path / "r5")) == crop_numbers(first)
@@ -484,7 +484,7 @@ def test_subregions_on_a_read_only_cache_and_after_a_killed_store(small_fs, tmp_
         subprocess.run(["mount", "-o", "remount,rw", str(small_fs)], check=True)
     assert any("read-only" in n and "not stored" in n for n in ro["notes"]), ro["notes"]
     assert sorted(datasets(c)) == sorted(before)
-    code, _, _ = cli("gap", c, "--subregions", "--bootstrap", "0", "--no-plots", "-q", "--out", tmp_path / "r2",
+    code, _, _ = cli("gap", c, "--subregions", "--no-plots", "-q", "--out", tmp_path / "r2",
                      env={"CLIPSCOPE_FAULT": "before-replace.h5:1"})
     assert code == -signal.SIGKILL
     assert list(small_fs.glob(".c.h5.*.tmp")), "the kill leaves a full-size temporary copy"

@@ -123,13 +123,20 @@ def test_sampled_cross_uniformity_is_unbiased(name):
 def test_uniformity_metrics_on_every_layout(name):
     I, T, pairs = layout(name)
     Ip, Tp = I[pairs[:, 0]], T[pairs[:, 1]]
-    m = g.uniformity_metrics(I, T, Ip, Tp, pairs)
+    m = g.uniformity_metrics(I, T, pairs)
     assert m["uniformity_cross"]["value"] == pytest.approx(brute_cross_uniformity(I, T, pairs), abs=1e-6)
     assert m["relative_alignment"]["value"] == pytest.approx(brute_relative_alignment(I, T, pairs).mean(), abs=1e-5)
     D = 2 - 2 * (I.astype(np.float64) @ I.T)
     iu = np.triu_indices(len(I), 1)  # each distinct image row once, not once per caption
     assert m["uniformity_image"]["value"] == pytest.approx(np.log(np.exp(-2 * D[iu]).mean()), abs=1e-6)
     assert m["alignment"]["value"] == pytest.approx(((Ip.astype(np.float64) - Tp) ** 2).sum(1).mean(), abs=1e-6)
+    # texts: every pair of text rows except two captions of one image (a class prompt pairs with all)
+    from clipscope.analysis.units import Units
+
+    tu = Units.from_pairs(pairs, len(I), len(T)).text_unit
+    DT = 2 - 2 * (T.astype(np.float64) @ T.T)
+    ok = np.triu(~((tu[:, None] == tu[None, :]) & (tu[:, None] >= 0)), 1)
+    assert m["uniformity_text"]["value"] == pytest.approx(np.log(np.exp(-2 * DT[ok]).mean()), abs=1e-6)
 
 
 @pytest.mark.parametrize("name", LAYOUTS)

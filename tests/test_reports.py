@@ -22,30 +22,37 @@ def m(value, hib, ci=None):
 
 
 def test_tolerance_direction_and_z_test():
+    from clipscope.report.compare import decide
+
+    def rows_of(base, new, rule="both", **kw):
+        rows = compare_reports(base, new, **kw)
+        decide(rows, rule=rule)
+        return {r.metric: r for r in rows}
+
     base = make_report(metrics={"acc": m(0.80, True), "gap": m(0.50, False), "info": m(1.0, None),
                                 "tight": m(0.500, True, [0.499, 0.501]), "wide": m(0.50, True, [0.30, 0.70])})
     new = copy.deepcopy(base)
-    rows = {r.metric: r for r in compare_reports(base, new)}
-    assert all(r.status == "ok" for r in rows.values())
+    assert all(r.status == "ok" for r in rows_of(base, new).values())
     new["metrics"]["acc"]["value"] = 0.79   # within the default tolerance 0.02
     new["metrics"]["gap"]["value"] = 0.53   # worse by 0.03 > 0.02
     new["metrics"]["info"]["value"] = 5.0   # no direction: never a regression
     new["metrics"]["tight"].update(value=0.495, ci95=[0.494, 0.496])  # small but significant drop
     new["metrics"]["wide"].update(value=0.49, ci95=[0.29, 0.69])      # within tolerance and not significant
-    rows = {r.metric: r for r in compare_reports(base, new)}
+    rows = rows_of(base, new)
     assert rows["acc"].status == "ok"
-    assert rows["gap"].status == "regression" and rows["gap"].delta == pytest.approx(0.03)
+    assert rows["gap"].status == "regression" and rows["gap"].delta == pytest.approx(0.03)  # no interval: tolerance
     assert rows["info"].status == "changed"
-    assert rows["tight"].status == "regression" and rows["tight"].p_value < 1e-6
+    assert rows["tight"].status == "ok" and rows["tight"].p_value < 1e-6  # significant, but inside the tolerance
+    assert rows_of(base, new, rule="significance")["tight"].status == "regression"
     se = 0.4 / 3.919927969080108  # each side: interval width / (2 * 1.96)
     z = 0.01 / math.hypot(se, se)
-    assert rows["wide"].p_value == pytest.approx(math.erfc(z / math.sqrt(2)), rel=1e-6)
+    assert rows["wide"].p_value == pytest.approx(0.5 * math.erfc(z / math.sqrt(2)), rel=1e-6)  # one-sided
     assert rows["wide"].status == "ok"
     # overrides: a wider tolerance for gap clears it; a global zero tolerance flags acc
-    rows = {r.metric: r for r in compare_reports(base, new, overrides={"gap": 0.05}, tolerance=0.0)}
+    rows = rows_of(base, new, overrides={"gap": 0.05}, tolerance=0.0)
     assert rows["gap"].status == "ok" and rows["acc"].status == "regression"
     new["metrics"]["acc"]["value"] = 0.9
-    assert {r.metric: r for r in compare_reports(base, new)}["acc"].status == "improvement"
+    assert rows_of(base, new)["acc"].status == "improvement"
 
 
 def test_compare_cli_exit_codes_and_formats(run_cli, tmp_path):
@@ -102,7 +109,7 @@ command = "uniformity"
 
 [[run]]
 command = "gap"
-options = {{ bootstrap = 20, projection = "pca", no_plots = true }}
+options = {{ projection = "pca", no_plots = true }}
 
 [[run]]
 name = "drift-self"
@@ -119,10 +126,15 @@ cache = ["{cache}", "{cache}"]
     assert "no regression" in out and (tmp_path / "summary.md").exists()
     assert (tmp_path / "runs" / "gap" / "gap.json").exists()
     assert (tmp_path / "runs" / "drift-self" / "drift.json").exists()
+    code, _, err = run_cli("check", suite, "--baseline", tmp_path / "runs")  # the runs would overwrite it
+    assert code == 1 and "an input this run reads" in err
+    import shutil
+
+    shutil.copytree(tmp_path / "runs", tmp_path / "base")
     strict = suite.read_text().replace("max = 2.0", "max = 0.5")
     suite.write_text(strict + '\n[tolerances]\n"uniformity_image" = 0.0\n')
-    code, out, _ = run_cli("check", suite, "--baseline", tmp_path / "runs")
-    assert code == 3 and "gap (threshold)" in out
+    code, out, err = run_cli("check", suite, "--baseline", tmp_path / "base")
+    assert code == 3 and "gap (threshold)" in out and "rule: both" in out, err
 
 
 def test_schema_rejects_malformed_reports():
@@ -210,8 +222,8 @@ def test_report_over_two_runs_of_one_command_has_two_sections(run_cli, tmp_path,
 
     code, _, err = run_cli("import", "--pair-array", mtg / "features_clasp.npy", "--out", tmp_path / "c.h5")
     assert code == 0, err
-    for name, boot in (("a", "0"), ("b", "20")):
-        code, _, err = run_cli("gap", tmp_path / "c.h5", "--out", tmp_path / "runs" / name, "--bootstrap", boot, "-q")
+    for name in ("a", "b"):
+        code, _, err = run_cli("gap", tmp_path / "c.h5", "--out", tmp_path / "runs" / name, "-q")
         assert code == 0, err
     code, _, err = run_cli("report", tmp_path / "runs", "--baseline", tmp_path / "runs", "-o", tmp_path / "r.html")
     assert code == 0, err

@@ -91,7 +91,7 @@ def test_commands_run_on_a_transformers_model(tiny, run_cli, tmp_path):
     cache = tmp_path / "c.h5"
     code, out, err = run_cli("extract", "--model", f"transformers:{folder}", "--data", "probes:40", "--out", cache, "-q")
     assert code == 0, err
-    for args in (("gap", cache, "--bootstrap", "0"),
+    for args in (("gap", cache),
                  ("robustness", "--model", f"transformers:{folder}", "--data", "probes:24", "--corruptions", "fog",
                   "--severities", "1"),
                  ("compose", "--model", f"transformers:{folder}", "--benchmark", "probes:4")):
@@ -119,7 +119,7 @@ def test_every_shard_of_sharded_weights_enters_the_content_key(tmp_path, run_cli
     assert len(list(folder.glob("*.safetensors"))) > 1
     runs = []
     for k in range(2):
-        code, out, err = run_cli("gap", "--model", f"transformers:{folder}", "--data", "probes:16", "--bootstrap", "0",
+        code, out, err = run_cli("gap", "--model", f"transformers:{folder}", "--data", "probes:16",
                                  "--json", "-", "-q")
         assert code == 0, err
         runs.append(json.loads(out))

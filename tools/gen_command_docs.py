@@ -66,7 +66,7 @@ OUTPUTS = {
                "cases, unique images and captions, encoder calls) and one PNG per benchmark, "
                "`compose_<benchmark>.png`.",
     "direction": "`direction.json` (metrics `direction_angle_<modality>`, `direction_mean_distance_<modality>` with "
-                 "`ci95` and `estimate`, `direction_auroc_<modality>`, with --text-a/--text-b "
+                 "`ci95` and `plug_in`, `direction_auroc_<modality>`, with --text-a/--text-b "
                  "`direction_text_cosine_<modality>`; tables `direction_<modality>` (the unit vector, float32 values) "
                  "and `furthest_<modality>` (rows at each end: `row`, `id` or `caption`, `score`, `group`, `end`)), "
                  "`direction_<modality>.npy` (RAVE's unit residual direction from B to A, float32, for reuse as "

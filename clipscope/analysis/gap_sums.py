@@ -1,24 +1,24 @@
-"""The O(n d) gap metrics as sums over row ranges.
+"""The O(n d) gap statistics as sums over row ranges, kept per sampling unit.
 
-Every centroid, cone, paired and bootstrap statistic of `gap` is a sum over rows (or pairs) of
-something computed from that row alone, once the two centroids are known. So the rows can be
-split into any ranges (blocks in one process, shards on Ray), each range reduced to a few
-float64 arrays, and the arrays added: the values are the same for every split, up to float64
-summation order. Two rounds:
+Every centroid, cone and paired statistic of `gap`, and the influence of each sampling unit on
+it (:mod:`clipscope.analysis.units`), is a sum over rows (or pairs) of something computed from
+that row alone once a few vectors are known. So the rows can be split into any ranges (blocks
+in one process, shards on Ray, blocks streamed from disk), each range reduced to a few float64
+arrays, and the arrays added: the values are the same for every split, up to float64 summation
+order. Per-unit quantities are arrays over all units (bincounts), which add the same way.
 
-- round 1, per modality range (:func:`modality_round1`): row count, column sums, sum of squared
-  norms, and the Poisson bootstrap's weighted sums;
-- round 2, given both centroids (:class:`Centroids`): per modality range
-  (:func:`modality_round2`) the sums and cross-products of each row's
-  ``[<x, own centroid>, <x, gap>, ||x||^2]`` (the influence functions behind the cone's and the
-  gap estimate's intervals) and the shift sweep's weighted sums; per pair range
-  (:func:`pair_sums`) the pair cosines and distances, their bootstrap, and for 1:1 data the
-  gap estimate's per-pair influence.
+- round 1, per modality range (:func:`modality_round1`): row count, column sums and squared
+  norms, fixed (class-prompt) texts apart;
+- :class:`Centroids` from round 1: both centroids, the gap, the direction of the centroid
+  cosine's gradient, and the shift sweep's steps;
+- round 2, per modality range (:func:`modality_round2`): per unit, its rows' count, squared
+  norms and products with those vectors; and the shift sweep's weighted sums;
+- per pair range (:func:`pair_sums`): per unit, the pair cosines, distances, squared
+  distances and angles;
+- within units (:func:`within_units`): for units holding several texts (COCO), the products of
+  a unit's texts with each other.
 
-Bootstrap weights are drawn per fixed chunk of :data:`BOOT_CHUNK` global rows from a
-generator keyed by (seed, stream, chunk), so a range starting mid-chunk draws exactly the
-weights one process would (:func:`bootstrap_weights`). :func:`finalize` turns the combined
-sums into the metrics and intervals of :func:`clipscope.analysis.geometry.gap_metrics`.
+:func:`finalize` turns the combined sums into the metrics and their intervals.
 """
 
 from __future__ import annotations
@@ -28,49 +28,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-BOOT_CHUNK = 16384
-IMAGE, TEXT, PAIRS = 0, 1, 2  # bootstrap streams
-_FEATURES = 3  # <x, own centroid>, <x, gap>, ||x||^2
+from clipscope.analysis.units import FIXED, Z95, Units, interval, mean_influence, pair_mean_influence, per_unit
 
-
-def _poisson1_table(bits: int = 16) -> np.ndarray:
-    """Poisson(1) by inverse CDF on 2**bits equally likely cells (float32 counts).
-
-    Drawing 16-bit integers and looking them up is ~10x faster than ``Generator.poisson``,
-    which dominated the bootstrap; the cells' midpoints put every count k <= 7 within 2**-16
-    of its Poisson(1) probability (mean 1 and variance 1 to within 1e-4).
-    """
-    cells = (np.arange(2 ** bits) + 0.5) / 2 ** bits
-    cdf = np.cumsum([math.exp(-1.0) / math.factorial(k) for k in range(20)])
-    return np.searchsorted(cdf, cells).astype(np.float32)
-
-
-_POISSON1 = _poisson1_table()
-
-
-def bootstrap_weights(seed: int, stream: int, r0: int, r1: int, B: int) -> np.ndarray:
-    """Poisson(1) weights (B, r1 - r0), float32, of global rows r0..r1 of one stream.
-
-    Drawn per chunk of :data:`BOOT_CHUNK` rows from ``default_rng([seed, stream, chunk])``, so
-    any partition of the rows into ranges draws the same weight for every row.
-    """
-    parts = []
-    for c in range(r0 // BOOT_CHUNK, (r1 + BOOT_CHUNK - 1) // BOOT_CHUNK):
-        rng = np.random.default_rng([seed, stream, c])
-        w = _POISSON1.take(rng.integers(0, len(_POISSON1), size=(B, BOOT_CHUNK), dtype=np.uint16))
-        lo, hi = max(r0, c * BOOT_CHUNK) - c * BOOT_CHUNK, min(r1, (c + 1) * BOOT_CHUNK) - c * BOOT_CHUNK
-        parts.append(w[:, lo:hi])
-    return np.concatenate(parts, 1) if parts else np.zeros((B, 0), np.float32)
-
-
-def _aligned_blocks(n: int, r0: int):
-    """(local start, local end) of the blocks of a range starting at global row r0, cut at
-    the global bootstrap chunk boundaries."""
-    i = 0
-    while i < n:
-        end = min(n, (((r0 + i) // BOOT_CHUNK) + 1) * BOOT_CHUNK - r0)
-        yield i, end
-        i = end
+_N_DOTS = 4  # per row: <x, sum of its modality's rows>, <x, gap>, <x, gradient of the centroid cosine>, <x, fixed mean>
 
 
 def combine(parts: list[dict]) -> dict:
@@ -78,25 +38,28 @@ def combine(parts: list[dict]) -> dict:
     return {k: sum(p[k] for p in parts) for k in parts[0]}
 
 
-def modality_round1(X: np.ndarray, r0: int = 0, *, B: int = 0, seed: int = 0, stream: int = IMAGE) -> dict:
-    """Round-1 sums of the rows ``X`` (global rows r0..r0+len(X) of one modality)."""
+def modality_round1(X, units: np.ndarray, r0: int = 0, *, alone_from: int | None = None, block: int = 65536) -> dict:
+    """Round-1 sums of the rows ``X`` (global rows r0..r0+len(X) of one modality; ``units``:
+    the unit of every global row of the modality, FIXED for fixed texts). ``alone_from``: units
+    from this id on hold no image (texts without one, a second, independent sample): their rows'
+    sum is kept apart too."""
     d = X.shape[1]
-    out = {"n": np.zeros(()), "sums": np.zeros(d), "sq": np.zeros(())}
-    if B:
-        out.update(boot_sums=np.zeros((B, d)), boot_w=np.zeros(B), boot_w2=np.zeros(B), boot_wq=np.zeros(B))
-    for i, j in _aligned_blocks(len(X), r0):
-        xb = X[i:j]
+    out = {"n": np.zeros(()), "sums": np.zeros(d), "sq": np.zeros(()), "fixed_n": np.zeros(()),
+           "fixed_sums": np.zeros(d), "fixed_sq": np.zeros(()), "alone_sums": np.zeros(d)}
+    for i in range(0, len(X), block):
+        xb = np.asarray(X[i:i + block])
         q = np.einsum("ij,ij->i", xb, xb, dtype=np.float64)
+        u = units[r0 + i:r0 + i + len(xb)]
+        fixed = u == FIXED
         out["n"] += len(xb)
         out["sums"] += xb.sum(0, dtype=np.float64)
         out["sq"] += q.sum()
-        if B:
-            w = bootstrap_weights(seed, stream, r0 + i, r0 + j, B)
-            w2 = w * w
-            out["boot_sums"] += w @ xb  # a float32 GEMM per block, summed in float64
-            out["boot_w"] += w.sum(1, dtype=np.float64)
-            out["boot_w2"] += w2.sum(1, dtype=np.float64)
-            out["boot_wq"] += w2 @ q  # sum_i w_i^2 ||x_i||^2: a row drawn w times pairs with none of its copies
+        if fixed.any():
+            out["fixed_n"] += fixed.sum()
+            out["fixed_sums"] += xb[fixed].sum(0, dtype=np.float64)
+            out["fixed_sq"] += q[fixed].sum()
+        if alone_from is not None and (u >= alone_from).any():
+            out["alone_sums"] += xb[u >= alone_from].sum(0, dtype=np.float64)
     return out
 
 
@@ -108,20 +71,31 @@ def unit_direction(diff: np.ndarray) -> np.ndarray:
 
 @dataclass
 class Centroids:
-    """What round 2 needs from round 1: both centroids, and the shift sweep's steps."""
+    """What round 2 needs from round 1."""
 
-    mean_i: np.ndarray
-    mean_t: np.ndarray
+    sum_i: np.ndarray
+    sum_t: np.ndarray
+    n_i: float
+    n_t: float
+    fixed_sum_t: np.ndarray
     steps_i: np.ndarray | None = None  # shifts s of the image rows along the unit gap direction
     steps_t: np.ndarray | None = None
 
     @classmethod
     def of(cls, r1_i: dict, r1_t: dict, steps_of=None) -> "Centroids":
         """From the round-1 sums; ``steps_of(gap length)``: the sweep's (image, text) steps."""
-        c = cls(r1_i["sums"] / r1_i["n"], r1_t["sums"] / r1_t["n"])
+        c = cls(r1_i["sums"], r1_t["sums"], float(r1_i["n"]), float(r1_t["n"]), r1_t["fixed_sums"])
         if steps_of is not None:
             c.steps_i, c.steps_t = (np.asarray(s, np.float64) for s in steps_of(float(np.linalg.norm(c.gap))))
         return c
+
+    @property
+    def mean_i(self) -> np.ndarray:
+        return self.sum_i / self.n_i
+
+    @property
+    def mean_t(self) -> np.ndarray:
+        return self.sum_t / self.n_t
 
     @property
     def gap(self) -> np.ndarray:
@@ -130,6 +104,22 @@ class Centroids:
     @property
     def unit_gap(self) -> np.ndarray:
         return unit_direction(self.gap)
+
+    def cosine_gradients(self) -> tuple[np.ndarray, np.ndarray]:
+        """d cos(mean_i, mean_t) / d mean_i and / d mean_t."""
+        a, b = self.mean_i, self.mean_t
+        na, nb = np.linalg.norm(a), np.linalg.norm(b)
+        if na == 0 or nb == 0:
+            return np.zeros_like(a), np.zeros_like(b)
+        cos = a @ b / (na * nb)
+        return b / (na * nb) - cos * a / na ** 2, a / (na * nb) - cos * b / nb ** 2
+
+    def vectors(self, text: bool) -> np.ndarray:
+        """(d, 4) float32: the vectors every row of the modality is multiplied with in round 2."""
+        grad_i, grad_t = self.cosine_gradients()
+        fixed_mean = self.fixed_sum_t / self.n_t
+        own = self.sum_t if text else self.sum_i
+        return np.stack([own, self.gap, grad_t if text else grad_i, fixed_mean], 1).astype(np.float32)
 
 
 def shifted_sums(xb: np.ndarray, g: np.ndarray, steps: np.ndarray, q: np.ndarray | None = None
@@ -145,160 +135,308 @@ def shifted_sums(xb: np.ndarray, g: np.ndarray, steps: np.ndarray, q: np.ndarray
     return w.T.astype(xb.dtype) @ xb, w.sum(0)  # a float32 GEMM for float32 rows
 
 
-def modality_round2(X: np.ndarray, c: Centroids, *, text: bool, block: int = 65536) -> dict:
-    """Round-2 sums of one modality's rows: the features' sums and cross-products and, when
-    ``c`` has steps, the shift sweep's weighted sums."""
-    own = c.mean_t if text else c.mean_i
-    V = np.stack([own, c.gap], 1).astype(np.float32)
+def modality_round2(X, c: Centroids, units: np.ndarray, n_units: int, r0: int = 0, *, text: bool,
+                    block: int = 65536) -> dict:
+    """Round-2 sums of one modality's rows r0..r0+len(X): per unit, the rows' count, squared
+    norms and products with :meth:`Centroids.vectors`; and, when ``c`` has steps, the shift
+    sweep's weighted sums."""
+    V = c.vectors(text)
     steps = c.steps_t if text else c.steps_i
-    out = {"f1": np.zeros(_FEATURES), "f2": np.zeros((_FEATURES, _FEATURES))}
+    out = {"count_u": np.zeros(n_units), "sq_u": np.zeros(n_units), "dots_u": np.zeros((n_units, _N_DOTS))}
     if steps is not None:
         out.update(shift_acc=np.zeros((len(steps), X.shape[1])), shift_w=np.zeros(len(steps)))
     g = c.unit_gap
     for i in range(0, len(X), block):
-        xb = X[i:i + block]
-        F = np.empty((len(xb), _FEATURES))
-        F[:, :2] = xb @ V
-        # the squared norms (~1) feed only intervals and the sweep's weights here: float32 products
-        # suffice (round 1 keeps them in float64 for the cone's value)
-        F[:, 2] = np.einsum("ij,ij->i", xb, xb)
-        out["f1"] += F.sum(0)
-        out["f2"] += F.T @ F
+        xb = np.asarray(X[i:i + block])
+        u = units[r0 + i:r0 + i + len(xb)]
+        q = np.einsum("ij,ij->i", xb, xb, dtype=np.float64)
+        out["count_u"] += per_unit(np.ones(len(xb)), u, n_units)
+        out["sq_u"] += per_unit(q, u, n_units)
+        out["dots_u"] += per_unit((xb @ V).astype(np.float64), u, n_units)
         if steps is not None:
-            acc, w = shifted_sums(xb, g, steps, F[:, 2])
+            acc, w = shifted_sums(xb, g, steps, q)
             out["shift_acc"] += acc
             out["shift_w"] += w
     return out
 
 
-def pair_sums(Ip: np.ndarray, Tp: np.ndarray, c: Centroids | None = None, k0: int = 0, *, B: int = 0, seed: int = 0,
-              identity: bool = False) -> dict:
-    """Sums over pairs k0..k0+len(Ip) (row k of ``Ip`` pairs with row k of ``Tp``): cosines and
-    distances and their squares (and the squared distances' squares, for alignment), their
-    bootstrap, and with ``identity`` (1:1 data; needs the centroids ``c``) the gap estimate's
-    per-pair influence ``2 <I_k - mean I, g> - 2 <T_k - mean T, g>``."""
-    out = {k: np.zeros(()) for k in ("n", "cos", "cos2", "dist", "dist2", "dist4", "infl", "infl2")}
-    if B:
-        out.update({k: np.zeros(B) for k in ("boot_cos", "boot_dist", "boot_d2", "boot_w")})
-    for i, j in _aligned_blocks(len(Ip), k0):
-        a, b = Ip[i:j], Tp[i:j]
+def pair_sums(Ip, Tp, pair_units: np.ndarray, attached: np.ndarray, n_units: int, k0: int = 0, *,
+              block: int = 65536) -> dict:
+    """Per unit, over pairs k0..k0+len(Ip) (row k of ``Ip`` pairs with row k of ``Tp``;
+    ``pair_units``: each global pair's unit, its image's; ``attached``: whether its text belongs
+    to that unit, i.e. is not a fixed class prompt): the pairs' count and their sums of cosine,
+    distance, squared distance (alignment) and angle, and the cosines of attached pairs."""
+    keys = ("count", "cos", "dist", "d2", "d4", "angle", "attached_cos", "cos2", "dist2", "angle2")
+    out = {k: np.zeros(n_units) for k in keys}
+    for i in range(0, len(Ip), block):
+        a, b = np.asarray(Ip[i:i + block]), np.asarray(Tp[i:i + block])
+        u = pair_units[k0 + i:k0 + i + len(a)]
         cos = np.einsum("ij,ij->i", a, b, dtype=np.float64)
-        # ||a - b|| from the norms; the rows' squared norms (~1) in float32 suffice for it
-        qa, qb = np.einsum("ij,ij->i", a, a).astype(np.float64), np.einsum("ij,ij->i", b, b).astype(np.float64)
-        dist = np.sqrt(np.maximum(0.0, qa + qb - 2.0 * cos))
-        out["n"] += len(a)
-        out["cos"] += cos.sum()
-        out["cos2"] += cos @ cos
-        out["dist"] += dist.sum()
-        d2 = dist * dist
-        out["dist2"] += d2.sum()
-        out["dist4"] += d2 @ d2
-        if identity:
-            g = c.gap
-            g_rows = g.astype(a.dtype)  # float32 products for float32 rows, as round 2's
-            infl = 2 * ((a @ g_rows) - c.mean_i @ g) - 2 * ((b @ g_rows) - c.mean_t @ g)
-            out["infl"] += infl.sum()
-            out["infl2"] += infl @ infl
-        if B:
-            w = bootstrap_weights(seed, PAIRS, k0 + i, k0 + j, B).astype(np.float64)
-            out["boot_cos"] += w @ cos
-            out["boot_dist"] += w @ dist
-            out["boot_d2"] += w @ (dist * dist)
-            out["boot_w"] += w.sum(1)
+        qa = np.einsum("ij,ij->i", a, a).astype(np.float64)
+        qb = np.einsum("ij,ij->i", b, b).astype(np.float64)
+        d2 = np.maximum(0.0, qa + qb - 2.0 * cos)
+        dist = np.sqrt(d2)
+        angle = np.degrees(np.arccos(np.clip(cos, -1.0, 1.0)))
+        for key, v in (("count", np.ones(len(a))), ("cos", cos), ("dist", dist), ("d2", d2), ("d4", d2 * d2),
+                       ("angle", angle), ("attached_cos", np.where(attached[k0 + i:k0 + i + len(a)], cos, 0.0)),
+                       ("cos2", cos * cos), ("dist2", d2), ("angle2", angle * angle)):
+            out[key] += np.bincount(u, weights=v, minlength=n_units)
     return out
 
 
-def _var(s1: float, s2: float, n: float) -> float:
-    """Sample variance (ddof 1) from the sum and the sum of squares."""
-    return max(0.0, (s2 - s1 * s1 / n) / (n - 1)) if n > 1 else float("nan")
+def within_units(X, groups: list[np.ndarray], units: np.ndarray, n_units: int) -> np.ndarray:
+    """Per unit, the sum over ordered pairs of distinct rows of the unit of <x_r, x_s> (so
+    ||sum of the unit's rows||^2 = this + their squared norms); ``groups``: the unit groups of
+    :func:`clipscope.analysis.units.unit_groups` (rows of units with several rows)."""
+    from clipscope.analysis.units import within_unit_sums
+
+    if not groups:
+        return np.zeros(n_units)
+    per_row = within_unit_sums(X, groups, lambda dots: dots, len(units))
+    return per_unit(per_row, units, n_units)
 
 
-def cone_value(r1: dict) -> float:
-    """``(||sum_i x_i||^2 - sum_i ||x_i||^2) / (n (n - 1))``: the mean <x_i, x_j> over i != j."""
-    n = float(r1["n"])
-    return float((r1["sums"] @ r1["sums"] - r1["sq"]) / (n * (n - 1)))
-
-
-def cone_halfwidth(r1: dict, r2: dict, z: float) -> float | None:
-    """Half-width of the cone's interval: Hoeffding's 4 Var(h1) / n with
-    ``h1(x_i) = (n <x_i, mean> - ||x_i||^2) / (n - 1)``, the mean <x_i, x_j> over j != i."""
-    n = float(r1["n"])
-    if n < 3:
-        return None
-    f1, f2 = r2["f1"], r2["f2"]
-    s1 = (n * f1[0] - f1[2]) / (n - 1)
-    s2 = (n * n * f2[0, 0] - 2 * n * f2[0, 2] + f2[2, 2]) / (n - 1) ** 2
-    return z * math.sqrt(4 * _var(s1, s2, n) / n)
-
-
-def gap_estimate(r1_i: dict, r1_t: dict, r2_i: dict, r2_t: dict, p: dict | None, n_pairs: int, identity: bool,
-                 z: float) -> tuple[float, list[float] | None]:
-    """The bias-corrected gap and its interval (see
-    :func:`clipscope.analysis.geometry.centroid_gap_estimate`) from the sums; ``n_pairs``: the
-    number of distinct pairs, ``p``: the pair sums (their cosines are the paired products)."""
-    n_i, n_t = float(r1_i["n"]), float(r1_t["n"])
-    if min(n_i, n_t) < 3:
-        return float("nan"), None
-    Si, St = r1_i["sums"], r1_t["sums"]
-    paired_dot = float(p["cos"]) if p is not None else 0.0
-    u_it = (Si @ St - paired_dot) / (n_i * n_t - n_pairs)
-    g2 = cone_value(r1_i) + cone_value(r1_t) - 2 * u_it
-    if identity and p is not None:
-        var = _var(float(p["infl"]), float(p["infl2"]), n_i) / n_i
-    else:  # Var(infl_i) = 4 Var(<x, g>), likewise for the texts
-        var = (4 * _var(r2_i["f1"][1], r2_i["f2"][1, 1], n_i) / n_i
-               + 4 * _var(r2_t["f1"][1], r2_t["f2"][1, 1], n_t) / n_t)
-    half = z * math.sqrt(var)
-    root = lambda v: math.sqrt(max(0.0, v))  # noqa: E731
-    return root(g2), [root(g2 - half), root(g2 + half)]
-
-
-def mean_interval(s1: float, s2: float, n: float, z: float) -> list[float] | None:
-    """The mean's normal 95% interval from the sum and the sum of squares (n >= 3)."""
-    if n < 3:
-        return None
-    m, se = s1 / n, math.sqrt(_var(s1, s2, n) / n)
-    return [float(m - z * se), float(m + z * se)]
-
-
-def bootstrap_replicates(r1_i: dict, r1_t: dict, p: dict) -> dict[str, np.ndarray]:
-    """Each bootstrap replicate's metrics from the weighted sums (NaN where a replicate drew
-    fewer than two rows of a modality)."""
-    with np.errstate(invalid="ignore", divide="ignore"):
-        ci, ct = r1_i["boot_sums"] / r1_i["boot_w"][:, None], r1_t["boot_sums"] / r1_t["boot_w"][:, None]
-        si, st = r1_i["boot_sums"], r1_t["boot_sums"]
-        return {
-            "centroid_distance": np.linalg.norm(ci - ct, axis=1),
-            "centroid_cosine": (ci * ct).sum(1) / (np.linalg.norm(ci, axis=1) * np.linalg.norm(ct, axis=1)),
-            # The U-statistic over distinct rows of the resample (copies of one row are not pairs).
-            "cone_image": (np.einsum("bd,bd->b", si, si) - r1_i["boot_wq"]) / (r1_i["boot_w"] ** 2 - r1_i["boot_w2"]),
-            "cone_text": (np.einsum("bd,bd->b", st, st) - r1_t["boot_wq"]) / (r1_t["boot_w"] ** 2 - r1_t["boot_w2"]),
-            "paired_cosine": p["boot_cos"] / p["boot_w"],
-            "paired_distance": p["boot_dist"] / p["boot_w"],
-            "alignment": p["boot_d2"] / p["boot_w"],
-        }
-
-
-def shifted_centroids(r1: dict, r2: dict, g: np.ndarray, steps: np.ndarray) -> np.ndarray:
+def shifted_centroids(n: float, r2: dict, g: np.ndarray, steps: np.ndarray) -> np.ndarray:
     """``mean_i (x_i + s g) / ||x_i + s g||`` for every step: ``(X^T w_s + s g sum(w_s)) / n``."""
-    return (r2["shift_acc"] + steps[:, None] * r2["shift_w"][:, None] * np.asarray(g, np.float64)[None, :]) / r1["n"]
+    return (r2["shift_acc"] + steps[:, None] * r2["shift_w"][:, None] * np.asarray(g, np.float64)[None, :]) / n
 
 
-def sweep_centroids(sums) -> tuple[np.ndarray, np.ndarray]:
-    """The shift sweep's centroids (image, text) at every step, from the combined sums."""
-    r1_i, r1_t, r2_i, r2_t, _, c = sums
-    g = c.unit_gap
-    return shifted_centroids(r1_i, r2_i, g, c.steps_i), shifted_centroids(r1_t, r2_t, g, c.steps_t)
+@dataclass
+class GapSums:
+    """The combined sums of one cache's rows: what :func:`finalize` needs."""
+
+    r1_i: dict
+    r1_t: dict
+    r2_i: dict
+    r2_t: dict
+    pairs: dict | None
+    within_t: np.ndarray
+    centroids: Centroids
+    units: Units
+
+    def sweep_centroids(self) -> tuple[np.ndarray, np.ndarray]:
+        """The shift sweep's centroids (image, text) at every step."""
+        c, g = self.centroids, self.centroids.unit_gap
+        return (shifted_centroids(c.n_i, self.r2_i, g, c.steps_i), shifted_centroids(c.n_t, self.r2_t, g, c.steps_t))
 
 
-def local(I: np.ndarray, T: np.ndarray, Ip: np.ndarray | None, Tp: np.ndarray | None, *, B: int = 0, seed: int = 0,
-          identity: bool = False, steps_of=None) -> tuple[dict, dict, dict, dict, dict | None, Centroids]:
-    """All the sums over rows held in this process (each array one range): ``(round 1 image,
-    round 1 text, round 2 image, round 2 text, pair sums or None, centroids)``.
-    ``steps_of(gap)``: the shift sweep's (image steps, text steps) for the gap's length."""
-    r1_i = modality_round1(I, B=B, seed=seed, stream=IMAGE)
-    r1_t = modality_round1(T, B=B, seed=seed, stream=TEXT)
+def pair_layout(pairs: np.ndarray, units: Units) -> tuple[np.ndarray, np.ndarray]:
+    """Each pair's unit (its image's) and whether its text belongs to that unit."""
+    pairs = np.asarray(pairs, np.int64).reshape(-1, 2)
+    return units.image_unit[pairs[:, 0]], units.text_unit[pairs[:, 1]] == units.image_unit[pairs[:, 0]]
+
+
+def local(I, T, pairs: np.ndarray | None, units: Units, *, steps_of=None) -> GapSums:
+    """All the sums over rows held (or readable) in this process, each array one range."""
+    from clipscope.analysis.units import unit_groups
+
+    r1_i = modality_round1(I, units.image_unit)
+    r1_t = modality_round1(T, units.text_unit, alone_from=units.n_images)
     c = Centroids.of(r1_i, r1_t, steps_of)
-    r2_i, r2_t = modality_round2(I, c, text=False), modality_round2(T, c, text=True)
-    p = None if Ip is None else pair_sums(Ip, Tp, c, B=B, seed=seed, identity=identity)
-    return r1_i, r1_t, r2_i, r2_t, p, c
+    r2_i = modality_round2(I, c, units.image_unit, units.n_units, text=False)
+    r2_t = modality_round2(T, c, units.text_unit, units.n_units, text=True)
+    p = None
+    if pairs is not None and len(pairs):
+        pu, attached = pair_layout(pairs, units)
+        p = pair_sums(_Gather(I, pairs[:, 0]), _Gather(T, pairs[:, 1]), pu, attached, units.n_units)
+    within = within_units(T, unit_groups(units.text_unit), units.text_unit, units.n_units)
+    return GapSums(r1_i, r1_t, r2_i, r2_t, p, within, c, units)
+
+
+class _Gather:
+    """Rows ``X[idx]`` read block by block when sliced (no gathered copy of all of them)."""
+
+    def __init__(self, X, idx: np.ndarray):
+        self.X, self.idx = X, idx
+        self.shape = (len(idx), X.shape[1])
+
+    def __len__(self) -> int:
+        return len(self.idx)
+
+    def __getitem__(self, sl: slice) -> np.ndarray:
+        idx = self.idx[sl]
+        if isinstance(self.X, np.ndarray) and len(idx) and idx[-1] - idx[0] + 1 == len(idx) and \
+                np.array_equal(idx, np.arange(idx[0], idx[0] + len(idx))):
+            return self.X[idx[0]:idx[0] + len(idx)]  # a contiguous run (1:1 pairs in order): a view
+        return self.X[idx]
+
+
+# --------------------------------------------------------------------------- metrics from the sums
+
+
+def cone_value_and_influence(sums: np.ndarray, sq_total: float, r2: dict, within: np.ndarray | None, n_fixed: float,
+                             fixed_sq: float, n_units: int) -> tuple[float, np.ndarray | None]:
+    """The cone (mean <x, y> over ordered pairs of rows of one modality from different units,
+    fixed rows pairing with every other row) and its per-unit influences (None when every row
+    is fixed: a constant)."""
+    count_u = r2["count_u"]
+    sq_u = r2["sq_u"]
+    unit_sq = sq_u + (within if within is not None else 0.0)  # ||sum of the unit's rows||^2
+    n = float(count_u.sum() + n_fixed)
+    total = float(sums @ sums) - float(unit_sq.sum()) - fixed_sq
+    count = n * n - float((count_u ** 2).sum()) - n_fixed
+    if count <= 0:
+        return float("nan"), None
+    H = r2["dots_u"][:, 0] - unit_sq  # <S_u, S - S_u>
+    M = count_u * (n - count_u)
+    theta, psi = pair_mean_influence(H, M, total, count, symmetric=True)
+    return theta, (psi if count_u.sum() > 0 else None)
+
+
+def finalize(s: GapSums, second_moment=None) -> tuple[dict, dict]:
+    """``(metrics, influences)``: each metric's ``{"value", "ci95", ...}`` and its per-unit
+    influences. ``second_moment()``: :func:`z_second_moment` of these rows, called only when the
+    gap is too small for the first-order variance of its estimate to be enough."""
+    u = s.units
+    U = u.n_units
+    c = s.centroids
+    out, psi = {}, {}
+    # Two strata of units: those holding an image (with its own texts) and texts without an image
+    # (an independent sample, when there are any). With x_u = I_u - (N / K) T_u over the first,
+    # y_v = (N2 / K) t_v over the second and c the fixed texts' share, mean I - mean T = mean x -
+    # mean y - c; every product of means below is replaced by its unbiased U-statistic.
+    N, K, N1, N2 = c.n_i, c.n_t, u.n_images, U - u.n_images
+    r = N / K
+    f = c.fixed_sum_t / K
+    one, two = slice(0, N1), slice(N1, U)
+    img_sq, txt_sq = s.r2_i["sq_u"][one], (s.r2_t["sq_u"] + s.within_t)
+    attached = s.pairs["attached_cos"][one] if s.pairs is not None else np.zeros(N1)
+    S_t1 = c.sum_t - c.fixed_sum_t - s.r1_t["alone_sums"]
+    sum_x = c.sum_i - r * S_t1
+    xbar, ybar = sum_x / N1, s.r1_t["alone_sums"] / K
+    x_sq = img_sq + r * r * txt_sq[one] - 2 * r * attached
+    u_xx = (float(sum_x @ sum_x) - float(x_sq.sum())) / (N1 * (N1 - 1)) if N1 > 1 else float("nan")
+    y_sq = (N2 / K) ** 2 * txt_sq[two]
+    sum_y = N2 * ybar
+    u_yy = 0.0 if N2 == 0 else float(ybar @ ybar) if N2 == 1 else \
+        (float(sum_y @ sum_y) - float(y_sq.sum())) / (N2 * (N2 - 1))
+    cy = float(f @ f) + 2 * float(f @ ybar) + u_yy  # unbiased ||mean y + c||^2
+    g2 = u_xx - 2 * float(xbar @ (ybar + f)) + cy
+    x_g = s.r2_i["dots_u"][one, 1] - r * s.r2_t["dots_u"][one, 1]  # <x_u, g>
+    y_g = (N2 / K) * s.r2_t["dots_u"][two, 1]
+    if N2 == 0 and N1 > 2:  # one sample of units: the exact U-statistic variance (near a zero gap too)
+        x_f = s.r2_i["dots_u"][one, 3] - r * s.r2_t["dots_u"][one, 3]
+        se2 = _gap_square_se(x_g, x_sq - 2 * x_f + float(f @ f), c.gap, N1, second_moment)
+    else:
+        se2 = strata_se([(2 * x_g, N1), (2 * y_g, N2)])
+    plug = float(np.linalg.norm(c.gap))
+    root = lambda v: math.sqrt(max(0.0, v))  # noqa: E731
+    ok = se2 is not None and math.isfinite(g2)
+    out["centroid_distance"] = {"value": root(g2) if math.isfinite(g2) else float("nan"),
+                                "ci95": [root(g2 - Z95 * se2), root(g2 + Z95 * se2)] if ok else None,
+                                "plug_in": plug, "squared_estimate": g2}
+    # centroid cosine: <mu_I, mu_T> / (|mu_I| |mu_T|) with each product a U-statistic over units (the
+    # plug-in's products of sample means carry each unit's own products, a bias of order 1 / n);
+    # interval: delta method with per-unit influences in each stratum
+    plug_cos = float(c.mean_i @ c.mean_t / (np.linalg.norm(c.mean_i) * np.linalg.norm(c.mean_t)))
+    s2 = ybar + f
+    pairs_ = N1 * (N1 - 1)
+    b_sum = r * S_t1
+    u_ab = (float(c.sum_i @ b_sum) - r * float(attached.sum())) / pairs_
+    u_aa = (float(c.sum_i @ c.sum_i) - float(img_sq.sum())) / pairs_
+    u_bb = r * r * (float(S_t1 @ S_t1) - float(txt_sq[one].sum())) / pairs_
+    ip = u_ab + float(c.mean_i @ s2)
+    ntt = u_bb + 2 * float(b_sum @ s2) / N1 + cy
+    cosine = ip / math.sqrt(u_aa * ntt) if u_aa > 0 and ntt > 0 else plug_cos
+    phi1 = s.r2_i["dots_u"][one, 2] + r * s.r2_t["dots_u"][one, 2]
+    phi2 = (N2 / K) * s.r2_t["dots_u"][two, 2]
+    out["centroid_cosine"] = {"value": cosine, "ci95": interval(cosine, strata_se([(phi1, N1), (phi2, N2)])),
+                              "plug_in": plug_cos}
+    # cones
+    for key, r1, r2, within in (("cone_image", s.r1_i, s.r2_i, None), ("cone_text", s.r1_t, s.r2_t, s.within_t)):
+        theta, infl = cone_value_and_influence(r1["sums"], float(r1["sq"]), r2, within, float(r1["fixed_n"]),
+                                               float(r1["fixed_sq"]), U)
+        psi[key] = infl
+        fixed = infl is None and math.isfinite(theta)
+        out[key] = {"value": theta, "ci95": [theta, theta] if fixed else interval(theta, mean_influence(infl)),
+                    **({"fixed": True} if fixed else {})}
+    # paired metrics: means over pairs, per-unit ratio influences
+    if s.pairs is not None:
+        p = s.pairs
+        count = p["count"]
+        for key, col in (("paired_cosine", "cos"), ("paired_distance", "dist"), ("paired_angle", "angle"),
+                         ("alignment", "d2")):
+            theta = float(p[col].sum() / count.sum())
+            infl = U * (p[col] - theta * count) / count.sum()
+            psi[key] = infl
+            out[key] = {"value": theta, "ci95": interval(theta, mean_influence(infl))}
+        pc, ci_, ct = out["paired_cosine"]["value"], out["cone_image"]["value"], out["cone_text"]["value"]
+        from clipscope.analysis.geometry import relative_modality_gap
+
+        value = relative_modality_gap(pc, ci_, ct)
+        grads = _rmg_gradient(pc, ci_, ct)
+        terms = [(grads[0], psi["paired_cosine"]), (grads[1], psi["cone_image"]), (grads[2], psi["cone_text"])]
+        infl = sum(gd * ps for gd, ps in terms if ps is not None)
+        out["rmg"] = {"value": value, "ci95": interval(value, mean_influence(infl))}
+    return out, psi
+
+
+def _rmg_gradient(pc: float, ci: float, ct: float) -> tuple[float, float, float]:
+    """Partial derivatives of RMG by (paired cosine, cone image, cone text), by central differences
+    (RMG is a smooth rational function away from its clamp)."""
+    from clipscope.analysis.geometry import relative_modality_gap
+
+    h = 1e-6
+    x = [pc, ci, ct]
+    out = []
+    for k in range(3):
+        up, down = list(x), list(x)
+        up[k] += h
+        down[k] -= h
+        out.append((relative_modality_gap(*up) - relative_modality_gap(*down)) / (2 * h))
+    return tuple(out)
+
+
+def strata_se(parts) -> float | None:
+    """Standard error of a sum of independent strata means: ``sqrt(sum_s Var_s(phi) / n_s)`` over
+    the strata ``(phi values, n)`` that have rows (None when one has fewer than 3)."""
+    total = 0.0
+    for phi, n in parts:
+        if n == 0:
+            continue
+        if n < 3:
+            return None
+        total += float(np.var(phi, ddof=1)) / n
+    return math.sqrt(total)
+
+
+def _gap_square_se(z_g: np.ndarray, z_sq: np.ndarray, gap: np.ndarray, U: int, second_moment) -> float | None:
+    """Standard error of the U-statistic estimate of ||mu_I - mu_T||^2 over units z_u:
+    ``Var = 4 (U - 2) / (U (U - 1)) zeta1 + 2 / (U (U - 1)) zeta2`` with ``zeta1 = Var <z, mu>``
+    and ``zeta2 = Var <z, z'> = tr(S^2) + 2 mu' S mu`` (S the covariance of z). The second term
+    matters only near a zero gap; it needs z's second-moment matrix, so it is computed only when
+    its upper bound (tr S)^2 could move the interval by more than 1%."""
+    zeta1 = float(np.var(z_g, ddof=1))
+    first = 4 * (U - 2) / (U * (U - 1)) * zeta1
+    g = np.asarray(gap, np.float64)
+    trace = max(0.0, float(z_sq.mean()) - float(g @ g))
+    bound = 2 / (U * (U - 1)) * (trace * trace + 2 * trace * float(g @ g))
+    if bound <= 0.01 * first or second_moment is None:
+        return math.sqrt(first + (bound if second_moment is None else 0.0))
+    S = second_moment() / U - np.outer(g, g)
+    zeta2 = float((S * S).sum()) + 2 * float(g @ S @ g)
+    return math.sqrt(first + 2 / (U * (U - 1)) * zeta2)
+
+
+def z_second_moment(I, T, units: Units, c: Centroids, *, block: int = 8192) -> np.ndarray:
+    """``sum_u z_u z_u^T`` over units, ``z_u = (U / N) I_u - (U / K) T_u - f`` (T_u: the sum of the
+    unit's own texts, f: the fixed texts' sum over K): built unit block by unit block, O(U d^2)."""
+    U, d = units.n_units, I.shape[1]
+    a, b = U / c.n_i, U / c.n_t
+    f = c.fixed_sum_t / c.n_t
+    tu = units.text_unit
+    own = np.flatnonzero(tu >= 0)
+    own = own[np.argsort(tu[own], kind="stable")]
+    starts = np.searchsorted(tu[own], np.arange(0, U + block, block))
+    acc = np.zeros((d, d))
+    for k, u0 in enumerate(range(0, U, block)):
+        u1 = min(U, u0 + block)
+        Z = np.tile(-f, (u1 - u0, 1))
+        n_img = max(0, min(u1, units.n_images) - u0)
+        if n_img:
+            Z[:n_img] += a * np.asarray(I[u0:u0 + n_img], np.float64)
+        rows = own[starts[k]:starts[k + 1]]
+        if len(rows):
+            np.add.at(Z, tu[rows] - u0, -b * np.asarray(T[rows], np.float64))
+        acc += Z.T @ Z
+    return acc

@@ -75,7 +75,24 @@ def cone(X: np.ndarray) -> float:
 
     ``(||sum_i x_i||^2 - n) / (n (n - 1))`` for unit rows, so O(n d) with no pairwise matrix.
     """
-    return gap_sums.cone_value(gap_sums.modality_round1(X))
+    return cone_with_ci(X)[0]
+
+
+def cone_with_ci(X: np.ndarray, units: np.ndarray | None = None) -> tuple[float, list[float] | None]:
+    """The cone of rows X over pairs of rows from different sampling units (``units``: each
+    row's unit, FIXED rows pairing with all; default every row its own), and its 95% interval
+    from the U-statistic's influences per unit (``[v, v]`` when every row is fixed)."""
+    from clipscope.analysis.units import interval, mean_influence, unit_groups
+
+    units = np.arange(len(X), dtype=np.int64) if units is None else np.asarray(units, np.int64)
+    n_units = int(units.max(initial=-1)) + 1
+    r1 = gap_sums.modality_round1(X, units)
+    c = gap_sums.Centroids(r1["sums"], r1["sums"], float(r1["n"]), float(r1["n"]), r1["fixed_sums"])
+    r2 = gap_sums.modality_round2(X, c, units, n_units, text=False)
+    within = gap_sums.within_units(X, unit_groups(units), units, n_units)
+    theta, psi = gap_sums.cone_value_and_influence(r1["sums"], float(r1["sq"]), r2, within, float(r1["fixed_n"]),
+                                                   float(r1["fixed_sq"]), n_units)
+    return theta, ([theta, theta] if psi is None else interval(theta, mean_influence(psi)))
 
 
 def relative_modality_gap(paired_cos: float, cone_image: float, cone_text: float) -> float:
@@ -106,20 +123,27 @@ def uniformity(X, *, t: float = 2.0, **kw) -> PairMean:
 
     Returns the :class:`PairMean` of the kernel; ``.log_with_ci()`` gives the metric. For points
     uniform on S^(d-1) the value tends to ``-2t + t^2 / d`` as n grows (= -4 + 8/d at t = 2).
-    ``X`` may be a tuple of arrays (their union, e.g. image and text rows).
+    ``X`` may be a tuple of arrays (their union, e.g. image and text rows). ``units`` (keyword):
+    each row's sampling unit; pairs within one unit (two captions of one image) are left out.
     """
     return gaussian_pair_mean(X, t=t, **kw)
 
 
-def cross_uniformity(T: np.ndarray, I: np.ndarray, pairs: np.ndarray, *, t: float = 2.0, **kw) -> PairMean:
+def cross_uniformity(T: np.ndarray, I: np.ndarray, pairs: np.ndarray, *, t: float = 2.0, units=None,
+                     **kw) -> PairMean:
     """Cross-modal uniformity (Fahim et al. 2024): ``log mean exp(-t ||T_a - I_b||^2)`` over
     every text row a and image row b that are not paired in ``pairs`` (image row, text row).
 
     Negatives are defined by identity, not by row index: on COCO-style data an image's other
     captions, and in a class-prompt layout every image of the prompt's class, are paired, not
-    negatives. On 1:1 data this is the mean over a != b.
+    negatives. On 1:1 data this is the mean over a != b. ``units``: the
+    :class:`clipscope.analysis.units.Units` of the rows (default: from ``pairs``).
     """
-    return gaussian_cross_mean(T, I, Pairing.texts_by_images(pairs, len(I), len(T)), t=t, **kw)
+    from clipscope.analysis.units import Units
+
+    units = units or Units.from_pairs(pairs, len(I), len(T))
+    return gaussian_cross_mean(T, I, Pairing.texts_by_images(pairs, len(I), len(T)), t=t, a_units=units.text_unit,
+                               b_units=units.image_unit, **kw)
 
 
 def relative_alignment_rows(I: np.ndarray, T: np.ndarray, pairs: np.ndarray, rows: np.ndarray | None = None, *,
@@ -195,57 +219,49 @@ def linear_separability(I: np.ndarray, T: np.ndarray, *, seed: int = 0, max_rows
 
 
 def cone_interval(X: np.ndarray) -> list[float] | None:
-    """95% interval of the cone (a U-statistic with kernel <x, y>): Hoeffding's variance
-    4 Var(h1) / n with h1(x_i) = <x_i, mean of the other rows>, normal approximation. The cone
-    is unbiased for E<x, x'>, so the interval is about the reported value itself."""
-    r1 = gap_sums.modality_round1(X)
-    mean = r1["sums"] / r1["n"]
-    half = gap_sums.cone_halfwidth(r1, gap_sums.modality_round2(X, gap_sums.Centroids(mean, mean), text=False), Z95)
-    value = gap_sums.cone_value(r1)
-    return None if half is None else [value - half, value + half]
+    """95% interval of the cone of rows X, each row its own sampling unit (see :func:`cone_with_ci`)."""
+    return cone_with_ci(X)[1]
 
 
 def centroid_gap_estimate(I: np.ndarray, T: np.ndarray, pairs: np.ndarray | None) -> tuple[float, list[float] | None]:
     """Bias-corrected modality gap ``||mu_I - mu_T||`` and its 95% interval.
 
     The plug-in ``||mean I - mean T||`` is biased upward by about ``tr Cov(I - T) / n``. Here
-    ``||mu_I - mu_T||^2`` is estimated without bias by U-statistics,
-    ``U_II + U_TT - 2 U_IT`` (mean <x, y> over distinct image rows, distinct text rows, and
-    image-text combinations not paired in ``pairs``); its variance comes from the first-order
-    (Hoeffding) projections, per pair when the pairing is 1:1 and per row of each modality
-    otherwise; the interval for the square is mapped through sqrt (clipped at 0). Returns
-    ``(estimate, interval)``; the interval contains the estimate.
+    ``||mu_I - mu_T||^2`` is estimated without bias by a U-statistic over sampling units
+    (:mod:`clipscope.analysis.units`: an image with its captions; class prompts fixed), whose
+    variance has the Hoeffding form (with its second-order term near a zero gap); the interval
+    for the square is mapped through sqrt (clipped at 0). With ``pairs`` None the two sets are
+    independent samples. Returns ``(estimate, interval)``; the interval contains the estimate.
     """
-    pairing = None if pairs is None or not len(pairs) else Pairing(pairs[:, 0], pairs[:, 1], len(I), len(T))
-    identity = pairing is not None and pairing.is_identity
-    Ip, Tp = (None, None) if pairing is None else (I[pairs[:, 0]], T[pairs[:, 1]])
-    r1_i, r1_t, r2_i, r2_t, p, _ = gap_sums.local(I, T, Ip, Tp, identity=identity)
-    return gap_sums.gap_estimate(r1_i, r1_t, r2_i, r2_t, p, 0 if pairing is None else len(pairing), identity, Z95)
+    from clipscope.analysis.units import Units
 
-
-def _ci(samples: np.ndarray) -> list[float] | None:
-    samples = samples[np.isfinite(samples)]
-    if len(samples) < 10:
-        return None
-    return [float(np.percentile(samples, 2.5)), float(np.percentile(samples, 97.5))]
+    units = Units.from_pairs(pairs, len(I), len(T))
+    sums = gap_sums.local(I, T, pairs, units)
+    vals, _ = gap_sums.finalize(sums, lambda: gap_sums.z_second_moment(I, T, units, sums.centroids))
+    return vals["centroid_distance"]["value"], vals["centroid_distance"]["ci95"]
 
 
 # --------------------------------------------------------------------------- metric sets
 
 DESCRIPTIONS = {
-    "centroid_distance": ("||mean(I) - mean(T)||: the modality gap (L2M; Liang et al. 2022, Schrodi et al. 2025). "
-                          "value: the plug-in, as the references; ci95 and estimate: the bias-corrected gap "
-                          "(unbiased U-statistic for ||mu_I - mu_T||^2)", False),
-    "centroid_cosine": ("cosine between the image and text centroids", None),
+    "centroid_distance": ("||mu_I - mu_T||: the modality gap (L2M; Liang et al. 2022, Schrodi et al. 2025). value and "
+                          "ci95: the bias-corrected estimate (an unbiased U-statistic over sampling units for the "
+                          "square); plug_in: ||mean(I) - mean(T)|| as the references compute it, biased upward by "
+                          "about tr Cov / (2 n gap)", False),
+    "centroid_cosine": ("cosine between the image and text centroids (value and ci95: from bias-corrected "
+                        "U-statistics of the centroids' products; plug_in: the cosine of the sample means)", None),
     "paired_distance": ("mean_i ||I_i - T_i|| over pairs (L2I)", False),
     "paired_cosine": ("mean_i <I_i, T_i> over pairs", True),
+    "paired_angle": ("mean over pairs of arccos <I_i, T_i>, in degrees", False),
     "rmg": ("relative modality gap (Schrodi et al. 2025)", False),
-    "cone_image": ("mean cosine between distinct image rows (cone effect)", False),
-    "cone_text": ("mean cosine between distinct text rows (cone effect)", False),
+    "cone_image": ("mean cosine between image rows of different sampling units (cone effect)", False),
+    "cone_text": ("mean cosine between text rows of different sampling units (cone effect; two captions of one "
+                  "image are not a pair of independent rows)", False),
     "linear_separability": ("test accuracy of a logistic regression telling image from text rows", False),
-    "uniformity_image": ("log mean_{i<j} exp(-2||x_i - x_j||^2) over image rows", False),
-    "uniformity_text": ("log mean_{i<j} exp(-2||x_i - x_j||^2) over text rows", False),
-    "uniformity_union": ("uniformity over image and text rows together", False),
+    "uniformity_image": ("log mean exp(-2||x_i - x_j||^2) over pairs of image rows", False),
+    "uniformity_text": ("log mean exp(-2||x_i - x_j||^2) over pairs of text rows of different sampling units", False),
+    "uniformity_union": ("uniformity over image and text rows together (pairs of rows of different sampling units)",
+                         False),
     "uniformity_cross": ("log mean exp(-2||T_a - I_b||^2) over every text a and image b not paired in /pairs "
                          "(Fahim et al. 2024)", False),
     "alignment": ("mean_i ||I_i - T_i||^2 over pairs", False),
@@ -259,28 +275,42 @@ def _m(name: str, value, ci=None, **extra) -> dict:
     return metric(value, higher_is_better=hib, description=desc, ci95=ci, **extra)
 
 
-def gap_metrics(I: np.ndarray, T: np.ndarray, Ip: np.ndarray | None, Tp: np.ndarray | None, *,
-                bootstrap: int = 200, seed: int = 0, pairs: np.ndarray | None = None, sums=None,
-                pairing: tuple[Pairing | None, bool] | None = None) -> dict[str, dict]:
+def identity_pairs(n: int) -> np.ndarray:
+    """Row i with row i, for n rows of each modality (1:1 data in aligned order)."""
+    return np.stack([np.arange(n)] * 2, 1)
+
+
+def gap_metrics(I, T, pairs: np.ndarray | None = None, *, seed: int = 0, units=None, sums=None,
+                second_moment=None) -> dict[str, dict]:
     """The `gap` report's metrics.
 
-    ``I``, ``T``: all image and all text rows (modality-level metrics); ``Ip``, ``Tp``: the
-    paired rows (pair-level metrics; None when there are no pairs); ``pairs``: (image row, text
-    row), for the centroid distance's bias correction (default: 1:1 when ``Ip`` is ``I``);
-    ``sums``: the :mod:`clipscope.analysis.gap_sums` of these rows when the caller has them
-    (computed shard by shard, say); otherwise they are computed here, two passes over the rows;
-    ``pairing``: :func:`gap_pairing` of these rows, when the caller has it.
+    ``I``, ``T``: all image and all text rows (arrays, or row readers); ``pairs``: (image row,
+    text row), which also defines the sampling units (:class:`clipscope.analysis.units.Units`,
+    when ``units`` is not given); ``sums``: the :class:`gap_sums.GapSums` of these rows when
+    the caller has them (computed shard by shard, say); otherwise they are computed here;
+    ``second_moment()``: see :func:`gap_sums.finalize` (default: from ``I`` and ``T``).
 
-    Intervals (95%), chosen for near-nominal coverage (tests/test_coverage.py simulates it):
-    centroid distance: around its bias-corrected estimate (``estimate``; see
-    :func:`centroid_gap_estimate`); cone: Hoeffding U-statistic variance; paired cosine and
-    distance: the mean's normal interval over pairs; centroid cosine and RMG: Poisson bootstrap
-    percentiles with ``bootstrap`` replicates (0 turns them off); separability: Wilson.
+    Intervals (95%), about the value they accompany, each from first-order influences per
+    sampling unit (tests/test_coverage.py simulates their coverage on three layouts):
+    centroid distance: its bias-corrected U-statistic; cones: U-statistics over pairs of units
+    (fixed class prompts: no sampling error); paired metrics: ratio means over units; centroid
+    cosine and RMG: delta method; separability: Wilson over its test rows.
     """
-    pairing, identity = pairing or gap_pairing(I, T, Ip, pairs)
+    from clipscope.analysis.units import Units
+
+    units = units or Units.from_pairs(pairs, len(I), len(T))
     if sums is None:
-        sums = gap_sums.local(I, T, Ip, Tp, B=bootstrap if Ip is not None else 0, seed=seed, identity=identity)
-    out = gap_metrics_from_sums(sums, n_pairs=0 if pairing is None else len(pairing), identity=identity)
+        sums = gap_sums.local(I, T, pairs, units)
+    if second_moment is None:
+        second_moment = lambda: gap_sums.z_second_moment(I, T, units, sums.centroids)  # noqa: E731
+    values, _ = gap_sums.finalize(sums, second_moment)
+    out = {k: _m(k, v.pop("value"), v.pop("ci95"), **v) for k, v in values.items() if k in DESCRIPTIONS}
+    if units.texts_fixed:
+        out["linear_separability"] = _m("linear_separability", None, None)
+        out["linear_separability"]["why_undefined"] = (
+            f"linear_separability is left out: the {len(T)} texts are fixed class prompts, not a sample, and a "
+            "classifier telling a few fixed prompts from the images says nothing about the gap")
+        return {k: out[k] for k in DESCRIPTIONS if k in out}
     acc, n_test = linear_separability(I, T, seed=seed)
     out["linear_separability"] = _m("linear_separability", acc, wilson_interval(acc, n_test), n_test=n_test)
     if n_test == 0:
@@ -290,63 +320,24 @@ def gap_metrics(I: np.ndarray, T: np.ndarray, Ip: np.ndarray | None, Tp: np.ndar
     return {k: out[k] for k in DESCRIPTIONS if k in out}
 
 
-def gap_pairing(I, T, Ip, pairs: np.ndarray | None) -> tuple[Pairing | None, bool]:
-    """The pairing of `gap`'s rows (1:1 by row when ``Ip`` is given without ``pairs`` and the
-    counts agree), and whether it is the identity (row i with row i)."""
-    if pairs is None and Ip is not None and len(Ip) == len(I) == len(T):
-        pairs = np.stack([np.arange(len(I))] * 2, 1)
-    pairing = None if pairs is None or not len(pairs) else Pairing(pairs[:, 0], pairs[:, 1], len(I), len(T))
-    return pairing, pairing is not None and pairing.is_identity
-
-
-def gap_metrics_from_sums(sums, *, n_pairs: int, identity: bool) -> dict[str, dict]:
-    """Every `gap` metric but separability from the combined sums ``(round 1 image, round 1
-    text, round 2 image, round 2 text, pair sums or None, centroids)`` of :mod:`gap_sums`."""
-    r1_i, r1_t, r2_i, r2_t, p, c = sums
-    values = {
-        "centroid_distance": float(np.linalg.norm(c.gap)),
-        "centroid_cosine": _cosine(c.mean_i, c.mean_t),
-        "cone_image": gap_sums.cone_value(r1_i),
-        "cone_text": gap_sums.cone_value(r1_t),
-    }
-    cis = {}
-    for key, r1, r2 in (("cone_image", r1_i, r2_i), ("cone_text", r1_t, r2_t)):
-        half = gap_sums.cone_halfwidth(r1, r2, Z95)
-        cis[key] = None if half is None else [values[key] - half, values[key] + half]
-    if p is not None:
-        n = float(p["n"])
-        values["paired_distance"] = float(p["dist"] / n)
-        values["paired_cosine"] = float(p["cos"] / n)
-        cis["paired_cosine"] = gap_sums.mean_interval(float(p["cos"]), float(p["cos2"]), n, Z95)
-        cis["paired_distance"] = gap_sums.mean_interval(float(p["dist"]), float(p["dist2"]), n, Z95)
-        values["rmg"] = relative_modality_gap(values["paired_cosine"], values["cone_image"], values["cone_text"])
-    estimate, cis["centroid_distance"] = gap_sums.gap_estimate(r1_i, r1_t, r2_i, r2_t, p, n_pairs, identity, Z95)
-    if p is not None and "boot_sums" in r1_i:
-        boots = gap_sums.bootstrap_replicates(r1_i, r1_t, p)
-        boots["rmg"] = np.array([relative_modality_gap(pc, a, b) for pc, a, b in
-                                 zip(boots["paired_cosine"], boots["cone_image"], boots["cone_text"])])
-        for k in ("centroid_cosine", "rmg"):
-            cis[k] = _ci(boots[k])
-    out = {k: _m(k, v, cis.get(k)) for k, v in values.items()}
-    out["centroid_distance"]["estimate"] = estimate
-    return out
-
-
-def uniformity_metrics(I: np.ndarray, T: np.ndarray, Ip: np.ndarray | None, Tp: np.ndarray | None,
-                       pairs: np.ndarray | None = None, *, t: float = 2.0, max_pairs: int = DEFAULT_MAX_PAIRS,
+def uniformity_metrics(I, T, pairs: np.ndarray | None = None, *, t: float = 2.0, max_pairs: int = DEFAULT_MAX_PAIRS,
                        sample_pairs: int = DEFAULT_SAMPLE_PAIRS, seed: int = 0, block: int = DEFAULT_BLOCK,
-                       device: str = "cpu", pair_stats: dict | None = None, best_negatives=None) -> dict[str, dict]:
+                       device: str = "cpu", units=None, pair_stats: dict | None = None,
+                       best_negatives=None) -> dict[str, dict]:
     """The `uniformity` report's metrics, exact in blocks up to ``max_pairs`` pairs, else sampled.
 
-    ``I``, ``T``: every distinct image and text row; ``Ip``, ``Tp``: the rows of each pair;
-    ``pairs``: (image row, text row), which defines the cross-modal negatives. Intervals:
-    Hoeffding's U-statistic variance (exact mode) or the spread of disjoint random subsets
-    (sampled mode) for the pair means, the standard error over pairs for the others.
-    The rows may be :class:`clipscope.cache.RowReader` objects: sampled estimates then read
-    only their sample. ``pair_stats`` (the pairs' :func:`gap_sums.pair_sums`) and
-    ``best_negatives`` (see :func:`relative_alignment_rows`) let the O(n d) parts run
-    elsewhere, e.g. shard by shard on Ray.
+    ``I``, ``T``: every distinct image and text row; ``pairs``: (image row, text row), which
+    defines the cross-modal negatives and the sampling units. Pair means count pairs of rows
+    from different units (:mod:`clipscope.analysis.units`); intervals: their influences per unit
+    (exact mode) or the spread of disjoint random subsets of units (sampled mode); alignment and
+    relative alignment: ratio means over units. The rows may be :class:`clipscope.cache.RowReader`
+    objects: sampled estimates then read only their sample. ``pair_stats`` (the pairs'
+    :func:`gap_sums.pair_sums`) and ``best_negatives`` (see :func:`relative_alignment_rows`) let
+    the O(n d) parts run elsewhere, e.g. shard by shard on Ray.
     """
+    from clipscope.analysis.units import Units, interval, mean_influence
+
+    units = units or Units.from_pairs(pairs, len(I), len(T))
     kw = dict(t=t, max_pairs=max_pairs, sample_pairs=sample_pairs, seed=seed, block=block, device=device)
     out = {}
 
@@ -354,26 +345,40 @@ def uniformity_metrics(I: np.ndarray, T: np.ndarray, Ip: np.ndarray | None, Tp: 
         value, ci = pm.log_with_ci()
         out[name] = _m(name, value, ci, exact=pm.exact, pairs_used=pm.n_pairs)
 
-    add_pair_mean("uniformity_image", uniformity(I, **kw))
-    add_pair_mean("uniformity_text", uniformity(T, **kw))
-    add_pair_mean("uniformity_union", uniformity((I, T), **kw))
-    if Ip is not None:
-        if pairs is None:  # row-aligned 1:1 rows
-            pairs = np.stack([np.arange(len(Ip))] * 2, 1)
-        add_pair_mean("uniformity_cross", cross_uniformity(T, I, pairs, **kw))
-        p = pair_stats if pair_stats is not None else gap_sums.pair_sums(Ip, Tp)
-        n_p = float(p["n"])  # ||I_i - T_i||^2 from the rows' norms and products, in float64
-        out["alignment"] = _m("alignment", float(p["dist2"]) / n_p,
-                              gap_sums.mean_interval(float(p["dist2"]), float(p["dist4"]), n_p, Z95))
+    add_pair_mean("uniformity_image", uniformity(I, units=units.image_unit, **kw))
+    add_pair_mean("uniformity_text", uniformity(T, units=units.text_unit, **kw))
+    add_pair_mean("uniformity_union", uniformity((I, T), units=np.concatenate([units.image_unit, units.text_unit]),
+                                                 **kw))
+    if pairs is not None and len(pairs):
+        add_pair_mean("uniformity_cross", cross_uniformity(T, I, pairs, units=units, **kw))
+        pu, attached = gap_sums.pair_layout(pairs, units)
+        p = pair_stats if pair_stats is not None else gap_sums.pair_sums(
+            gap_sums._Gather(I, pairs[:, 0]), gap_sums._Gather(T, pairs[:, 1]), pu, attached, units.n_units)
+        theta = float(p["d2"].sum() / p["count"].sum())
+        psi = units.n_units * (p["d2"] - theta * p["count"]) / p["count"].sum()
+        out["alignment"] = _m("alignment", theta, interval(theta, mean_influence(psi)))
         n = len(pairs)
         exact = n * len(I) <= max_pairs
         rows = None if exact else np.sort(np.random.default_rng(seed).choice(n, max(2, min(n, sample_pairs // len(I))),
                                                                               replace=False))
         ra = relative_alignment_rows(I, T, pairs, rows, block=block, device=device, best_negatives=best_negatives)
+        used_units = pu if rows is None else pu[rows]
         undefined = int(np.isnan(ra).sum())
-        ra = ra[np.isfinite(ra)]
-        out["relative_alignment"] = _m("relative_alignment", ra.mean() if len(ra) else float("nan"), _mean_ci(ra),
-                                       exact=exact, pairs_used=int(len(ra) * len(I)), undefined_pairs=undefined)
+        ok = np.isfinite(ra)
+        value = float(ra[ok].mean()) if ok.any() else float("nan")
+        num = np.bincount(used_units[ok], weights=ra[ok], minlength=units.n_units)
+        den = np.bincount(used_units[ok], minlength=units.n_units).astype(np.float64)
+        psi = units.n_units * (num - value * den) / max(den.sum(), 1.0)
+        extra = {}
+        if units.fixed_texts.any():  # every image of a class shares its prompt's best negative: one sample maximum
+            ci = None
+            extra["no_interval"] = ("texts shared by several images (class prompts) share one nearest negative each, "
+                                    "an extreme of the image sample whose spread the pairs do not show; no valid "
+                                    "interval, so the gate does not test this metric")
+        else:
+            ci = interval(value, mean_influence(psi)) if ok.sum() > 2 else None
+        out["relative_alignment"] = _m("relative_alignment", value, ci, exact=exact, pairs_used=int(ok.sum() * len(I)),
+                                       undefined_pairs=undefined, **extra)
     return out
 
 
@@ -424,7 +429,7 @@ def shifted_means(X: np.ndarray, g: np.ndarray, steps, block: int = 16384) -> np
     steps = np.asarray(steps, np.float64)
     parts = [gap_sums.shifted_sums(X[i:i + block], g, steps) for i in range(0, len(X), block)]
     sums = {"shift_acc": sum(a for a, _ in parts), "shift_w": sum(w for _, w in parts)}
-    return gap_sums.shifted_centroids({"n": len(X)}, sums, g, steps)
+    return gap_sums.shifted_centroids(len(X), sums, g, steps)
 
 
 class ShiftedSimilarities:

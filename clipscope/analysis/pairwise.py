@@ -39,7 +39,9 @@ class PairMean:
             raise ClipscopeError("every kernel value exp(-t ||x - y||^2) underflowed to 0, so its log is undefined: "
                                  "t is too large for these rows; use a smaller --t (Wang & Isola use t = 2)")
         value = math.log(self.mean)
-        if not np.isfinite(self.se) or self.se <= 0:
+        if self.se == 0:  # over fixed rows only (class prompts): a constant, no sampling error
+            return value, (value, value)
+        if not np.isfinite(self.se) or self.se < 0:
             return value, None
         half = Z95 * self.se / self.mean
         return value, (value - half, value + half)
@@ -92,50 +94,127 @@ def _rows(a, idx: np.ndarray | None = None) -> np.ndarray:
     return out
 
 
-def gaussian_pair_mean(a, *, t: float = 2.0, max_pairs: int = DEFAULT_MAX_PAIRS,
+def _unit_ids(units, n: int) -> np.ndarray:
+    return np.arange(n, dtype=np.int64) if units is None else np.asarray(units, np.int64)
+
+
+def _compact(units: np.ndarray) -> tuple[np.ndarray, int]:
+    """Units renumbered 0..U-1 (FIXED stays FIXED)."""
+    from clipscope.analysis.units import FIXED
+
+    out = np.full(len(units), FIXED, np.int64)
+    keep = units >= 0
+    uniq, inv = np.unique(units[keep], return_inverse=True)
+    out[keep] = inv.ravel()
+    return out, len(uniq)
+
+
+def _kernel(t: float):
+    return lambda dots: np.exp(-t * np.maximum(0.0, 2.0 - 2.0 * dots))
+
+
+def gaussian_pair_mean(a, *, t: float = 2.0, units=None, max_pairs: int = DEFAULT_MAX_PAIRS,
                        sample_pairs: int = DEFAULT_SAMPLE_PAIRS, seed: int = 0, block: int = DEFAULT_BLOCK,
                        device: str = "cpu") -> PairMean:
-    """Mean of exp(-t ||x_i - x_j||^2) over the unordered pairs i < j of one set of rows.
+    """Mean of exp(-t ||x_i - x_j||^2) over the pairs of rows from different sampling units.
 
+    ``units``: each row's unit (:mod:`clipscope.analysis.units`; FIXED rows pair with every
+    other row and are not sampled); default: every row its own unit, i.e. all pairs i < j.
     ``a`` may be a tuple of arrays, read as their concatenation (copied only in exact mode).
+    Exact mode: blocked row sums less the within-unit ones; interval from the U-statistic's
+    first-order influences per unit (Hoeffding). Above ``max_pairs`` pairs: the random-random
+    part from K disjoint subsets of units (their spread gives the interval), the parts with
+    fixed rows exactly, weighted by their pair counts.
     """
+    from clipscope.analysis.units import FIXED, mean_influence, pair_mean_influence, unit_groups, within_unit_sums
+
     n = sum(len(x) for x in a) if isinstance(a, tuple) else len(a)
-    total = n * (n - 1) // 2
-    if total < 1:
-        raise ClipscopeError("uniformity needs at least two rows")
-    if total <= max_pairs:
-        rows, _ = _gaussian_kernel_sums(_rows(a), None, t, block=block, device=device, same=True)
-        # Each kernel value was added to both of its rows: the row sums count it twice.
-        mean = rows.sum() / (2 * total)
-        h1 = rows / (n - 1)  # each row's sum covers all j != i (row + column contributions)
-        se = math.sqrt(4 * h1.var(ddof=1) / n) if n > 2 else float("nan")
-        return PairMean(float(mean), se, True, total)
+    units, n_units = _compact(_unit_ids(units, n))
+    sizes = np.bincount(units[units >= 0], minlength=n_units)
+    n_fixed = int((units == FIXED).sum())
+    total_pairs = (n * (n - 1) - int((sizes * (sizes - 1)).sum())) // 2
+    if total_pairs < 1:
+        raise ClipscopeError("uniformity needs at least two rows from different sampling units")
+    if total_pairs <= max_pairs:
+        X = _rows(a)
+        rows, _ = _gaussian_kernel_sums(X, None, t, block=block, device=device, same=True)
+        within = within_unit_sums(X, unit_groups(units), _kernel(t), n)
+        valid = rows - within
+        count = 2.0 * total_pairs
+        H = np.bincount(units[units >= 0], weights=valid[units >= 0], minlength=n_units)
+        M = sizes * (n - sizes).astype(np.float64)
+        theta, psi = pair_mean_influence(H, M, float(valid.sum()), count, symmetric=True)
+        se = 0.0 if n_units == 0 else (mean_influence(psi) if n_units > 2 else float("nan"))
+        return PairMean(theta, float("nan") if se is None else se, True, total_pairs)
+    fixed_rows = np.flatnonzero(units == FIXED)
+    random_rows = np.flatnonzero(units >= 0)
     rng = np.random.default_rng(seed)
-    m = max(2, min(int(math.sqrt(2 * sample_pairs / N_SUBSETS)), n // N_SUBSETS))
-    order = rng.permutation(n)
-    estimates = []
+    order = rng.permutation(n_units)
+    rows_per_unit = len(random_rows) / max(1, n_units)
+    m = max(2, min(int(math.sqrt(2 * sample_pairs / N_SUBSETS) / rows_per_unit), n_units // N_SUBSETS))
+    unit_rank = np.empty(n_units, np.int64)
+    unit_rank[order] = np.arange(n_units)
+    estimates, used = [], 0
     for k in range(N_SUBSETS):
-        idx = np.sort(order[k * m:(k + 1) * m])
+        idx = random_rows[(unit_rank[units[random_rows]] >= k * m) & (unit_rank[units[random_rows]] < (k + 1) * m)]
+        sub_units = units[idx]
         rows, _ = _gaussian_kernel_sums(_rows(a, idx), None, t, block=block, device=device, same=True)
-        estimates.append(rows.sum() / (m * (m - 1)))  # m(m-1)/2 pairs, each counted twice
+        within = within_unit_sums(_rows(a, idx), unit_groups(sub_units), _kernel(t), len(idx))
+        s = np.bincount(sub_units, minlength=n_units)
+        pairs_k = len(idx) * (len(idx) - 1) - int((s * (s - 1)).sum())
+        if pairs_k > 0:
+            estimates.append(float((rows - within).sum() / pairs_k))
+            used += pairs_k // 2
     est = np.asarray(estimates)
-    return PairMean(float(est.mean()), float(est.std(ddof=1) / math.sqrt(N_SUBSETS)), False,
-                    N_SUBSETS * (m * (m - 1) // 2))
+    if len(est) < 2:
+        raise ClipscopeError("too few sampling units to sample pairs from: raise --max-pairs for the exact mean")
+    mean_rr, se_rr = float(est.mean()), float(est.std(ddof=1) / math.sqrt(len(est)))
+    if not n_fixed:
+        return PairMean(mean_rr, se_rr, False, used)
+    # pairs with fixed rows: exact (there are few fixed rows), weighted by their share of all pairs
+    n_r = len(random_rows)
+    c_rr = n_r * (n_r - 1) / 2 - float((sizes * (sizes - 1)).sum()) / 2
+    c_rf, c_ff = n_r * n_fixed, n_fixed * (n_fixed - 1) / 2
+    F = _rows(a, fixed_rows)
+    _, cols = _gaussian_kernel_sums(F, _rows(a, random_rows), t, block=block, device=device, same=False,
+                                    pairing=_NoPairs())
+    rf = cols  # per random row: the kernel summed over the fixed rows
+    ff = _gaussian_kernel_sums(F, None, t, block=block, device=device, same=True)[0].sum() / 2 if n_fixed > 1 else 0.0
+    mean = (c_rr * mean_rr + rf.sum() + ff) / (c_rr + c_rf + c_ff)
+    se_rf = float(rf.std(ddof=1) / math.sqrt(n_r)) / max(1, n_fixed) if n_r > 2 else 0.0  # mean over fixed, per row
+    se = math.sqrt((c_rr * se_rr) ** 2 + (c_rf * se_rf) ** 2) / (c_rr + c_rf + c_ff)
+    return PairMean(float(mean), se, False, used + c_rf + int(c_ff))
 
 
-def gaussian_cross_mean(a: np.ndarray, b: np.ndarray, pairing, *, t: float = 2.0, max_pairs: int = DEFAULT_MAX_PAIRS,
-                        sample_pairs: int = DEFAULT_SAMPLE_PAIRS, seed: int = 0, block: int = DEFAULT_BLOCK,
-                        device: str = "cpu") -> PairMean:
+class _NoPairs:
+    """A pairing with no pairs (every combination counts)."""
+
+    def in_tile(self, a0, a1, b0, b1):
+        return np.zeros(0, np.int64), np.zeros(0, np.int64)
+
+
+def gaussian_cross_mean(a: np.ndarray, b: np.ndarray, pairing, *, t: float = 2.0, a_units=None, b_units=None,
+                        max_pairs: int = DEFAULT_MAX_PAIRS, sample_pairs: int = DEFAULT_SAMPLE_PAIRS, seed: int = 0,
+                        block: int = DEFAULT_BLOCK, device: str = "cpu") -> PairMean:
     """Mean of exp(-t ||a_i - b_j||^2) over every (i, j) that ``pairing`` does not pair.
 
     ``a`` and ``b`` hold each distinct row once (e.g. all text rows and all image rows), and
     ``pairing`` (:class:`clipscope.pairing.Pairing`, a's rows by b's rows) says which
-    combinations are pairs. Exact mode's interval: the two-sample U-statistic variance
-    Var(h_a)/n_a + Var(h_b)/n_b from the row and column means. Sampled mode: K disjoint
-    subsets of rows and of columns (the same subsets for both when the pairing is the identity,
-    as for 1:1 data), each giving an unbiased estimate over its unpaired combinations.
+    combinations are pairs. ``a_units``, ``b_units``: each row's sampling unit in one id space
+    (a text's unit is its image's; FIXED texts are not sampled); default: row i of a and of b
+    share unit i when the pairing is the identity, else every row its own. Exact mode's
+    interval: first-order influences per unit of the two-sample U-statistic. Sampled mode:
+    K disjoint subsets of units, each giving an unbiased estimate over its unpaired
+    combinations; combinations with fixed rows are summed exactly.
     """
+    from clipscope.analysis.units import FIXED, mean_influence, pair_mean_influence
+
     n, m = len(a), len(b)
+    if a_units is None or b_units is None:
+        a_units = np.arange(n, dtype=np.int64)
+        b_units = np.arange(m, dtype=np.int64) + (0 if pairing.is_identity else n)
+    both, n_units = _compact(np.concatenate([np.asarray(a_units, np.int64), np.asarray(b_units, np.int64)]))
+    ua, ub = both[:n], both[n:]
     total = n * m - len(pairing)
     if total < 1:
         raise ClipscopeError("every combination of rows is paired: there are no negatives to average over")
@@ -143,26 +222,45 @@ def gaussian_cross_mean(a: np.ndarray, b: np.ndarray, pairing, *, t: float = 2.0
         rows, cols = _gaussian_kernel_sums(_rows(a), _rows(b), t, block=block, device=device, same=False,
                                            pairing=pairing)
         ra, cb = m - pairing.degree_a(), n - pairing.degree_b()
-        h_a = rows[ra > 0] / ra[ra > 0]
-        h_b = cols[cb > 0] / cb[cb > 0]
-        se = math.sqrt(h_a.var(ddof=1) / len(h_a) + h_b.var(ddof=1) / len(h_b)) if min(len(h_a), len(h_b)) > 2 \
-            else float("nan")
-        return PairMean(float(rows.sum() / total), se, True, total)
+        H = np.bincount(ua[ua >= 0], weights=rows[ua >= 0], minlength=n_units) + \
+            np.bincount(ub[ub >= 0], weights=cols[ub >= 0], minlength=n_units)
+        M = np.bincount(ua[ua >= 0], weights=ra[ua >= 0], minlength=n_units) + \
+            np.bincount(ub[ub >= 0], weights=cb[ub >= 0], minlength=n_units)
+        theta, psi = pair_mean_influence(H, M.astype(np.float64), float(rows.sum()), float(total), symmetric=False)
+        se = mean_influence(psi) if n_units > 2 else None
+        return PairMean(theta, float("nan") if se is None else se, True, total)
     rng = np.random.default_rng(seed)
-    k_rows = max(2, min(int(math.sqrt(sample_pairs / N_SUBSETS)), n // N_SUBSETS, m // N_SUBSETS))
-    shared = pairing.is_identity
-    order_a = rng.permutation(n)
-    order_b = order_a if shared else rng.permutation(m)
+    order = rng.permutation(n_units)
+    rank = np.empty(n_units, np.int64)
+    rank[order] = np.arange(n_units)
+    per = max(2, n_units // N_SUBSETS)
+    rows_per_unit = (n + m) / max(1, n_units)
+    per = max(2, min(per, int(math.sqrt(sample_pairs / N_SUBSETS) / max(rows_per_unit / 2, 1))))
+    fixed_a = np.flatnonzero(ua == FIXED)
     estimates, used = [], 0
     for k in range(N_SUBSETS):
-        ia = np.sort(order_a[k * k_rows:(k + 1) * k_rows])
-        ib = ia if shared else np.sort(order_b[k * k_rows:(k + 1) * k_rows])
+        in_k = lambda u: (u >= 0) & (rank[np.maximum(u, 0)] >= k * per) & (rank[np.maximum(u, 0)] < (k + 1) * per)  # noqa: E731
+        ia, ib = np.flatnonzero(in_k(ua)), np.flatnonzero(in_k(ub))
         sub = pairing.subset(ia, ib)
         count = len(ia) * len(ib) - len(sub)
         if count < 1:
             continue
-        rows, _ = _gaussian_kernel_sums(a[ia], b[ib], t, block=block, device=device, same=False, pairing=sub)
-        estimates.append(rows.sum() / count)
+        r, _ = _gaussian_kernel_sums(_rows(a, ia), _rows(b, ib), t, block=block, device=device, same=False, pairing=sub)
+        estimates.append(r.sum() / count)
         used += count
     est = np.asarray(estimates)
-    return PairMean(float(est.mean()), float(est.std(ddof=1) / math.sqrt(len(est))), False, used)
+    if not len(est) and not len(fixed_a):
+        raise ClipscopeError("too few sampling units to sample pairs from: raise --max-pairs for the exact mean")
+    mean_rr, se_rr = (float(est.mean()), float(est.std(ddof=1) / math.sqrt(len(est)))) if len(est) > 1 else (0.0, 0.0)
+    if not len(fixed_a):
+        return PairMean(mean_rr, se_rr, False, used)
+    # fixed rows of a (class prompts) against every image: exact, weighted by their share
+    sub = pairing.subset(fixed_a, None)
+    _, cols = _gaussian_kernel_sums(_rows(a, fixed_a), _rows(b), t, block=block, device=device, same=False, pairing=sub)
+    c_rf = len(fixed_a) * m - len(sub)
+    c_rr = total - c_rf
+    mean = (c_rr * mean_rr + cols.sum()) / total
+    per_image = cols / np.maximum(1, len(fixed_a) - sub.degree_b())
+    se_rf = float(per_image.std(ddof=1) / math.sqrt(m)) if m > 2 else 0.0
+    se = math.sqrt((c_rr * se_rr) ** 2 + (c_rf * se_rf) ** 2) / total
+    return PairMean(float(mean), se, False, used + c_rf)

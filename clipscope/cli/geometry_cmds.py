@@ -24,7 +24,6 @@ def engine_options(f):
 @model_options
 @data_options
 @output_options
-@click.option("--bootstrap", default=200, show_default=True, type=click.IntRange(0), help="Bootstrap replicates for ci95 (0: off).")
 @click.option("--projection", default="pca", show_default=True, type=click.Choice(["pca", "umap"]),
               help="2-D projection plot: pca (fast) or umap (compiles on first use: ~15 s more).")
 @click.option("--sweep-max-rows", default=5000, show_default=True, type=click.IntRange(10), help="Pairs used by the shift sweep.")
@@ -44,7 +43,7 @@ def engine_options(f):
 @click.option("--subregion-max-images", default=500, show_default=True, type=click.IntRange(1),
               help="Seeded sample of paired images for --subregions.")
 @engine_options
-def gap_cmd(cache, bootstrap, projection, sweep_max_rows, shift_deltas, noise_model, noise_alpha, noise_max_pairs,
+def gap_cmd(cache, projection, sweep_max_rows, shift_deltas, noise_model, noise_alpha, noise_max_pairs,
             subregions, subregion_max_images, engine, address, num_shards, **opts):
     """The modality gap: centroid distance and cosine, paired distance and cosine, RMG, cone,
     linear separability, per-dimension gap and the shift sweep.
@@ -55,7 +54,7 @@ def gap_cmd(cache, bootstrap, projection, sweep_max_rows, shift_deltas, noise_mo
       clipscope gap --model ViT-B-32 --pretrained none --data folder:./imgs --out runs/gap
       clipscope gap big.h5 --engine ray --address auto --out runs/gap   # rows need not fit in memory
     """
-    run_and_write("gap", cache, opts, bootstrap=bootstrap, projection=projection, sweep_max_rows=sweep_max_rows,
+    run_and_write("gap", cache, opts, projection=projection, sweep_max_rows=sweep_max_rows,
                   shift_deltas=shift_deltas, engine=engine, address=address, num_shards=num_shards,
                   noise_model=noise_model, noise_alpha=noise_alpha, noise_max_pairs=noise_max_pairs,
                   subregions=subregions, subregion_max_images=subregion_max_images)

@@ -192,7 +192,7 @@ def _headline(report: dict) -> list[str]:
 def render(run_dir: str | Path, title: str | None = None, *, baseline: str | Path | None = None) -> str:
     """The page for every report under ``run_dir``: a summary row per run (with ``baseline``,
     the runs that regressed against it first), then one section per run."""
-    from clipscope.report.compare import compare_reports
+    from clipscope.report.compare import compare_reports, decide
 
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
@@ -205,16 +205,17 @@ def render(run_dir: str | Path, title: str | None = None, *, baseline: str | Pat
         if not Path(baseline).is_dir():
             raise ClipscopeError(f"--baseline {baseline}: no such folder of reports")
         base_reports = {str(p.relative_to(baseline).with_suffix("")): r for r, p in reports_under(baseline, validate=True)}
-    runs = []
+    runs, rows_by_key = [], {}
     for k, (rep, base) in enumerate(reports):
         rel = base.relative_to(run_dir).as_posix()
         key = (Path(rel) / rep["command"]).as_posix() if rel != "." else rep["command"]
-        regressed = []
         if key in base_reports and base_reports[key]["command"] == rep["command"]:
-            regressed = [r.metric for r in compare_reports(base_reports[key], rep) if r.status == "regression"]
+            rows_by_key[key] = compare_reports(base_reports[key], rep, label=key)
         sid = f"run-{k}-" + "".join(ch if ch.isalnum() else "-" for ch in key)
-        runs.append({"report": rep, "base": base, "rel": rel, "sid": sid, "regressed": regressed,
-                     "compared": key in base_reports})
+        runs.append({"report": rep, "base": base, "rel": rel, "sid": sid, "key": key, "compared": key in base_reports})
+    decide([r for rows in rows_by_key.values() for r in rows])  # one family: the gate's own decision
+    for run in runs:
+        run["regressed"] = [r.metric for r in rows_by_key.get(run["key"], []) if r.status == "regression"]
     if base_reports:
         runs.sort(key=lambda r: not r["regressed"])  # regressions first
     rows = []
@@ -247,17 +248,19 @@ def _page(title: str, sub_html: str, nav_html: str, body_html: str) -> str:
             f"<body><header><h1>{t}</h1><p>{sub_html}</p></header><nav>{nav_html}</nav>{body_html}</body></html>")
 
 
-def compare_page(rows, warnings: list[str], title: str) -> str:
+def compare_page(rows, warnings: list[str], title: str, summary: dict) -> str:
     """``compare --format html``: the comparison as a page, regressions first."""
-    order = {"regression": 0, "missing": 1, "improvement": 2, "changed": 3, "new": 4, "undefined": 5, "ok": 6}
+    from clipscope.report.compare import rule_line, verdict
+
+    order = {"regression": 0, "incomparable": 1, "missing": 2, "improvement": 3, "changed": 4, "not gated": 5, "not run": 6,
+             "new": 7, "undefined": 8, "ok": 9}
     rows = sorted(rows, key=lambda r: order.get(r.status, 9))
-    bad = sum(r.status == "regression" for r in rows)
-    head = "<tr><th>report</th><th>metric</th><th>base</th><th>new</th><th>delta</th><th>tolerance</th><th>p</th><th>status</th></tr>"
+    head = "<tr><th>report</th><th>metric</th><th>base</th><th>new</th><th>delta</th><th>tolerance</th><th>p (Holm)</th><th>status</th></tr>"
     body = "".join(
         f"<tr class='{'regressed' if r.status == 'regression' else ''}'><td>{esc(r.report)}</td><td><code>{esc(r.metric)}</code></td>"
         f"<td class=num>{esc(_fmt(r.base))}</td><td class=num>{esc(_fmt(r.new))}</td><td class=num>{esc(_fmt(r.delta))}</td>"
-        f"<td class=num>{esc(_fmt(r.tolerance))}</td><td class=num>{esc(_fmt(r.p_value))}</td>"
+        f"<td class=num>{esc(_fmt(r.tolerance))}</td><td class=num>{esc(_fmt(r.p_adjusted if r.p_adjusted is not None else r.p_value))}</td>"
         f"<td>{'<span class=bad>regression</span>' if r.status == 'regression' else esc(r.status)}</td></tr>" for r in rows)
-    notes = "".join(f"<div class=note>{esc(w)}</div>" for w in warnings)
-    verdict = f"{bad} regression(s)" if bad else "no regression"
-    return _page(title, esc(verdict), "", f"<section><h2>{esc(verdict)}</h2>{notes}<table>{head}{body}</table></section>")
+    notes = "".join(f"<div class=note>{esc(w)}</div>" for w in [rule_line(summary), *warnings])
+    head_line = verdict(rows, summary)
+    return _page(title, esc(head_line), "", f"<section><h2>{esc(head_line)}</h2>{notes}<table>{head}{body}</table></section>")

@@ -137,9 +137,9 @@ def evaluate(cache, a: str, b: str, *, encode_texts=None, text_a: str | None = N
             description=f"angle (degrees) between the two groups' normalised mean {modality} embeddings ({sizes}): "
                         "how far apart the groups point; the direction is their normalised difference")
         metrics[f"direction_mean_distance_{modality}"] = metric(
-            st["mean_distance"], higher_is_better=None, ci95=st["ci95"], estimate=st["estimate"],
+            st["estimate"], higher_is_better=None, ci95=st["ci95"], plug_in=st["mean_distance"],
             description=f"||mean(A) - mean(B)|| of the raw {modality} centroids ({sizes}), which also grows with a "
-                        "group's spread; value: the plug-in, ci95 and estimate: bias-corrected")
+                        "group's spread; value and ci95: bias-corrected; plug_in: the distance of the sample means")
         if st["auroc"] is None:
             notes.append(f"direction_auroc_{modality}: a group has a single {modality} row, so separating the groups "
                          "by the direction made from them is trivial; it needs 2 rows per group")

@@ -10,50 +10,44 @@ from clipscope.analysis import gap_sums, geometry
 from clipscope.tasks import TaskResult, class_text, modality_rows
 
 
-def evaluate(cache, *, bootstrap: int = 200, seed: int = 0, sweep_max_rows: int = 5000, top_dims: int = 20,
-             shift_deltas=None, engine: str = "local", address: str | None = None,
-             num_shards: int | None = None, noise_model: bool = False, noise_alpha: float = 0.05,
-             noise_max_pairs: int = 20000) -> TaskResult:
+def evaluate(cache, *, seed: int = 0, sweep_max_rows: int = 5000, top_dims: int = 20, shift_deltas=None,
+             engine: str = "local", address: str | None = None, num_shards: int | None = None,
+             noise_model: bool = False, noise_alpha: float = 0.05, noise_max_pairs: int = 20000) -> TaskResult:
     """``engine="ray"``: the O(n d) statistics are computed shard by shard on a Ray cluster
     (``address``; a local one by default) and only sampled rows are read here, so the rows
     never need to fit in this process; the values equal a local run's. ``noise_model``: the
     paired differences as noise (:mod:`clipscope.analysis.noise_model`) on a seeded sample of
     ``noise_max_pairs`` pairs, with the noise-injection test."""
-    from clipscope.metric_specs import computed_metrics, computed_names
+    from clipscope.analysis.units import Units
+    from clipscope.pairing import Pairing
 
     on_ray = engine == "ray"
     I, T, Ip, Tp, pairs = modality_rows(cache, lazy=on_ray)
-    pairing, identity = geometry.gap_pairing(I, T, Ip, pairs)  # built once: ~0.7 s per million pairs
+    units = Units.from_pairs(pairs, len(I), len(T))
     steps_of = lambda gap: geometry.sweep_steps(geometry.sweep_plan(gap, deltas=shift_deltas))  # noqa: E731
-    boot = bootstrap if Ip is not None else 0
+    second_moment = None
     if on_ray:
         from clipscope.distributed import gap_sums_on_ray
 
-        sums = gap_sums_on_ray(cache.path, bootstrap=boot, seed=seed, identity=identity, steps_of=steps_of,
-                               num_shards=num_shards, address=address)
+        sums = gap_sums_on_ray(cache.path, units=units, steps_of=steps_of, num_shards=num_shards, address=address)
     else:  # two passes over the rows give every O(n d) statistic below, the sweep's centroids included
-        sums = gap_sums.local(I, T, Ip, Tp, B=boot, seed=seed, identity=identity, steps_of=steps_of)
-    metrics = geometry.gap_metrics(I, T, Ip, Tp, bootstrap=bootstrap, seed=seed, pairs=pairs, sums=sums,
-                                   pairing=(pairing, identity))
+        sums = gap_sums.local(I, T, pairs, units, steps_of=steps_of)
+    second_moment = lambda: gap_sums.z_second_moment(I, T, units, sums.centroids)  # noqa: E731
+    metrics = geometry.gap_metrics(I, T, pairs, seed=seed, units=units, sums=sums, second_moment=second_moment)
     notes = []
-    if Ip is not None and not on_ray:  # metrics registered with a compute function (metric_specs)
-        metrics.update(computed_metrics("gap", {"I": I, "T": T, "Ip": Ip, "Tp": Tp, "pairs": pairs}))
-    elif on_ray and Ip is not None and computed_names("gap"):
-        notes.append("not computed with --engine ray (they need every row in one process): "
-                     + ", ".join(computed_names("gap")))
-    c = sums[-1]
+    pairing = None if pairs is None else Pairing(pairs[:, 0], pairs[:, 1], len(I), len(T))  # ~0.7 s per million
+    c = sums.centroids
     per_dim = geometry.per_dimension_gap(I, T, top=top_dims, diff=c.gap)
     sweep = geometry.shift_sweep(I, T, pairs, class_text=class_text(cache), labels=cache.image_labels,
                                  deltas=shift_deltas, max_rows=sweep_max_rows, seed=seed, diff=c.gap,
-                                 centroids=gap_sums.sweep_centroids(sums), pairing=pairing)
+                                 centroids=sums.sweep_centroids(), pairing=pairing)
     notes += [m.pop("why_undefined") for m in metrics.values() if "why_undefined" in m]
     if Ip is None:
         notes.append("no image-text pairs: paired metrics (paired_*, rmg) and the sweep's recall were skipped")
     if sweep["pairs_used"] < sweep["pairs_total"]:
         notes.append(f"shift sweep on a seeded sample of {sweep['pairs_used']} of {sweep['pairs_total']} pairs")
-    notes.append("ci95: centroid_distance around its bias-corrected estimate (U-statistic), cone and paired "
-                 "metrics analytic (U-statistic / mean), separability Wilson"
-                 + (f", centroid_cosine and rmg Poisson bootstrap ({bootstrap} replicates, seed {seed})" if bootstrap else ""))
+    notes.append(f"ci95 ({units.layout}): first-order influences per sampling unit (an image with its texts); "
+                 f"population: {units.population()}; separability: Wilson over its test rows")
     tables = {
         "per_dimension_gap": {"rows": per_dim["rows"], "top_share": per_dim["top_share"]},
         "shift_sweep": sweep["rows"],
@@ -67,9 +61,10 @@ def evaluate(cache, *, bootstrap: int = 200, seed: int = 0, sweep_max_rows: int 
                 Ip, Tp, c.gap, alpha=noise_alpha, max_pairs=noise_max_pairs, seed=seed)
             metrics.update(extra)
     return TaskResult(metrics, tables, notes,
-                      config={"bootstrap": bootstrap, "sweep_max_rows": sweep_max_rows, "top_dims": top_dims, "engine": engine,
+                      config={"sweep_max_rows": sweep_max_rows, "top_dims": top_dims, "engine": engine,
                               "noise_model": noise_model, "noise_alpha": noise_alpha, "noise_max_pairs": noise_max_pairs,
-                              "shift_deltas": None if shift_deltas is None else [float(d) for d in shift_deltas]},
+                              "shift_deltas": None if shift_deltas is None else [float(d) for d in shift_deltas],
+                              "layout": units.layout, "units": units.n_units},
                       counts={"images": len(I), "texts": len(T), "pairs": 0 if pairs is None else len(pairs)},
                       plot_data=plot_data)
 
@@ -85,8 +80,8 @@ def _noise_model(Ip, Tp, gap, *, alpha: float, max_pairs: int, seed: int):
     x = np.asarray(Ip[fit["index"]], np.float32)
     t = np.asarray(Tp[fit["index"]], np.float32)
     noisy = nm.inject_noise(t, fit["sigma"], seed)
-    before = geometry.gap_metrics(x, t, x, t, bootstrap=0, seed=seed)
-    after = geometry.gap_metrics(x, noisy, x, noisy, bootstrap=0, seed=seed)
+    before = geometry.gap_metrics(x, t, geometry.identity_pairs(len(x)), seed=seed)
+    after = geometry.gap_metrics(x, noisy, geometry.identity_pairs(len(x)), seed=seed)
     src = "Qiu et al. 2024, MacCap (AAAI); Nukrai et al. 2022, CapDec (EMNLP Findings)"
     def described(value, text):
         return metric(value, higher_is_better=None, description=f"{text}; {on}; {src}")

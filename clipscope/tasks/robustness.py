@@ -233,7 +233,9 @@ def evaluate(encoder, source, *, corruptions: list[str], severities: list[int], 
         notes.append(f"OOD: {ood_source.spec}, {len(ood_crops)} images")
     counts = {"images": len(crops), "classes": len(source.classnames)}
     config = {"corruptions": corruptions, "severities": severities, "templates": templates, "max_images": max_images,
-              "jpeg_round_trip": published, "frost": "reference photographs" if frost_dir else "procedural texture"}
+              "jpeg_round_trip": published, "frost": "reference photographs" if frost_dir else "procedural texture",
+              "ood_data": ood_source.spec if ood_source is not None else None,
+              "baseline": bool(baseline)}
     if "frost" in corruptions and not frost_dir:
         notes.append("frost uses a procedural texture, not the reference's photographs (pass --frost-dir with "
                      "hendrycks/robustness ImageNet-C/create_c/frost*.png|jpg for the published frost)")

@@ -23,25 +23,30 @@ def evaluate(cache, *, t: float = 2.0, max_pairs: int = DEFAULT_MAX_PAIRS, sampl
     (``address``; a local one by default); the values equal a local run's."""
     if not (isinstance(t, (int, float)) and math.isfinite(t) and t > 0):
         raise ClipscopeError(f"--t {t}: the kernel's temperature must be a positive number (Wang & Isola use 2)")
+    from clipscope.analysis.units import Units
+
     on_ray = engine == "ray"
     I, T, Ip, Tp, pairs = modality_rows(cache, lazy=on_ray)
+    units = Units.from_pairs(pairs, len(I), len(T))
     shards = {}
     if on_ray and Ip is not None:
         from clipscope.distributed import RayRanges
 
         on = RayRanges(cache.path, num_shards=num_shards, address=address)
-        shards = {"pair_stats": on.pair_sums(), "best_negatives": lambda Tq, pairing: on.best_negatives(Tq, pairing, block)}
-    metrics = geometry.uniformity_metrics(I, T, Ip, Tp, pairs, t=t, max_pairs=max_pairs, sample_pairs=sample_pairs,
-                                          seed=seed, block=block, device=device, **shards)
+        shards = {"pair_stats": on.pair_sums(units),
+                  "best_negatives": lambda Tq, pairing: on.best_negatives(Tq, pairing, block)}
+    metrics = geometry.uniformity_metrics(I, T, pairs, t=t, max_pairs=max_pairs, sample_pairs=sample_pairs,
+                                          seed=seed, block=block, device=device, units=units, **shards)
     notes = []
     sampled = [k for k, v in metrics.items() if v.get("exact") is False]
     if sampled:
         notes.append(f"above --max-pairs {max_pairs}: {', '.join(sampled)} estimated from an unbiased seeded "
-                     f"sample of about {sample_pairs} pairs; ci95 from {10} disjoint subsets")
-    notes.append("ci95 (exact mode): Hoeffding variance of the U-statistic, delta method for the log")
+                     f"sample of about {sample_pairs} pairs; ci95 from {10} disjoint subsets of sampling units")
+    notes.append(f"ci95 ({units.layout}, exact mode): first-order influences per sampling unit of the U-statistics "
+                 f"(pairs within one unit are left out), delta method for the log; population: {units.population()}")
     return TaskResult(metrics, {}, notes,
                       config={"t": t, "max_pairs": max_pairs, "sample_pairs": sample_pairs, "block": block,
-                              "engine": engine},
+                              "engine": engine, "layout": units.layout, "units": units.n_units},
                       counts={"images": len(I), "texts": len(T), "pairs": 0 if pairs is None else len(pairs)},
                       plot_data={"I": I, "T": T, "Ip": Ip, "Tp": Tp, "pairs": pairs})
 
