@@ -35,6 +35,9 @@ test: $(TEST_STAMP)
 test-fast: $(TEST_STAMP)
 	HF_HUB_OFFLINE=1 $(PY) -m pytest -n 2 --dist worksteal -q -m "not slow"
 
+lint: $(TEST_STAMP)
+	$(VENV)/bin/ruff check clipscope tests tools benchmarks examples
+
 wheel-check: $(TEST_STAMP)
 	bash tools/wheel_check.sh
 

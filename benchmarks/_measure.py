@@ -21,11 +21,12 @@ def rss_mb() -> float:
 
 
 def main():
-    import clipscope.analysis.geometry  # noqa: F401  (imports before the baseline)
     import clipscope.cli.geometry_cmds  # noqa: F401
+    import torch  # noqa: F401
+
+    import clipscope.analysis.geometry  # noqa: F401  (imports before the baseline)
     import clipscope.cli.main as cli
     import clipscope.tasks.blindpairs  # noqa: F401
-    import torch  # noqa: F401
 
     before = rss_mb()
     t0 = time.perf_counter()

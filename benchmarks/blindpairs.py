@@ -56,7 +56,7 @@ def main():
 
     sync()
     t0 = time.perf_counter()
-    for *_, s in similarity_tiles(clip, clip, block=DEFAULT_BLOCK, device=device):
+    for *_, _s in similarity_tiles(clip, clip, block=DEFAULT_BLOCK, device=device):
         pass
     sync()
     bare = time.perf_counter() - t0

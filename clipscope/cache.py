@@ -148,7 +148,7 @@ def _nbytes(values, itemsize: int | None = None) -> int:
     """About how many bytes ``values`` (an array, or a list of strings) take in the file."""
     if values is None:
         return 0
-    if hasattr(values, "shape") and getattr(values, "dtype", object) != object:
+    if hasattr(values, "shape") and getattr(values, "dtype", np.dtype(object)).kind != "O":
         n = int(np.prod(values.shape))
         return n * (itemsize or values.dtype.itemsize)
     return sum(len(str(v).encode("utf-8", "surrogateescape")) + 16 for v in values)
@@ -198,7 +198,7 @@ def derived_partials(path: str | os.PathLike) -> list[Path]:
 
 
 def from_arrays(image_embeddings, text_embeddings=None, pairs=None, *, image_labels=None, classnames=None,
-                image_ids=None, text_captions=None, model: str | None = None) -> "Cache":
+                image_ids=None, text_captions=None, model: str | None = None) -> Cache:
     """A cache held in memory (nothing is written): for embeddings a training loop or a notebook
     already has. ``pairs``: (image row, text row); default row i with row i when both
     modalities have the same number of rows.
@@ -251,7 +251,7 @@ class Cache:
         self._owned = owned  # a borrowed view (see borrowed) never closes the file it shares
 
     @classmethod
-    def open(cls, path: str | os.PathLike) -> "Cache":
+    def open(cls, path: str | os.PathLike) -> Cache:
         h5py = _h5py()
         p = Path(path)
         if not p.exists():
@@ -280,7 +280,7 @@ class Cache:
         if self._owned:
             self._f.close()
 
-    def borrowed(self) -> "Cache":
+    def borrowed(self) -> Cache:
         """A view of this open cache that code may close freely: the caller keeps the file open
         (a :func:`from_arrays` cache serves any number of runs)."""
         return Cache(self.path, self._f, owned=False)
@@ -398,7 +398,7 @@ class Cache:
         """L2-normalised rows r0..r1 of ``modality`` ("image" or "text") as float32."""
         return self._normalized(f"{modality}/embeddings", span=(r0, r1))
 
-    def rows(self, modality: str) -> "RowReader":
+    def rows(self, modality: str) -> RowReader:
         """``modality``'s L2-normalised rows, read from the file only when indexed."""
         return RowReader(self, f"{modality}/embeddings")
 
@@ -470,7 +470,7 @@ class RowReader:
     def __len__(self) -> int:
         return self.shape[0]
 
-    def take(self, idx) -> "RowReader":
+    def take(self, idx) -> RowReader:
         idx = np.asarray(idx, np.int64)
         return RowReader(self.cache, self.key, idx if self.index is None else self.index[idx])
 

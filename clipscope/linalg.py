@@ -8,7 +8,7 @@ GPU when ``device`` names one.
 
 from __future__ import annotations
 
-from typing import Iterator
+from collections.abc import Iterator
 
 import numpy as np
 
@@ -45,7 +45,7 @@ def to_torch(x: np.ndarray, device: str = "cpu"):
 
 
 def similarity_tiles(a: np.ndarray, b: np.ndarray | None = None, *, block: int = DEFAULT_BLOCK,
-                     device: str = "cpu", upper: bool = False) -> Iterator[tuple[int, int, int, int, "object"]]:
+                     device: str = "cpu", upper: bool = False) -> Iterator[tuple[int, int, int, int, object]]:
     """Yield ``(i0, i1, j0, j1, S)`` with ``S = a[i0:i1] @ b[j0:j1].T`` as a torch tensor.
 
     With ``b=None`` the second operand is ``a``; ``upper=True`` then yields only the tiles with

@@ -14,8 +14,8 @@ and a spec here with ``compute=``: the command evaluates every spec it owns that
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 MIND_THE_GAP = "Liang et al. 2022, Mind the Gap (NeurIPS), Weixin-Liang/Modality-Gap"
 TWO_EFFECTS = "Schrodi et al. 2025, Two Effects, One Trigger (ICLR), lmb-freiburg/two-effects-one-trigger gap_precompute.py"
@@ -48,6 +48,7 @@ class MetricSpec:
     # config keys whose values define what the metric measures: two reports that differ in one are
     # not comparable on it (besides the command's own, COMMAND_DEFINES)
     defined_by: tuple[str, ...] = ()
+    needs: tuple[str, ...] = ()  # inputs a compute function reads; without them the metric is skipped
 
 
 # Config keys that define every metric of a command (compare refuses to gate across a change in one).
@@ -169,33 +170,25 @@ def spec_of(name: str) -> MetricSpec | None:
     return None
 
 
-def source_of(name: str) -> str | None:
-    spec = spec_of(name)
-    return None if spec is None else spec.source
-
-
 def specs_for(command: str) -> list[MetricSpec]:
     return [s for s in SPECS if s.command == command]
 
 
-def computed_names(command: str) -> list[str]:
-    """The metrics of ``command`` registered with a ``compute`` function."""
-    return [s.pattern for s in specs_for(command) if s.compute is not None]
-
-
 def computed_metrics(command: str, inputs: dict) -> dict:
     """Every metric of ``command`` whose spec has a ``compute`` function, evaluated on the
-    command's inputs (gap: I, T, Ip, Tp, pairs). A metric whose inputs are missing is skipped."""
+    command's inputs (its task's ``TaskResult.inputs``; gap: I, T, pairs, units). A spec whose
+    ``needs`` are not all among the inputs (e.g. pairs on unpaired data) is skipped; an error
+    inside a compute function is an error of the run, never a silently missing metric."""
     from clipscope.analysis import metric
 
     out = {}
     for spec in specs_for(command):
-        if spec.compute is None:
+        if spec.compute is None or any(inputs.get(k) is None for k in spec.needs):
             continue
-        try:
-            value = spec.compute(inputs)
-        except KeyError:  # e.g. a paired metric without pairs
-            continue
-        if value is not None:
-            out[spec.pattern] = metric(value, higher_is_better=spec.higher_is_better, description=spec.description)
+        value = spec.compute(inputs)
+        ci = None
+        if isinstance(value, tuple):
+            value, ci = value
+        out[spec.pattern] = metric(value, higher_is_better=spec.higher_is_better, description=spec.description,
+                                   ci95=ci)
     return out

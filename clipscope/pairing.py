@@ -63,7 +63,7 @@ class Pairing:
         self.ptr = np.searchsorted(self.a, np.arange(self.n_a + 1))
 
     @classmethod
-    def texts_by_images(cls, pairs: np.ndarray, n_images: int, n_texts: int) -> "Pairing":
+    def texts_by_images(cls, pairs: np.ndarray, n_images: int, n_texts: int) -> Pairing:
         """Rows A = texts, columns B = images, from cache pairs (image row, text row)."""
         pairs = np.asarray(pairs, np.int64).reshape(-1, 2)
         return cls(pairs[:, 1], pairs[:, 0], n_texts, n_images)
@@ -90,7 +90,7 @@ class Pairing:
         keep = (b >= b0) & (b < b1)
         return a[keep] - a0, b[keep] - b0
 
-    def subset(self, a_idx: np.ndarray | None = None, b_idx: np.ndarray | None = None) -> "Pairing":
+    def subset(self, a_idx: np.ndarray | None = None, b_idx: np.ndarray | None = None) -> Pairing:
         """The pairing between rows ``a_idx`` and columns ``b_idx`` (sorted index arrays; None: all),
         renumbered to positions within them."""
         a_map = np.arange(self.n_a) if a_idx is None else _positions(a_idx, self.n_a)

@@ -1,24 +1,11 @@
-"""Seeding, device and precision choice: one place for each."""
+"""Device and precision choice, default workers, timestamps: one place for each."""
 
 from __future__ import annotations
 
 import contextlib
 import os
-import random
-
-import numpy as np
 
 from clipscope.errors import ClipscopeError
-
-
-def seed_everything(seed: int) -> np.random.Generator:
-    """Seed python, numpy and torch; return a numpy Generator for local use."""
-    import torch
-
-    random.seed(seed)
-    np.random.seed(seed % (2**32))
-    torch.manual_seed(seed)
-    return np.random.default_rng(seed)
 
 
 def resolve_device(device: str = "auto") -> str:

@@ -39,16 +39,15 @@ from pathlib import Path
 from clipscope.errors import ClipscopeError
 
 RUN_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
-OWN_INPUTS = ("compose",)  # commands whose inputs are benchmark files, not the suite's data
 SUITE_KEYS = {"name", "model", "pretrained", "data", "device", "out", "baseline", "rule", "alpha", "tolerance",
               "allow_missing", "allow_incomparable", "cache"}
 
 
 def suite_commands() -> tuple[str, ...]:
     """Every command that writes a report (a suite can run each)."""
-    from clipscope.api import OPTIONS
+    from clipscope.registry import commands
 
-    return tuple(OPTIONS)
+    return tuple(commands())
 
 
 @dataclass
@@ -152,9 +151,11 @@ def _resolve(p: str, base: Path) -> Path:
 def run_arguments(run: dict, suite: dict, name: str, base: Path) -> tuple:
     """(cache, keyword arguments, plots) of one suite run for :func:`clipscope.run`; unknown
     options and missing caches are errors here, before any run starts."""
-    from clipscope.api import COMMON, OPTIONS
+    from clipscope.registry import RUN
+    from clipscope.registry import command as declared
 
     command = run["command"]
+    cmd = declared(command)
     s = suite.get("suite", {})
     cache = run.get("cache", s.get("cache"))
     paths = []
@@ -163,16 +164,15 @@ def run_arguments(run: dict, suite: dict, name: str, base: Path) -> tuple:
         if not p.exists():
             raise ClipscopeError(f"suite run {name!r}: no cache at {c}")
         paths.append(str(p))
-    accepted = set(COMMON) | set(OPTIONS[command])
+    accepted = set(cmd.accepted()) | {o.name for o in RUN}
     kwargs = {}
     # Suite-wide settings go to the commands that take them (drift, for one, names two models
     # itself; compose's --data is extra captions, not its input: only a run's own data reaches it).
     for key in ("model", "pretrained", "data", "device"):
-        value = run.get(key, None if key == "data" and command in OWN_INPUTS else s.get(key))
+        value = run.get(key, None if key == "data" and not cmd.suite_data else s.get(key))
         # With a cache, only the commands that run the model need it; data comes from the cache.
         if value is not None and key in accepted and not (paths and key == "data") \
-                and not (paths and key in ("model", "pretrained") and command not in ("invert",)) \
-                and not (command == "drift" and key in ("model", "pretrained")):
+                and not (paths and key in ("model", "pretrained") and not cmd.model_with_cache):
             kwargs[key] = value
     options = dict(run.get("options") or {})
     plots = not options.pop("no_plots", False)

@@ -110,7 +110,7 @@ def glass_blur(x, severity=1):
     gaussian = _imports()[2]
     c = [(0.7, 1, 2), (0.9, 2, 1), (1, 2, 3), (1.1, 3, 2), (1.5, 4, 2)][severity - 1]
     x = np.uint8(gaussian(np.array(x) / 255., sigma=c[0], channel_axis=-1) * 255)
-    for i in range(c[2]):
+    for _ in range(c[2]):
         for h in range(224 - c[1], c[1], -1):
             for w in range(224 - c[1], c[1], -1):
                 dx, dy = np.random.randint(-c[1], c[1], size=(2,))

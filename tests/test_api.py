@@ -8,10 +8,10 @@ import sys
 
 import numpy as np
 import pytest
+from conftest import REPO
 
 import clipscope
 from clipscope.errors import UsageError
-from conftest import REPO
 
 
 def _arrays(n=120, d=16, seed=0):

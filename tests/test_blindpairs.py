@@ -2,12 +2,12 @@
 
 import numpy as np
 import pytest
+from conftest import save_image
 
 from clipscope.analysis.blindpairs import mine_blind_pairs, score_pairs
 from clipscope.data.mmvp import load_mmvp
 from clipscope.errors import ClipscopeError
 from clipscope.linalg import l2_normalize
-from conftest import save_image
 
 
 def _plant(n=300, d_clip=32, d_ref=48, seed=0):

@@ -12,10 +12,10 @@ from pathlib import Path
 import h5py
 import numpy as np
 import pytest
+from conftest import REPO, make_image_folder, save_image
 
 from clipscope import Cache
 from clipscope.errors import ClipscopeError
-from conftest import REPO, make_image_folder, save_image
 
 TINY = ["--model", "clipscope-tiny", "--pretrained", "none", "--workers", "0"]
 

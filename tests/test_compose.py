@@ -6,10 +6,10 @@ from __future__ import annotations
 
 import json
 
+import compose_reference as ref
 import numpy as np
 import pytest
 
-import compose_reference as ref
 from clipscope.analysis import compose as c
 from clipscope.data.compose_benchmarks import load_aro, load_sugarcrepe, load_winoground
 from clipscope.errors import ClipscopeError
@@ -300,13 +300,13 @@ def test_pre_caption_and_trigrams_match_the_reference():
 
 def test_aro_order_scored_as_the_reference(tmp_path):
     import torch
+    from conftest import save_image
 
     import clipscope
     from clipscope.data import open_image_file
     from clipscope.data.text_perturb import order_options
     from clipscope.linalg import l2_normalize
     from clipscope.models import load_encoder
-    from conftest import save_image
 
     for k in range(2):
         save_image(tmp_path / "val2014" / f"{k}.jpg", seed=30 + k)
@@ -317,7 +317,7 @@ def test_aro_order_scored_as_the_reference(tmp_path):
                       plots=False)
     enc = load_encoder("clipscope-tiny", device="cpu")
     scores = []
-    for k, case in enumerate([(a["image"], c) for a in ann for c in a["caption"]]):
+    for k, case in enumerate([(a["image"], cap) for a in ann for cap in a["caption"]]):
         opts, _ = order_options(case[1], np.random.default_rng([0, k]))
         img = l2_normalize(enc.encode_images(torch.stack([enc.preprocess(open_image_file(tmp_path / case[0]))])).numpy())
         scores.append(img @ l2_normalize(enc.encode_texts(opts).numpy()).T)

@@ -17,8 +17,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
 import simulate as S
+
 from clipscope.analysis import geometry as g
 from clipscope.analysis.units import Units
 

@@ -8,12 +8,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import ray  # noqa: E402  (the optional "distributed" extra; make test installs it)
+from conftest import REPO, make_image_folder
 
 from clipscope import Cache
 from clipscope.distributed import plan_shards
-from conftest import REPO, make_image_folder
-
-import ray  # noqa: E402  (the optional "distributed" extra; make test installs it)
 
 
 def test_plan_shards_on_batch_boundaries():

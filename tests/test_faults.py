@@ -254,8 +254,9 @@ def test_a_waiter_on_a_removed_lock_file_takes_the_new_one(tmp_path):
 
 
 def test_replaced_image_with_restored_mtime_changes_the_key(tmp_path):
-    from clipscope.data import open_source
     from conftest import save_image
+
+    from clipscope.data import open_source
 
     root = tmp_path / "imgs"
     for i in range(3):
@@ -323,8 +324,9 @@ def test_full_disk_during_invert_says_so_and_cleans_up(small_fs):
 
 
 def test_non_utf8_file_name_and_bad_captions_are_handled_before_encoding(tmp_path, run_cli):
-    from clipscope import Cache
     from conftest import save_image
+
+    from clipscope import Cache
 
     root = tmp_path / "imgs"
     save_image(root / "ok.jpg", seed=1)

@@ -6,11 +6,11 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from test_negatives import LAYOUTS, layout
 
 from clipscope.analysis import gap_sums as gs
 from clipscope.analysis import geometry as g
 from clipscope.analysis.units import Units, unit_groups
-from test_negatives import LAYOUTS, layout
 
 
 def aligned_layout():

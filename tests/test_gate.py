@@ -9,8 +9,8 @@ import math
 
 import numpy as np
 import pytest
-
 import simulate as S
+
 from clipscope.report.compare import compare_reports, decide, failed, holm
 
 LAYOUTS = ("pairs", "captions", "classes")

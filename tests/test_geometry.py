@@ -4,13 +4,13 @@ import math
 
 import numpy as np
 import pytest
+from conftest import expected_metrics
 from scipy.special import hyp0f1
 
 from clipscope.analysis import geometry as g
 from clipscope.analysis.pairwise import gaussian_pair_mean
 from clipscope.analysis.retrieval import cross_modal_recall, recall_at_k
 from clipscope.linalg import l2_normalize
-from conftest import expected_metrics
 
 
 def unit(x):

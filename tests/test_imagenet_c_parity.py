@@ -6,11 +6,11 @@ from __future__ import annotations
 
 import io
 
+import imagenet_c_reference as ref
 import numpy as np
 import pytest
 from PIL import Image
 
-import imagenet_c_reference as ref
 from clipscope.robustness.corruptions import corrupt, motion_blur_tensor, publish
 
 SEVERITIES = (1, 2, 3, 4, 5)

@@ -4,8 +4,14 @@ import numpy as np
 import pytest
 import torch
 
-from clipscope.analysis.inversion import (OTI_DEFAULTS, OVI_DEFAULTS, PLACEHOLDER, encode_image_with_pseudo_tokens,
-                                          encode_text_with_pseudo_tokens, invert_batch)
+from clipscope.analysis.inversion import (
+    OTI_DEFAULTS,
+    OVI_DEFAULTS,
+    PLACEHOLDER,
+    encode_image_with_pseudo_tokens,
+    encode_text_with_pseudo_tokens,
+    invert_batch,
+)
 from clipscope.analysis.retrieval import label_retrieval
 from clipscope.errors import ClipscopeError
 from clipscope.models import load_encoder

@@ -3,6 +3,7 @@ folders, each set's loader and class subset, ImageNet-C on disk and the mCE arit
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -62,7 +63,7 @@ def test_wordnet_folders_get_imagenet_names_and_the_80_templates(sets, tmp_path)
 
 def test_classnames_file_json_and_text(sets, tmp_path):
     j = tmp_path / "names.json"
-    j.write_text('{"%s": "fish one", "%s": "fish two", "%s": "fish three"}' % R3)
+    j.write_text(json.dumps(dict(zip(R3, ("fish one", "fish two", "fish three")))))
     assert open_source(f"folder:{sets / 'val'}", classnames=str(j)).classnames == ["fish one", "fish two", "fish three"]
     t = tmp_path / "names.txt"
     t.write_text("".join(f"{w} name {k}\n" for k, w in enumerate(R3[:2])))

@@ -4,13 +4,19 @@ import json
 
 import numpy as np
 import pytest
+from conftest import make_image_folder
 from scipy.ndimage import gaussian_filter
 
-from clipscope.analysis.calibration import (auroc, expected_calibration_error, fpr_at_tpr, mcm_score,
-                                            negative_log_likelihood, softmax)
+from clipscope.analysis.calibration import (
+    auroc,
+    expected_calibration_error,
+    fpr_at_tpr,
+    mcm_score,
+    negative_log_likelihood,
+    softmax,
+)
 from clipscope.errors import ClipscopeError
 from clipscope.robustness import CORRUPTIONS, PARAMS, corrupt
-from conftest import make_image_folder
 
 
 def ssim(a, b):

@@ -118,7 +118,7 @@ def test_every_shard_of_sharded_weights_enters_the_content_key(tmp_path, run_cli
     first.save_pretrained(folder, max_shard_size="20KB")
     assert len(list(folder.glob("*.safetensors"))) > 1
     runs = []
-    for k in range(2):
+    for _ in range(2):
         code, out, err = run_cli("gap", "--model", f"transformers:{folder}", "--data", "probes:16",
                                  "--json", "-", "-q")
         assert code == 0, err

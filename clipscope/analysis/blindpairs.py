@@ -45,7 +45,7 @@ def mine_blind_pairs(clip: np.ndarray, reference: np.ndarray, *, clip_threshold:
     in_any = torch.zeros(n, dtype=torch.bool, device=device)
     kept = {k: [] for k in ("a", "b", "c", "r")}
     n_blind = n_similar = 0
-    for i0, i1, j0, j1, s in similarity_tiles(clip, None, block=block, device=device, upper=True):
+    for i0, _, j0, _, s in similarity_tiles(clip, None, block=block, device=device, upper=True):
         mask = s > clip_threshold
         if i0 == j0:
             mask = torch.triu(mask, diagonal=1)

@@ -82,7 +82,7 @@ class Centroids:
     steps_t: np.ndarray | None = None
 
     @classmethod
-    def of(cls, r1_i: dict, r1_t: dict, steps_of=None) -> "Centroids":
+    def of(cls, r1_i: dict, r1_t: dict, steps_of=None) -> Centroids:
         """From the round-1 sums; ``steps_of(gap length)``: the sweep's (image, text) steps."""
         c = cls(r1_i["sums"], r1_t["sums"], float(r1_i["n"]), float(r1_t["n"]), r1_t["fixed_sums"])
         if steps_of is not None:

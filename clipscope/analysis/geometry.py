@@ -23,8 +23,14 @@ import math
 import numpy as np
 
 from clipscope.analysis import gap_sums, metric
-from clipscope.analysis.pairwise import (DEFAULT_MAX_PAIRS, DEFAULT_SAMPLE_PAIRS, Z95, PairMean, gaussian_cross_mean,
-                                         gaussian_pair_mean)
+from clipscope.analysis.pairwise import (
+    DEFAULT_MAX_PAIRS,
+    DEFAULT_SAMPLE_PAIRS,
+    Z95,
+    PairMean,
+    gaussian_cross_mean,
+    gaussian_pair_mean,
+)
 from clipscope.linalg import DEFAULT_BLOCK, column_sums, row_distances, row_dots, similarity_tiles
 from clipscope.pairing import Pairing
 
@@ -216,11 +222,6 @@ def linear_separability(I: np.ndarray, T: np.ndarray, *, seed: int = 0, max_rows
 
 
 # --------------------------------------------------------------------------- intervals
-
-
-def cone_interval(X: np.ndarray) -> list[float] | None:
-    """95% interval of the cone of rows X, each row its own sampling unit (see :func:`cone_with_ci`)."""
-    return cone_with_ci(X)[1]
 
 
 def centroid_gap_estimate(I: np.ndarray, T: np.ndarray, pairs: np.ndarray | None) -> tuple[float, list[float] | None]:
@@ -506,8 +507,12 @@ def shift_sweep(I: np.ndarray, T: np.ndarray, pairs: np.ndarray | None, *, class
     ``I`` and ``T`` are only indexed for the sampled rows. ``pairing``: ``pairs`` as a
     :class:`Pairing`, when the caller has built it.
     """
-    from clipscope.analysis.retrieval import (ONE_PASS_MAX_ENTRIES, cross_modal_recall, recall_from_similarities,
-                                              zero_shot_accuracy)
+    from clipscope.analysis.retrieval import (
+        ONE_PASS_MAX_ENTRIES,
+        cross_modal_recall,
+        recall_from_similarities,
+        zero_shot_accuracy,
+    )
 
     diff = column_sums(I) / len(I) - column_sums(T) / len(T) if diff is None else diff
     gap = float(np.linalg.norm(diff))

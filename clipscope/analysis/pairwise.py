@@ -238,9 +238,12 @@ def gaussian_cross_mean(a: np.ndarray, b: np.ndarray, pairing, *, t: float = 2.0
     per = max(2, min(per, int(math.sqrt(sample_pairs / N_SUBSETS) / max(rows_per_unit / 2, 1))))
     fixed_a = np.flatnonzero(ua == FIXED)
     estimates, used = [], 0
+    def in_subset(u, k):
+        r = rank[np.maximum(u, 0)]
+        return (u >= 0) & (r >= k * per) & (r < (k + 1) * per)
+
     for k in range(N_SUBSETS):
-        in_k = lambda u: (u >= 0) & (rank[np.maximum(u, 0)] >= k * per) & (rank[np.maximum(u, 0)] < (k + 1) * per)  # noqa: E731
-        ia, ib = np.flatnonzero(in_k(ua)), np.flatnonzero(in_k(ub))
+        ia, ib = np.flatnonzero(in_subset(ua, k)), np.flatnonzero(in_subset(ub, k))
         sub = pairing.subset(ia, ib)
         count = len(ia) * len(ib) - len(sub)
         if count < 1:

@@ -39,7 +39,7 @@ class Units:
     layout: str  # "1:1 pairs", "several captions per image", "class prompts", "mixed", "unpaired"
 
     @classmethod
-    def from_pairs(cls, pairs: np.ndarray | None, n_images: int, n_texts: int) -> "Units":
+    def from_pairs(cls, pairs: np.ndarray | None, n_images: int, n_texts: int) -> Units:
         pairs = np.zeros((0, 2), np.int64) if pairs is None else np.asarray(pairs, np.int64).reshape(-1, 2)
         pairs = np.unique(pairs, axis=0) if len(pairs) else pairs
         text_degree = np.bincount(pairs[:, 1], minlength=n_texts) if n_texts else np.zeros(0, np.int64)
@@ -81,9 +81,6 @@ class Units:
                     "held fixed: they are not a sample, so text-only statistics over them have no sampling error; if "
                     "the classes themselves are a sample of a larger set, these intervals are too narrow")
         return f"{base} (each image with its text is one sampling unit)"
-
-    def unit_of_rows(self, modality: str) -> np.ndarray:
-        return self.image_unit if modality == "image" else self.text_unit
 
 
 def per_unit(values: np.ndarray, units: np.ndarray, n_units: int) -> np.ndarray:
@@ -147,16 +144,6 @@ def interval(value: float, se: float | None) -> list[float] | None:
     if se is None or not math.isfinite(se) or not math.isfinite(value):
         return None
     return [value - Z95 * se, value + Z95 * se]
-
-
-def ratio_influence(num: np.ndarray, den: np.ndarray) -> tuple[float, np.ndarray]:
-    """A ratio of per-unit sums, ``theta = sum(num) / sum(den)`` (e.g. the mean over pairs of a
-    pair value, per-unit sums of the values and counts), and its influences over the units
-    with ``den > 0``: ``psi_u = (num_u - theta den_u) / mean(den)``."""
-    keep = den > 0
-    num, den = num[keep], den[keep]
-    theta = float(num.sum() / den.sum()) if den.sum() else float("nan")
-    return theta, (num - theta * den) / den.mean() if len(den) else np.zeros(0)
 
 
 def pair_mean_influence(H: np.ndarray, M: np.ndarray, total: float, count: float, *, symmetric: bool

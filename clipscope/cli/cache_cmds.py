@@ -6,12 +6,11 @@ import json
 
 import click
 
-from clipscope.cli.options import data_options, model_options
+from clipscope.cli.commands import shared_options
 
 
 @click.command("extract")
-@model_options
-@data_options
+@shared_options("model", "encoding", "data")
 @click.option("--out", "out", required=True, type=click.Path(dir_okay=False), help="The cache file to write (.h5).")
 @click.option("--dtype", default="float32", show_default=True, type=click.Choice(["float32", "float16"]),
               help="Storage type of the embeddings.")

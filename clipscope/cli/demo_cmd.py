@@ -6,6 +6,7 @@ import time
 
 import click
 
+
 @click.command("demo")
 @click.option("--out", "out", default="demo-out", show_default=True, type=click.Path(file_okay=False),
               help="Folder for the caches, reports, plots and report.html.")

@@ -46,9 +46,10 @@ def models_cmd(pattern, cached, as_json):
         by_model.setdefault(r["model"], []).append(r["pretrained"] + ("*" if r["cached"] else ""))
     for model, tags in by_model.items():
         click.echo(f"{model:<{width}}  {', '.join(tags)}")
+    from clipscope.models import accepted_names
+
     click.echo(f"\n{len(by_model)} architecture(s), {len(rows)} weight set(s). Any open_clip architecture also takes "
-               "--pretrained none (random init) or --pretrained TAG --weights FILE; also hf-hub:ORG/REPO, "
-               "local-dir:PATH, and timm:NAME as a blind-pair reference (e.g. timm:vit_large_patch14_dinov2.lvd142m).")
+               f"--pretrained none (random init) or --pretrained TAG --weights FILE. Model names: {accepted_names()}.")
 
 
 def _hf_cached(hub_id: str) -> bool:

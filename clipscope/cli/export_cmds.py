@@ -76,7 +76,6 @@ def explore_cmd(cache, runs, fmt, out, projection, host, port, seed):
     """
     from clipscope.errors import ClipscopeError, UsageError
     from clipscope.export import write_parquet, write_tensorboard
-
     from clipscope.fileio import check_writable, guard_outputs
 
     if out is not None:

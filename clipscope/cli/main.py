@@ -19,19 +19,13 @@ EXIT_REGRESSION = 3
 INTERRUPTED = ("interrupted; nothing written is lost: rerun the same command to resume "
                "(extraction and inversion continue after their last saved batch)")
 
-# name -> (module:attribute, one-line help shown by `clipscope --help` without importing it)
-COMMANDS = {
+# The hand-written commands: name -> (module:attribute, one-line help). The report-writing
+# commands (gap, uniformity, ...) come from their declarations (clipscope.registry) and are
+# listed between "info" and "export".
+OTHER_COMMANDS = {
     "extract": ("clipscope.cli.cache_cmds:extract_cmd", "Encode a data set into an HDF5 embedding cache (resumable)."),
     "import": ("clipscope.cli.cache_cmds:import_cmd", "Bring embeddings made elsewhere into a cache."),
     "info": ("clipscope.cli.cache_cmds:info_cmd", "Show what a cache holds: provenance and counts."),
-    "gap": ("clipscope.cli.geometry_cmds:gap_cmd", "Modality gap: centroids, RMG, cone, separability, shift sweep."),
-    "uniformity": ("clipscope.cli.geometry_cmds:uniformity_cmd", "Uniformity and alignment, within and across modalities."),
-    "invert": ("clipscope.cli.invert_cmd:invert_cmd", "Modality inversion OTI / OVI (Cross the Gap)."),
-    "blindpairs": ("clipscope.cli.blindpairs_cmd:blindpairs_cmd", "Mine CLIP-blind pairs; score MMVP-style pair benchmarks."),
-    "robustness": ("clipscope.cli.robustness_cmd:robustness_cmd", "Corruptions, accuracy drop, drift, calibration, OOD."),
-    "drift": ("clipscope.cli.drift_cmd:drift_cmd", "How far the space moved between two model releases."),
-    "compose": ("clipscope.cli.compose_cmd:compose_cmd", "Compositional benchmarks: SugarCrepe, ARO, Winoground."),
-    "direction": ("clipscope.cli.direction_cmd:direction_cmd", "The residual direction between two groups of rows (RAVE)."),
     "export": ("clipscope.cli.export_cmds:export_cmd", "Rows of a cache with per-row results, to parquet."),
     "explore": ("clipscope.cli.export_cmds:explore_cmd", "Look at the rows in Embedding Atlas or TensorBoard's projector."),
     "report": ("clipscope.cli.report_cmds:report_cmd", "One self-contained HTML report of a run folder."),
@@ -41,25 +35,44 @@ COMMANDS = {
     "models": ("clipscope.cli.discover_cmds:models_cmd", "Models and weights clipscope can load (and what is cached)."),
     "cache": ("clipscope.cli.discover_cmds:cache_group", "List, locate or clean the content-keyed embedding cache."),
 }
+_BEFORE_DECLARED = ("extract", "import", "info")
+
+
+def command_names() -> list[str]:
+    """Every command, in listing order."""
+    from clipscope.registry import commands
+
+    rest = [n for n in OTHER_COMMANDS if n not in _BEFORE_DECLARED]
+    return [*_BEFORE_DECLARED, *commands(), *rest]
 
 
 class LazyGroup(click.Group):
-    """Imports a command's module only when it runs, so `--help` and simple commands start fast."""
+    """Imports a hand-written command's module only when it runs, so `--help` and simple commands
+    start fast; builds a declared command from its declaration."""
 
     def list_commands(self, ctx):
-        return list(COMMANDS)
+        return command_names()
 
     def get_command(self, ctx, name):
-        if name not in COMMANDS:
-            return None
         import importlib
 
-        module, attr = COMMANDS[name][0].split(":")
-        return getattr(importlib.import_module(module), attr)
+        from clipscope.registry import commands
+
+        if name in OTHER_COMMANDS:
+            module, attr = OTHER_COMMANDS[name][0].split(":")
+            return getattr(importlib.import_module(module), attr)
+        if name in commands():
+            from clipscope.cli.commands import click_command
+
+            return click_command(commands()[name])
+        return None
 
     def format_commands(self, ctx, formatter):
+        from clipscope.registry import commands
+
+        helps = {**{n: h for n, (_, h) in OTHER_COMMANDS.items()}, **{n: c.help for n, c in commands().items()}}
         with formatter.section("Commands"):
-            formatter.write_dl([(name, short) for name, (_, short) in COMMANDS.items()])
+            formatter.write_dl([(name, helps[name]) for name in command_names()])
 
 
 @click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})

@@ -110,10 +110,10 @@ def check_cmd(suite_file, out, baseline, fmt, summary, quiet):
     Example:
       clipscope check examples/release-suite.toml --format markdown --summary summary.md
     """
-    from clipscope.suite import check
     from clipscope.errors import ClipscopeError
     from clipscope.fileio import check_writable, guard_outputs
     from clipscope.report import atomic_write_text
+    from clipscope.suite import check
 
     if summary:
         check_writable(summary, folder=False)

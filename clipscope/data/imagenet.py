@@ -46,13 +46,13 @@ def _timm_list(name: str) -> list[str]:
     return path.read_text().split()
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def wnids() -> tuple[str, ...]:
     """The 1,000 ImageNet-1k WordNet ids in class-index order."""
     return tuple(_timm_list("imagenet_synsets.txt"))
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def subset_wnids(name: str) -> tuple[str, ...]:
     """The published class subset of ``name`` (imagenet-r, imagenet-a), or all 1,000."""
     return tuple(_timm_list(SUBSETS[name])) if name in SUBSETS else wnids()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import math
 import os
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 
 import numpy as np
@@ -16,13 +16,18 @@ from clipscope.fileio import atomic_write_text  # noqa: F401  (re-exported: the 
 SCHEMA_VERSION = 1
 
 
-@lru_cache(maxsize=None)
+@cache
 def schema(name: str = "report") -> dict:
     """A JSON schema shipped inside the package (``report`` or ``cache``), read with
     importlib.resources so it works from a wheel; reports/schema/ holds a generated copy."""
     from importlib.resources import files
 
-    return json.loads(files("clipscope.report").joinpath("schemas", f"{name}.schema.json").read_text(encoding="utf-8"))
+    doc = json.loads(files("clipscope.report").joinpath("schemas", f"{name}.schema.json").read_text(encoding="utf-8"))
+    if name == "report":  # the commands a report may come from: the declared ones (clipscope.registry)
+        from clipscope.registry import commands
+
+        doc["properties"]["command"]["enum"] = ["extract", *commands()]
+    return doc
 
 
 def report_schema() -> dict:

@@ -14,7 +14,6 @@ from pathlib import Path
 from clipscope.errors import ClipscopeError
 from clipscope.report import reports_under, validate_report
 
-ORDER = ["extract", "gap", "uniformity", "invert", "blindpairs", "robustness", "drift", "compose", "direction"]
 MAX_TABLE_ROWS = 25
 
 CSS = """
@@ -178,7 +177,10 @@ def find_reports(run_dir: Path) -> list[tuple[dict, Path]]:
     found = [(rep, p.parent) for rep, p in reports_under(run_dir)]
     for rep, _ in found:
         validate_report(rep)
-    found.sort(key=lambda rp: (ORDER.index(rp[0]["command"]) if rp[0]["command"] in ORDER else 99, str(rp[1])))
+    from clipscope.registry import commands
+
+    order = list(commands())  # the declared commands' order
+    found.sort(key=lambda rp: (order.index(rp[0]["command"]) if rp[0]["command"] in order else 99, str(rp[1])))
     return found
 
 

@@ -80,34 +80,6 @@ def _gaussian_kernel1d(sigma: float, radius: int):
     return k / k.sum()
 
 
-def _pad_index(n: int, r: int, mode: str) -> np.ndarray:
-    """Source indices for padding a length-n axis by r on both sides (any r, also r >= n).
-
-    'nearest' repeats the edge; 'reflect' is scipy.ndimage's half-sample symmetric reflection
-    (d c b a | a b c d | d c b a), which skimage's gaussian uses.
-    """
-    idx = np.arange(-r, n + r)
-    if mode == "nearest":
-        return np.clip(idx, 0, n - 1)
-    m = np.mod(idx, 2 * n)
-    return np.where(m >= n, 2 * n - 1 - m, m)
-
-
-def gaussian_blur(x, sigma: float, *, truncate: float = 4.0, mode: str = "nearest"):
-    """Separable Gaussian blur of (B, C, H, W) as scipy.ndimage / skimage.filters.gaussian:
-    radius ``int(truncate * sigma + 0.5)``, borders 'nearest' (skimage's default) or 'reflect'."""
-    torch = _torch()
-    import torch.nn.functional as F
-
-    r = int(truncate * sigma + 0.5)
-    k = _gaussian_kernel1d(sigma, r).to(x.device, x.dtype)
-    c, H, W = x.shape[1], x.shape[2], x.shape[3]
-    x = x.index_select(3, torch.from_numpy(_pad_index(W, r, mode)).to(x.device))
-    x = F.conv2d(x, k.view(1, 1, 1, -1).repeat(c, 1, 1, 1), groups=c)
-    x = x.index_select(2, torch.from_numpy(_pad_index(H, r, mode)).to(x.device))
-    return F.conv2d(x, k.view(1, 1, -1, 1).repeat(c, 1, 1, 1), groups=c)
-
-
 def _filter2d(x, kernel):
     """cv2.filter2D with its default BORDER_REFLECT_101 (torch's 'reflect')."""
     import torch.nn.functional as F

@@ -20,6 +20,17 @@ class TaskResult:
     config: dict = field(default_factory=dict)
     counts: dict = field(default_factory=dict)
     plot_data: dict = field(default_factory=dict)  # arrays for figures; never written to JSON
+    inputs: dict = field(default_factory=dict)  # what computed metric specs read (metric_specs.computed_metrics)
+
+    def merge(self, other: TaskResult) -> None:
+        """Add another part of the same run (e.g. robustness on --data and on --benchmark sets)."""
+        self.metrics.update(other.metrics)
+        self.tables.update(other.tables)
+        self.notes.extend(other.notes)
+        self.config.update(other.config)
+        self.counts.update(other.counts)
+        self.plot_data.update(other.plot_data)
+        self.inputs.update(other.inputs)
 
 
 def modality_rows(cache, *, lazy: bool = False):
@@ -75,10 +86,8 @@ def title_of(provenance: dict, data_spec: str | None) -> str:
 
 
 def summary_keys(command: str) -> tuple:
-    """The headline metrics of a command, in order (each task module's SUMMARY)."""
-    import importlib
+    """The headline metrics of a command, in order (its declaration's summary)."""
+    from clipscope.registry import commands
 
-    try:
-        return getattr(importlib.import_module(f"clipscope.tasks.{command}"), "SUMMARY", ())
-    except ImportError:
-        return ()
+    found = commands().get(command)
+    return found.summary if found is not None else ()

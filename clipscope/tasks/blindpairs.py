@@ -8,9 +8,9 @@ import numpy as np
 
 from clipscope.analysis import metric
 from clipscope.analysis.blindpairs import mine_blind_pairs, score_pairs
-from clipscope.errors import ClipscopeError
-from clipscope.linalg import l2_normalize
-from clipscope.tasks import TaskResult
+from clipscope.errors import ClipscopeError, UsageError
+from clipscope.registry import Command, Option
+from clipscope.tasks import TaskResult, title_of
 
 
 def align_by_ids(cache, ref) -> tuple[np.ndarray, np.ndarray, list[str]]:
@@ -86,9 +86,9 @@ def score_benchmark(encoder, pairs: list[dict], *, benchmark: str, batch_size: i
     feats = []
     for i in range(0, len(images), batch_size):
         batch = [im if not isinstance(im, (str, Path)) else open_image_file(im) for im in images[i:i + batch_size]]
-        feats.append(encoder.encode_images(torch.stack([encoder.preprocess(im) for im in batch])).numpy())
-    img = l2_normalize(np.concatenate(feats)).reshape(len(pairs), 2, -1)
-    txt = l2_normalize(encoder.encode_texts_batched(texts, batch_size)).reshape(len(pairs), 2, -1)
+        feats.append(encoder.embed_images(torch.stack([encoder.preprocess(im) for im in batch])))
+    img = np.concatenate(feats).reshape(len(pairs), 2, -1)
+    txt = encoder.embed_texts(texts, batch_size).reshape(len(pairs), 2, -1)
     patterns = [p["pattern"] for p in pairs]
     res = score_pairs(img, txt, patterns, logit_scale=encoder.logit_scale, targets=targets_of(pairs))
     metrics = {"pair_accuracy_mean": metric(res["mean"], higher_is_better=True,
@@ -162,4 +162,74 @@ def contact_sheet(src, rows: list[dict], path: Path, title: str, *, plots=None) 
     return plots.image_grid(imgs, caps, path, title=f"Top CLIP-blind pairs: {title}", ncols=4)
 
 
-SUMMARY = ("n_blind_pairs", "images_in_blind_pair", "n_clip_similar_pairs", "pair_accuracy_mean")
+def run(ctx, cache, *, reference, reference_pretrained, reference_cache, clip_threshold, ref_threshold, top, benchmark):
+    """Mining against a reference (an encoder or a cache), or scoring a pair benchmark."""
+    from clipscope.context import data_block, open_cache
+    from clipscope.report import model_block
+    from clipscope.runtime import resolve_device
+
+    if benchmark:
+        if not ctx.model:
+            raise UsageError("--benchmark scores a model: give --model (and --pretrained)")
+        from clipscope.data.mmvp import open_benchmark
+
+        pairs = open_benchmark(benchmark)
+        encoder = ctx.encoder()
+        result = score_benchmark(encoder, pairs, benchmark=benchmark, batch_size=ctx.batch_size)
+        title = title_of(encoder.provenance, benchmark)
+        return ctx.report(result, model=model_block(encoder.provenance),
+                          data={"spec": f"benchmark:{benchmark}", "counts": {"pairs": len(pairs)}},
+                          figures=lambda plots, d: figures(result, d, title, plots=plots))
+    if not reference and not reference_cache:
+        raise UsageError("mining needs a reference: --reference ENCODER or --reference-cache REF.h5")
+    with ctx.cache(cache) as c:
+        source = None
+        if reference_cache is not None:
+            ref = open_cache(reference_cache)
+        else:
+            spec = ctx.data or c.attrs.get("data_spec")
+            source = ctx.source(spec)  # opened once: the reference extraction and the contact sheet share it
+            ref = ctx.cache(None, data=spec, encoder=ctx.encoder(reference, reference_pretrained))
+        with ref:
+            result = mine(c, ref, clip_threshold=clip_threshold, ref_threshold=ref_threshold, top=top,
+                          device=resolve_device(ctx.device), source=source)
+            prov = c.provenance
+            title = title_of(prov, prov.get("data_spec"))
+            return ctx.report(result, model=model_block(prov), data=data_block(c),
+                              figures=lambda plots, d: figures(result, d, title, plots=plots))
+
+
+COMMAND = Command(
+    name="blindpairs", order=40, run=run,
+    help="Mine CLIP-blind pairs; score MMVP-style pair benchmarks.",
+    doc="""CLIP-blind pairs (Tong et al., CVPR 2024): image pairs a CLIP model embeds almost
+    identically (cosine > --clip-threshold) while a vision-only model sees them as different
+    (cosine < --ref-threshold). With --benchmark, score MMVP-style statement pairs instead.
+
+    \b
+    Examples:
+      clipscope blindpairs --model ViT-B-32 --data folder:./imgs \\
+          --reference timm:vit_large_patch14_dinov2.lvd142m --out runs/blind
+      clipscope blindpairs clip.h5 --reference-cache dino.h5 --out runs/blind
+      clipscope blindpairs --model clipscope-tiny --benchmark probes --out runs/mmvp
+    """,
+    options=(
+        Option("reference", metavar="ENCODER", show_default=False,
+               help="Vision-only reference encoder: timm:NAME, or an open_clip model name (image tower)."),
+        Option("reference_pretrained", metavar="TAG|PATH|none", show_default=False,
+               help="Weights of the reference encoder."),
+        Option("reference_cache", kind="path", show_default=False,
+               help="A cache with reference image embeddings of the same image ids."),
+        Option("clip_threshold", kind="float", default=0.95, help="CLIP cosine above which a pair looks the same."),
+        Option("ref_threshold", kind="float", default=0.6, help="Reference cosine below which it differs."),
+        Option("top", kind="int", default=1000, min=1, help="Pairs listed in the report (counts cover all)."),
+        Option("benchmark", metavar="mmvp:DIR|probes[:N]", show_default=False,
+               help="Score a pair benchmark instead of mining."),
+    ),
+    summary=("n_blind_pairs", "images_in_blind_pair", "n_clip_similar_pairs", "pair_accuracy_mean"),
+    outputs=("`blindpairs.json`. Mining: metrics `n_blind_pairs`, `blind_pair_fraction`, `images_in_blind_pair`, "
+            "`n_clip_similar_pairs`; table `blind_pairs` (objects with `a`, `b`, `clip_cosine`, "
+            "`reference_cosine`, paths when known); `blindpairs_contact_sheet.png`. Benchmark: metrics "
+            "`pair_accuracy_mean` and `pair_accuracy_<pattern>`; tables `pair_scores`, `per_pattern`; PNGs "
+            "`blindpairs_patterns.png`, `blindpairs_examples.png`."),
+)

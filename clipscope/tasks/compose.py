@@ -16,14 +16,41 @@ from clipscope.analysis import compose as rules
 from clipscope.analysis import metric
 from clipscope.analysis.geometry import wilson_interval
 from clipscope.errors import ClipscopeError, UsageError
-from clipscope.linalg import l2_normalize
-from clipscope.tasks import TaskResult
+from clipscope.registry import Command, Option
+from clipscope.tasks import TaskResult, title_of
 
 KINDS = ("sugarcrepe", "aro-relation", "aro-attribution", "aro-order", "winoground", "mmvp", "probes")
 CHANCE = {"sugarcrepe": 0.5, "aro": 0.5, "winoground_text": 0.25, "winoground_image": 0.25,
           "winoground_group": 1 / 6, "probes": 0.5}
 DEFAULT_PROBES = 64  # per kind
 COLLAPSE_COSINE = 0.99
+DOCS = """## Published numbers to check a setup against
+
+SugarCrepe, ViT-B-32 with `--pretrained openai`, accuracy in percent, as published by the benchmark's
+authors (RAIVNLab/sugar-crepe, `assets/sugarcrepe_eval.png` and `assets/re_eval.png` at commit
+`0047054`, the tables of Hsieh et al. 2023). A run of
+`clipscope compose --model ViT-B-32 --pretrained openai --benchmark sugarcrepe:sugar-crepe/data --images coco/val2017`
+reports the same quantities as fractions (`sugarcrepe_<subset>`, `sugarcrepe_<family>`).
+
+| replace_obj | replace_att | replace_rel | swap_obj | swap_att | add_obj | add_att |
+|---|---|---|---|---|---|---|
+| 90.92 | 80.08 | 69.20 | 61.38 | 63.96 | 77.21 | 68.79 |
+
+| replace | swap | add |
+|---|---|---|
+| 80.76 | 63.27 | 75.09 |
+
+The family columns pool the cases of their subsets (80.76 is the case-weighted mean of the three
+replace subsets; their plain mean is 80.07), and so does clipscope. The published swap_obj number
+was computed on 246 cases; the data now has 245 (commit `546eb51` removed a case with a wrong
+caption), so a run on today's data may differ from 61.38 by up to 0.4 points.
+
+ARO and Winoground: the published ViT-B/32 (openai) numbers are in Table 1 of Yuksekgonul et al.
+2023 (VG-Relation, VG-Attribution, COCO-Order, Flickr30k-Order) and in the results table of Thrush
+et al. 2022 (text, image and group score). They are not copied here because no primary copy of
+those tables could be read on the machine this page was written on, and a number written from
+memory could be wrong.
+"""
 
 
 def parse_benchmarks(specs) -> list[tuple[str, str]]:
@@ -58,7 +85,7 @@ class _Encoded:
         new = list(dict.fromkeys(c for c in captions if c not in self.text))
         for i in range(0, len(new), self.batch_size):
             batch = new[i:i + self.batch_size]
-            self.text.update(zip(batch, l2_normalize(self.encoder.encode_texts(batch).numpy())))
+            self.text.update(zip(batch, self.encoder.embed_texts(batch, len(batch))))
             self.calls["text_batches"] += 1
         return np.stack([self.text[c] for c in captions])
 
@@ -71,7 +98,7 @@ class _Encoded:
         for i in range(0, len(new), self.batch_size):
             batch = new[i:i + self.batch_size]
             pixels = [self.encoder.preprocess((load or _open_cropped)(key)) for key in batch]
-            self.image.update(zip(batch, l2_normalize(self.encoder.encode_images(torch.stack(pixels)).numpy())))
+            self.image.update(zip(batch, self.encoder.embed_images(torch.stack(pixels))))
             self.calls["image_batches"] += 1
         return np.stack([self.image[k] for k in keys])
 
@@ -210,7 +237,8 @@ def evaluate(encoder, benchmarks, *, images=None, captions: list[str] | None = N
             for k, case in enumerate(cases):  # seeded per case: any subset reproduces its perturbations
                 opts, names = order_options(case["caption"], np.random.default_rng([seed, k]), tagger)
                 options.append(opts)
-            s = _option_scores(enc, list(range(len(cases))), lambda k: (cases[k]["image"], None), lambda k: options[k])
+            s = _option_scores(enc, list(range(len(cases))), lambda k, cases=cases: (cases[k]["image"], None),
+                               lambda k, options=options: options[k])
             correct = rules.aro_order_correct(s)
             name = "aro_order_" + "".join(ch if ch.isalnum() else "_" for ch in Path(path).stem.lower())
             metrics[name] = _accuracy_metric(correct, f"ARO order ({Path(path).name}): the caption scores highest "
@@ -229,7 +257,7 @@ def evaluate(encoder, benchmarks, *, images=None, captions: list[str] | None = N
             by_id = {c["id"]: c["image"] for c in cases}
             probe_images.update(by_id)
             s = _option_scores(enc, cases, lambda c: ("probe", c["id"]), lambda c: c["options"],
-                               load=lambda key: by_id[key[1]])
+                               load=lambda key, by_id=by_id: by_id[key[1]])
             correct = rules.sugarcrepe_correct(s[:, 1], s[:, 0])
             for probe_kind in COMPOSE_KINDS:
                 mask = np.array([c["kind"] == probe_kind for c in cases])
@@ -331,5 +359,67 @@ def figures(result: TaskResult, out_dir: Path, title: str, *, plots=None, **_) -
     return {k: Path(v).name for k, v in out.items()}
 
 
-SUMMARY = ("probe_binding", "probe_spatial", "probe_counting", "probe_word_order", "sugarcrepe_replace", "sugarcrepe_swap", "sugarcrepe_add", "aro_relation", "aro_attribution",
-           "winoground_text", "winoground_image", "winoground_group")
+def run(ctx, cache, *, benchmark, images, captions, top_failures):
+    """The run's model on benchmark files (and the run's --data captions for the text side)."""
+    from clipscope.report import model_block
+
+    if cache is not None:
+        raise UsageError("compose scores a model on benchmark files: give --model and --benchmark, not a cache")
+    benchmarks = parse_benchmarks([benchmark] if isinstance(benchmark, str) else benchmark)
+    if not ctx.model:
+        raise UsageError("compose scores a model: give --model (and --pretrained)")
+    lines = None
+    if captions is not None:  # a plain text file, one caption per line, for the text-side diagnostics
+        try:
+            lines = [t.strip() for t in Path(captions).read_text(encoding="utf-8").splitlines() if t.strip()]
+        except (OSError, UnicodeDecodeError) as e:
+            raise ClipscopeError(f"--captions {captions}: cannot read it as UTF-8 text ({e})") from None
+    if ctx.data:  # a data source's captions feed the text-side diagnostics as well
+        lines = (lines or []) + list(ctx.source(ctx.data).texts or [])
+    encoder = ctx.encoder()
+    result = evaluate(encoder, benchmarks, images=images, captions=lines, batch_size=ctx.batch_size,
+                      top_failures=top_failures, seed=ctx.seed)
+    title = title_of(encoder.provenance, ", ".join(k for k, _ in benchmarks))
+    return ctx.report(result, model=model_block(encoder.provenance),
+                      data={"spec": "; ".join(f"{k}:{p}" for k, p in benchmarks), "counts": {}},
+                      figures=lambda plots, d: figures(result, d, title, plots=plots))
+
+
+COMMAND = Command(
+    name="compose", order=70, run=run, inputs="model", suite_data=False,
+    help="Compositional benchmarks: SugarCrepe, ARO, Winoground.",
+    doc="""Compositional understanding: how often the model prefers the right caption over one with
+    the same words recombined (SugarCrepe, ARO VG-Relation / VG-Attribution / order, Winoground,
+    and built-in two-object probes), each scored with its reference's rule, ties included, plus
+    text-side diagnostics. Files are read locally, never downloaded.
+
+    \b
+    Examples:
+      clipscope compose --model clipscope-tiny --benchmark probes --out runs/compose
+      clipscope compose --model ViT-B-32 --pretrained openai --benchmark sugarcrepe:sugar-crepe/data \\
+          --images coco/val2017 --out runs/compose
+      clipscope compose --model ViT-B-32 --pretrained openai --benchmark winoground:winoground \\
+          --benchmark aro-relation:aro/visual_genome_relation.json --out runs/compose
+    """,
+    options=(
+        Option("benchmark", multiple=True, required=True, metavar="NAME:PATH", default=(), show_default=False,
+               help="Repeatable: sugarcrepe:DATA_DIR, aro-relation:FILE, aro-attribution:FILE, aro-order:KARPATHY_JSON, "
+                    "winoground:DIR, mmvp:DIR (MMVP-VLM, scored as blindpairs does), or "
+                    "probes[:N] (built-in two-object scenes, N per kind; offline)."),
+        Option("images", kind="dir", show_default=False,
+               help="Image root: COCO val2017 for SugarCrepe; for aro-order the Karpathy paths' root (default: the "
+                    "file's folder)."),
+        Option("captions", kind="path", show_default=False,
+               help="A text file of captions (one per line) for the text-side diagnostics (--data's captions count "
+                    "too)."),
+        Option("top_failures", kind="int", default=20, min=0, help="Rows of the hardest-failures table."),
+    ),
+    summary=("probe_binding", "probe_spatial", "probe_counting", "probe_word_order", "sugarcrepe_replace", "sugarcrepe_swap", "sugarcrepe_add", "aro_relation", "aro_attribution",
+           "winoground_text", "winoground_image", "winoground_group"),
+    outputs=("`compose.json` (metrics `sugarcrepe_<subset>` and `sugarcrepe_<family>`, `aro_relation`, "
+            "`aro_attribution`, `winoground_text`, `winoground_image`, `winoground_group`, "
+            "`mmvp_pair_accuracy_mean`; tables `categories` (objects with `benchmark`, `category`, `accuracy`, "
+            "`n`, `ties`) and `hardest_failures`; counts of cases, unique images and captions, encoder calls) and"
+            " one PNG per benchmark, `compose_<benchmark>.png`."),
+    docs=DOCS,
+)

@@ -19,7 +19,8 @@ import numpy as np
 from clipscope.analysis import metric
 from clipscope.analysis.direction import direction_stats, rave_direction
 from clipscope.errors import ClipscopeError, UsageError
-from clipscope.tasks import TaskResult
+from clipscope.registry import Command, Option
+from clipscope.tasks import TaskResult, title_of
 
 RAVE = "RAVE (CLIP-guided image enhancement), MACderRu/RAVE train_rave.py: normalised group means subtracted, normalised"
 KINDS = ("label", "class", "ids", "text", "prompts")
@@ -185,5 +186,73 @@ def figures(result: TaskResult, out_dir: Path, title: str, *, plots=None, **_) -
     return {k: Path(v).name for k, v in out.items()}
 
 
-SUMMARY = ("direction_angle_image", "direction_auroc_image", "direction_text_cosine_image", "direction_angle_text",
-           "direction_auroc_text", "direction_text_cosine_text")
+def run(ctx, cache, *, a, b, text_a, text_b, top):
+    """The direction between two groups of a cache's rows (prompt sets encoded with its model)."""
+    from clipscope.context import data_block
+    from clipscope.report import model_block
+
+    with ctx.cache(cache) as c:
+        prov = c.provenance
+        needs_model = is_prompt_set(a) or is_prompt_set(b) or text_a or text_b
+        loaded = []  # the cache's model, loaded once for every prompt set
+
+        def encode_texts(prompts):
+            if not loaded:
+                loaded.append(ctx.cache_encoder(prov, "a prompt set is encoded"))
+            return loaded[0].embed_texts(prompts, ctx.batch_size)
+
+        result = evaluate(c, a, b, encode_texts=encode_texts if needs_model else None, text_a=text_a,
+                          text_b=text_b, top=top)
+        title = title_of(prov, prov.get("data_spec"))
+        return ctx.report(result, model=model_block(prov), data=data_block(c),
+                          figures=lambda plots, d: figures(result, d, title, plots=plots))
+
+
+def save_vectors(report, out_dir) -> None:
+    """direction_<modality>.npy: the unit directions themselves, for reuse as guidance."""
+    from clipscope.fileio import atomic_path
+
+    for modality in ("image", "text"):
+        if f"direction_{modality}" in report.tables:
+            with atomic_path(Path(out_dir) / f"direction_{modality}.npy") as tmp:
+                with open(tmp, "wb") as fh:
+                    np.save(fh, np.asarray(report.tables[f"direction_{modality}"], np.float32))
+
+
+SELECTION = "label:N, class:NAME, ids:FILE (image ids), text:PROMPT|PROMPT or prompts:FILE (a prompt set)"
+
+COMMAND = Command(
+    name="direction", order=80, run=run, artifacts=save_vectors,
+    help="The residual direction between two groups of rows (RAVE).",
+    doc="""The residual direction between two groups of rows, per modality, as RAVE computes it:
+    the normalised difference of the groups' normalised mean embeddings; the angle between the
+    groups, the raw centroid distance with a bias-corrected interval, how well projecting onto
+    the direction separates the groups (AUROC, in sample), its cosine with a text direction,
+    the rows furthest along it; saved (unit length) as direction_<modality>.npy in --out for
+    reuse as guidance.
+
+    \b
+    Examples:
+      clipscope direction cache.h5 --a class:cat --b class:dog --out runs/dir
+      clipscope direction cache.h5 --a ids:well_lit.txt --b ids:backlit.txt \\
+          --text-a 'a well-lit photo|a bright photo' --text-b 'a backlit photo|a dark photo' --out runs/dir
+    """,
+    options=(
+        Option("a", flag="--a", required=True, metavar="SELECTION", show_default=False,
+               help=f"Group A (the direction points to it): {SELECTION}."),
+        Option("b", flag="--b", required=True, metavar="SELECTION", show_default=False, help=f"Group B: {SELECTION}."),
+        Option("text_a", metavar="PROMPT|PROMPT", show_default=False,
+               help="Prompts for the matching text direction (made from these and --text-b the same way), e.g. "
+                    "'a well-lit photo'."),
+        Option("text_b", metavar="PROMPT|PROMPT", show_default=False, help="The other prompt set of the text direction."),
+        Option("top", kind="int", default=20, min=0, help="Rows listed at each end of the direction."),
+    ),
+    summary=("direction_angle_image", "direction_auroc_image", "direction_text_cosine_image", "direction_angle_text",
+           "direction_auroc_text", "direction_text_cosine_text"),
+    outputs=("`direction.json` (metrics `direction_angle_<modality>`, `direction_mean_distance_<modality>` with "
+            "`ci95` and `plug_in`, `direction_auroc_<modality>`, with --text-a/--text-b "
+            "`direction_text_cosine_<modality>`; tables `direction_<modality>` (the unit vector, float32 values) "
+            "and `furthest_<modality>` (rows at each end: `row`, `id` or `caption`, `score`, `group`, `end`)), "
+            "`direction_<modality>.npy` (RAVE's unit residual direction from B to A, float32, for reuse as "
+            "guidance) and PNGs `direction_<modality>.png`."),
+)

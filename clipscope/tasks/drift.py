@@ -7,11 +7,19 @@ from pathlib import Path
 import numpy as np
 
 from clipscope.analysis import geometry, metric
-from clipscope.analysis.drift import (inter_modal_deviation, knn_overlap, linear_cka, procrustes, rotation_angles,
-                                      row_cosines, similarity_kl)
+from clipscope.analysis.drift import (
+    inter_modal_deviation,
+    knn_overlap,
+    linear_cka,
+    procrustes,
+    rotation_angles,
+    row_cosines,
+    similarity_kl,
+)
 from clipscope.analysis.retrieval import cross_modal_recall
-from clipscope.errors import ClipscopeError
-from clipscope.tasks import TaskResult
+from clipscope.errors import ClipscopeError, UsageError
+from clipscope.registry import Command, Option
+from clipscope.tasks import TaskResult, title_of
 
 
 def _match(old_keys: list[str], new_keys: list[str]) -> tuple[np.ndarray, np.ndarray]:
@@ -161,5 +169,57 @@ def figures(result: TaskResult, out_dir: Path, title: str, *, seed: int = 0, plo
     return {k: Path(v).name for k, v in out.items()}
 
 
-SUMMARY = ("cka_image", "cka_text", "knn_overlap_image", "knn_overlap_text", "procrustes_residual_image",
-           "aligned_angle_image", "gap_change", "compat_new_text_old_image_recall@1")
+def run(ctx, cache, *, old_model, old_pretrained, new_model, new_pretrained, k, top):
+    """Two caches (OLD NEW), or two models extracted on the run's data."""
+    from clipscope.context import open_cache
+    from clipscope.report import model_block
+    from clipscope.runtime import resolve_device
+
+    if cache:
+        if not isinstance(cache, (list, tuple)) or len(cache) != 2 or None in cache:
+            raise UsageError("drift compares two caches: give OLD and NEW")
+        old, new = open_cache(cache[0]), open_cache(cache[1])
+    else:
+        if not (old_model and new_model and ctx.data):
+            raise UsageError("without caches, give --old-model, --new-model and --data")
+        old = ctx.cache(None, model=old_model, pretrained=old_pretrained)
+        new = ctx.cache(None, model=new_model, pretrained=new_pretrained)
+    with old, new:
+        result = evaluate(old, new, k=k, top=top, device=resolve_device(ctx.device))
+        po, pn = old.provenance, new.provenance
+        title = f"{title_of(po, None).split(' on ')[0]} -> {title_of(pn, po.get('data_spec'))}"
+        model = model_block(pn)
+        model["old"] = model_block(po)
+        data = {"spec": pn.get("data_spec"), "fingerprint": pn.get("data_fingerprint"), "cache": str(new.path),
+                "counts": {}}
+        return ctx.report(result, model=model, data=data,
+                          figures=lambda plots, d: figures(result, d, title, seed=ctx.seed, plots=plots))
+
+
+COMMAND = Command(
+    name="drift", order=60, run=run, inputs="two-caches", groups=("encoding", "data"),
+    help="How far the space moved between two model releases.",
+    doc="""Representation drift between two models on the same data: linear CKA, Procrustes,
+    kNN overlap, per-row drift, backward compatibility and the change of the gap.
+
+    \b
+    Examples:
+      clipscope drift old.h5 new.h5 --out runs/drift
+      clipscope drift --old-model ViT-B-32 --old-pretrained openai --new-model ViT-B-32 \\
+          --new-pretrained laion2b_s34b_b79k --data folder:./imgs --out runs/drift
+    """,
+    options=(
+        Option("old_model", show_default=False, help="Old model (extracts through the content-keyed cache)."),
+        Option("old_pretrained", show_default=False, help="Old model's weights."),
+        Option("new_model", show_default=False, help="New model."),
+        Option("new_pretrained", show_default=False, help="New model's weights."),
+        Option("k", kind="int", default=10, min=1, flag="--k", help="Neighbours for the kNN overlap."),
+        Option("top", kind="int", default=20, min=1, help="Most-moved rows listed."),
+    ),
+    summary=("cka_image", "cka_text", "knn_overlap_image", "knn_overlap_text", "procrustes_residual_image",
+           "aligned_angle_image", "gap_change", "compat_new_text_old_image_recall@1"),
+    outputs=("`drift.json` (metrics `cka_*`, `knn_overlap_*`, `procrustes_residual_*`, `aligned_angle_*`, "
+            "`raw_cosine_*` per modality, `gap_old`, `gap_new`, `gap_change`, `paired_cosine_*`, "
+            "`compat_new_text_old_image_recall@k`, `compat_old_text_new_image_recall@k`; tables `most_moved_*`, "
+            "`drift_distribution_*`) and PNGs `drift_rows.png`, `drift_knn_overlap.png`, `drift_projection.png`."),
+)

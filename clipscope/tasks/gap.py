@@ -7,7 +7,9 @@ from pathlib import Path
 import numpy as np
 
 from clipscope.analysis import gap_sums, geometry
-from clipscope.tasks import TaskResult, class_text, modality_rows
+from clipscope.errors import UsageError
+from clipscope.registry import Command, Option
+from clipscope.tasks import TaskResult, class_text, modality_rows, title_of
 
 
 def evaluate(cache, *, seed: int = 0, sweep_max_rows: int = 5000, top_dims: int = 20, shift_deltas=None,
@@ -60,7 +62,7 @@ def evaluate(cache, *, seed: int = 0, sweep_max_rows: int = 5000, top_dims: int 
             extra, tables["noise_model"], tables["noise_injection"], plot_data["noise"] = _noise_model(
                 Ip, Tp, c.gap, alpha=noise_alpha, max_pairs=noise_max_pairs, seed=seed)
             metrics.update(extra)
-    return TaskResult(metrics, tables, notes,
+    return TaskResult(metrics, tables, notes, inputs={"I": I, "T": T, "pairs": pairs, "units": units},
                       config={"sweep_max_rows": sweep_max_rows, "top_dims": top_dims, "engine": engine,
                               "noise_model": noise_model, "noise_alpha": noise_alpha, "noise_max_pairs": noise_max_pairs,
                               "shift_deltas": None if shift_deltas is None else [float(d) for d in shift_deltas],
@@ -71,8 +73,8 @@ def evaluate(cache, *, seed: int = 0, sweep_max_rows: int = 5000, top_dims: int 
 
 def _noise_model(Ip, Tp, gap, *, alpha: float, max_pairs: int, seed: int):
     """Metrics, per-dimension table, injection table and plot data of the noise model."""
-    from clipscope.analysis import noise_model as nm
     from clipscope.analysis import metric
+    from clipscope.analysis import noise_model as nm
 
     fit = nm.noise_model(Ip, Tp, gap, alpha=alpha, max_pairs=max_pairs, seed=seed)
     on = f"{fit['pairs_used']} pairs" + (f" (seeded sample of {fit['pairs_total']})"
@@ -153,10 +155,110 @@ def figures(result: TaskResult, out_dir: Path, title: str, *, projection: str = 
     return {k: Path(v).name for k, v in out.items()}
 
 
-SUMMARY = ("centroid_distance", "centroid_cosine", "paired_cosine", "rmg", "cone_image", "cone_text", "linear_separability")
+def run(ctx, cache, *, projection, sweep_max_rows, shift_deltas, engine, address, num_shards, noise_model, noise_alpha,
+        noise_max_pairs, subregions, subregion_max_images):
+    """`gap` on a cache (given, or extracted with the run's model and data)."""
+    from clipscope.context import data_block
+    from clipscope.report import model_block
+
+    deltas = parse_deltas(shift_deltas) if isinstance(shift_deltas, str) else shift_deltas
+    with ctx.cache(cache) as c:
+        prov = c.provenance
+        result = evaluate(c, seed=ctx.seed, sweep_max_rows=sweep_max_rows, shift_deltas=deltas, engine=engine,
+                          address=address, num_shards=num_shards, noise_model=noise_model, noise_alpha=noise_alpha,
+                          noise_max_pairs=noise_max_pairs)
+        if subregions:
+            # the cache's spec with its paths made absolute at extraction: the same images from any folder
+            spec = ctx.data or prov.get("data_spec_resolved") or prov.get("data_spec")
+            if not spec:
+                raise UsageError("--subregions crops the images: give --data SPEC (the data the cache was made from)")
+            source = ctx.source(spec)
+            encoder = ctx.cache_encoder(prov, "--subregions encodes the crops")
+            extra, table, notes = subregion_test(c, source, encoder, max_images=subregion_max_images, seed=ctx.seed,
+                                                 batch_size=ctx.batch_size, progress=ctx.progress)
+            result.metrics.update(extra)
+            result.tables["subregions"] = table
+            result.notes.extend(notes)
+        result.config.update(subregions=subregions, subregion_max_images=subregion_max_images)
+        title = title_of(prov, prov.get("data_spec"))
+        return ctx.report(result, model=model_block(prov), data=data_block(c),
+                          figures=lambda plots, d: figures(result, d, title, seed=ctx.seed, plots=plots,
+                                                           projection=projection))
 
 
-def subregions(cache, source, encoder, *, max_images: int = 500, seed: int = 0, batch_size: int = 64,
+def parse_deltas(text: str) -> list[float]:
+    """``START:STOP:STEP`` (numpy.arange, the reference's construction) or a comma list."""
+    try:
+        if ":" in text:
+            start, stop, step = (float(v) for v in text.split(":"))
+            values = np.arange(start, stop, step).tolist()
+        else:
+            values = [float(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise UsageError("--shift-deltas: use START:STOP:STEP (e.g. -5:5:0.25) or a comma list") from None
+    if not values:
+        raise UsageError("--shift-deltas: no deltas in that range")
+    return values
+
+
+ENGINE = (
+    Option("engine", kind="choice", default="local", choices=("local", "ray"),
+           help="ray: the O(n d) statistics shard by shard on a Ray cluster; only sampled rows are read here, so the "
+                "rows need not fit in memory."),
+    Option("address", metavar="auto|HOST:PORT", show_default=False,
+           help="With --engine ray: the cluster to join (default: start a local one)."),
+    Option("num_shards", kind="int", min=1, show_default=False,
+           help="With --engine ray: row ranges per modality (default: the cache's shards, else the cluster's CPUs)."),
+)
+
+COMMAND = Command(
+    name="gap", order=10, run=run,
+    help="Modality gap: centroids, RMG, cone, separability, shift sweep.",
+    doc="""The modality gap: centroid distance and cosine, paired distance and cosine, RMG, cone,
+    linear separability, per-dimension gap and the shift sweep.
+
+    \b
+    Examples:
+      clipscope gap cache.h5 --out runs/gap
+      clipscope gap --model ViT-B-32 --pretrained none --data folder:./imgs --out runs/gap
+      clipscope gap big.h5 --engine ray --address auto --out runs/gap   # rows need not fit in memory
+    """,
+    options=(
+        Option("projection", kind="choice", default="pca", choices=("pca", "umap"),
+               help="2-D projection plot: pca (fast) or umap (compiles on first use: ~15 s more)."),
+        Option("sweep_max_rows", kind="int", default=5000, min=10, help="Pairs used by the shift sweep."),
+        Option("shift_deltas", metavar="START:STOP:STEP|a,b,..", show_default=False,
+               help="Absolute shift deltas instead of fractions of the gap; '-5:5:0.25' is the reference grid."),
+        Option("noise_model", kind="bool", default=False,
+               help="Also model the paired differences as noise (MacCap): per-dimension moments, normality tests, "
+                    "the fitted sigma, and whether adding N(0, sigma^2) to the texts closes the gap."),
+        Option("noise_alpha", kind="float", default=0.05, min=0, max=1, min_open=True, max_open=True,
+               help="Level of the per-dimension normality tests."),
+        Option("noise_max_pairs", kind="int", default=20000, min=20, help="Seeded sample of pairs for the noise model."),
+        Option("subregions", kind="bool", default=False,
+               help="Also encode a seeded grid of crops at two scales per image (MacCap): how often a caption is "
+                    "closer to a crop than to its whole image. Needs the images (--data, or the cache's own data "
+                    "spec); the crop embeddings are stored in the cache."),
+        Option("subregion_max_images", kind="int", default=500, min=1, help="Seeded sample of paired images for "
+                                                                            "--subregions."),
+        *ENGINE,
+    ),
+    summary=("centroid_distance", "centroid_cosine", "paired_cosine", "rmg", "cone_image", "cone_text",
+             "linear_separability"),
+    outputs=("`gap.json` (metrics `centroid_distance`, `centroid_cosine`, `paired_distance`, `paired_cosine`, "
+            "`rmg`, `cone_image`, `cone_text`, `linear_separability`; tables `per_dimension_gap`, `shift_sweep`) "
+            "and PNGs `gap_projection.png`, `gap_cosines.png`, `gap_dimensions.png`, `gap_shift_sweep.png`. With "
+            "`--noise-model`: metrics `noise_sigma`, `noise_gaussian_share`, `noise_mean_abs_skew`, "
+            "`noise_mean_excess_kurtosis`, `noisy_centroid_distance`, `noisy_paired_cosine`, "
+            "`noisy_linear_separability`; tables `noise_model` (per dimension: `dim`, `mean`, `sd`, `skew`, "
+            "`excess_kurtosis`, `normaltest_p`) and `noise_injection`; `gap_noise_model.png`. With "
+            "`--subregions`: metrics `subregion_win_share`, `subregion_mean_gain`; table `subregions` (per crop "
+            "scale); the crop embeddings stored in the cache as `/image/crops/rows` and `/image/crops/embeddings`"
+            " (keyed by the `crops_config` attribute)."),
+)
+
+
+def subregion_test(cache, source, encoder, *, max_images: int = 500, seed: int = 0, batch_size: int = 64,
                progress: bool = False) -> tuple[dict, list, list]:
     """MacCap's subregion test on a seeded sample of paired images (see
     :mod:`clipscope.analysis.subregions`). Crop embeddings are stored in the cache
@@ -172,7 +274,6 @@ def subregions(cache, source, encoder, *, max_images: int = 500, seed: int = 0, 
     from clipscope.analysis import subregions as sr
     from clipscope.analysis.geometry import _mean_ci, wilson_interval
     from clipscope.errors import ClipscopeError
-    from clipscope.linalg import l2_normalize
 
     pairs = cache.pairs
     if not len(pairs):
@@ -211,7 +312,7 @@ def subregions(cache, source, encoder, *, max_images: int = 500, seed: int = 0, 
             for r in chunk:
                 im = source.load_image(index[ids[r]])
                 pixels += [encoder.preprocess(sr.crop(im, b)) for b in sr.crop_boxes(r, seed)]
-            feats = l2_normalize(encoder.encode_images(torch.stack(pixels)).numpy()).reshape(len(chunk), per, -1)
+            feats = encoder.embed_images(torch.stack(pixels)).reshape(len(chunk), per, -1)
             have.update({r: f for r, f in zip(chunk, feats)})
             bar.update(len(chunk))
         bar.close()

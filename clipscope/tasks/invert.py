@@ -14,11 +14,12 @@ from clipscope.analysis import metric
 from clipscope.analysis.inversion import OTI_DEFAULTS, OVI_DEFAULTS, InversionConfig, invert_batch
 from clipscope.analysis.retrieval import label_retrieval
 from clipscope.cache import add_datasets, partial_dir
-from clipscope.errors import ClipscopeError
+from clipscope.errors import ClipscopeError, UsageError
 from clipscope.fileio import atomic_json
 from clipscope.journal import Journal
 from clipscope.linalg import l2_normalize
-from clipscope.tasks import TaskResult
+from clipscope.registry import Command, Option
+from clipscope.tasks import TaskResult, title_of
 
 RETRIEVAL_KEYS = {"mAP": "map", "mAP@R": "map_at_r", "precision@R": "precision_at_r", "recall@1": "recall_at_1"}
 
@@ -223,7 +224,77 @@ def figures(result: TaskResult, out_dir: Path, title: str, *, plots=None, **_) -
     return {k: Path(v).name for k, v in out.items()}
 
 
-SUMMARY = ("initial_cosine", "final_cosine", "image_to_image_map", "oti_to_image_map", "text_to_text_map", "ovi_to_text_map")
+def run(ctx, cache, *, mode, tokens, steps, lr, weight_decay, template, inv_batch_size, inv_seed, gallery):
+    """`invert` through the run's model on a cache (given, or extracted with it)."""
+    from pathlib import Path as _Path
+
+    from clipscope.cache import Cache
+    from clipscope.context import data_block, open_cache
+    from clipscope.report import model_block
+
+    if not ctx.model:
+        raise UsageError("invert optimises through the model: give --model (and --pretrained) matching the cache, "
+                         "or --model with --data")
+    config = with_overrides(mode, tokens=tokens, steps=steps, lr=lr, weight_decay=weight_decay, template=template,
+                            batch_size=inv_batch_size, seed=inv_seed)
+    if mode == "oti" and "{}" not in config.template:
+        raise UsageError("--template must contain {} where the pseudo tokens go")
+    encoder = ctx.encoder()
+    if encoder.kind != "open_clip":
+        raise ClipscopeError(f"invert optimises through open_clip's text and image towers; {encoder.provenance['model']} "
+                             f"is a {encoder.kind} model: extract and analyse it with the other commands")
+    c = open_cache(cache) if cache is not None else ctx.cache(None, encoder=encoder)
+    g = None
+    try:
+        if gallery:
+            g = open_cache(gallery) if isinstance(gallery, Cache) or _Path(gallery).is_file() else \
+                ctx.cache(None, data=gallery, encoder=encoder)
+        result = evaluate(c, encoder, mode=mode, config=config, gallery=g, progress=ctx.progress)
+        prov = c.provenance
+        title = title_of(prov, prov.get("data_spec"))
+        return ctx.report(result, model=model_block(encoder.provenance), data=data_block(c),
+                          figures=lambda plots, d: figures(result, d, title, plots=plots))
+    finally:
+        c.close()
+        if g is not None:
+            g.close()
+
+
+COMMAND = Command(
+    name="invert", order=30, run=run, model_with_cache=True,
+    help="Modality inversion OTI / OVI (Cross the Gap).",
+    doc="""Modality inversion (Mistretta et al., ICLR 2025): OTI maps each image into the text
+    encoder's input space, OVI each text into the image encoder's; with labels, intra-modal
+    retrieval is compared with the inverted (inter-modal) retrieval.
+
+    The model that made the cache is needed to optimise. Defaults equal the reference code's.
+
+    \b
+    Examples:
+      clipscope invert --model clipscope-tiny --data probes:200 --mode oti --out runs/invert
+      clipscope invert cache.h5 --model ViT-B-32 --pretrained openai --mode ovi --out runs/ovi
+    """,
+    options=(
+        Option("mode", kind="choice", choices=("oti", "ovi"), required=True,
+               help="oti: image -> text encoder; ovi: text -> image encoder."),
+        Option("tokens", kind="int", min=1, show_default=False, help="Pseudo tokens per row (default 1)."),
+        Option("steps", kind="int", min=1, show_default=False, help="Optimisation steps (default: OTI 150, OVI 1000)."),
+        Option("lr", kind="float", show_default=False, help="AdamW learning rate (default 2e-2)."),
+        Option("weight_decay", kind="float", show_default=False, help="AdamW weight decay (default 0.01)."),
+        Option("template", show_default=False, help="OTI template with {} for the pseudo tokens (default 'a photo of {}')."),
+        Option("inv_batch_size", kind="int", min=1, show_default=False, help="Rows optimised together (default 64)."),
+        Option("inv_seed", kind="int", show_default=False, help="Seed of the token initialisation (default 42)."),
+        Option("gallery", metavar="SPEC|CACHE", show_default=False,
+               help="Separate gallery: a data spec or a cache file."),
+    ),
+    summary=("initial_cosine", "final_cosine", "image_to_image_map", "oti_to_image_map", "text_to_text_map",
+             "ovi_to_text_map"),
+    outputs=("`invert.json` (metrics `initial_cosine`, `final_cosine`; with labels `image_to_image_*` vs "
+            "`oti_to_image_*` or `text_to_text_*` vs `ovi_to_text_*` for map, map_at_r, precision_at_r, "
+            "recall_at_1; tables `loss_curve`, `per_class_gain`), PNGs `invert_<mode>_loss.png`, "
+            "`invert_<mode>_gains.png`; the inverted features are stored in the cache as `/image/oti_embeddings` "
+            "or `/text/ovi_embeddings` with `*_cosine` (first and last step) and `*_curve`."),
+)
 
 
 def with_overrides(mode: str, **overrides) -> InversionConfig:

@@ -11,7 +11,8 @@ from clipscope.analysis import geometry
 from clipscope.analysis.pairwise import DEFAULT_MAX_PAIRS, DEFAULT_SAMPLE_PAIRS
 from clipscope.errors import ClipscopeError
 from clipscope.linalg import DEFAULT_BLOCK
-from clipscope.tasks import TaskResult, modality_rows
+from clipscope.registry import Command, Option
+from clipscope.tasks import TaskResult, modality_rows, title_of
 
 
 def evaluate(cache, *, t: float = 2.0, max_pairs: int = DEFAULT_MAX_PAIRS, sample_pairs: int = DEFAULT_SAMPLE_PAIRS,
@@ -48,7 +49,8 @@ def evaluate(cache, *, t: float = 2.0, max_pairs: int = DEFAULT_MAX_PAIRS, sampl
                       config={"t": t, "max_pairs": max_pairs, "sample_pairs": sample_pairs, "block": block,
                               "engine": engine, "layout": units.layout, "units": units.n_units},
                       counts={"images": len(I), "texts": len(T), "pairs": 0 if pairs is None else len(pairs)},
-                      plot_data={"I": I, "T": T, "Ip": Ip, "Tp": Tp, "pairs": pairs})
+                      plot_data={"I": I, "T": T, "Ip": Ip, "Tp": Tp, "pairs": pairs},
+                      inputs={"I": I, "T": T, "pairs": pairs, "units": units})
 
 
 def figures(result: TaskResult, out_dir: Path, title: str, *, seed: int = 0, plots=None, **_) -> dict:
@@ -83,4 +85,76 @@ def figures(result: TaskResult, out_dir: Path, title: str, *, seed: int = 0, plo
     return {k: Path(v).name for k, v in out.items()}
 
 
-SUMMARY = ("uniformity_image", "uniformity_text", "uniformity_union", "uniformity_cross", "alignment", "relative_alignment")
+def run(ctx, cache, *, t, max_pairs, sample_pairs, block, engine, address, num_shards):
+    """`uniformity` on a cache (given, or extracted with the run's model and data)."""
+    from clipscope.context import data_block
+    from clipscope.report import model_block
+    from clipscope.runtime import resolve_device
+
+    with ctx.cache(cache) as c:
+        if ctx.progress:
+            announce_exact_cost(c, max_pairs)
+        prov = c.provenance
+        result = evaluate(c, t=t, max_pairs=max_pairs, sample_pairs=sample_pairs, seed=ctx.seed, block=block,
+                          device=resolve_device(ctx.device), engine=engine, address=address, num_shards=num_shards)
+        title = title_of(prov, prov.get("data_spec"))
+        return ctx.report(result, model=model_block(prov), data=data_block(c),
+                          figures=lambda plots, d: figures(result, d, title, seed=ctx.seed, plots=plots))
+
+
+def announce_exact_cost(cache, max_pairs: int) -> None:
+    """Say on stderr, before it starts, when exact uniformity will take more than a minute (timed
+    on one tile of this machine), and how to get the sampled estimate instead."""
+    import sys
+    import time
+
+    import torch
+
+    n_i, n_t = cache.n_images, cache.n_texts
+    per_metric = (n_i * (n_i - 1) // 2, n_t * (n_t - 1) // 2, (n_i + n_t) * (n_i + n_t - 1) // 2, n_i * n_t)
+    # Each pair mean is exact or sampled on its own: only the exact ones cost all their pairs.
+    pairs = sum(p for p in per_metric if p <= max_pairs)
+    if pairs < 10**9:
+        return
+    d = cache.image_embeddings.shape[1]
+    tile = torch.from_numpy(np.random.default_rng(0).normal(size=(2048, d)).astype(np.float32))
+    t0 = time.perf_counter()
+    (tile @ tile.T).mul_(4).sub_(4).exp_().sum(1)  # as the kernel sums do
+    seconds = pairs / (2048 * 2048) * (time.perf_counter() - t0)  # pairs, at this tile's rate
+    if seconds > 60:
+        print(f"uniformity: exact mode over {pairs:.2e} pairs will take about {seconds / 60:.0f} min here; "
+              f"--max-pairs {10**9} gives the sampled estimate with its interval in a fraction of that",
+              file=sys.stderr, flush=True)
+
+
+def _engine_options():
+    from clipscope.tasks.gap import ENGINE
+
+    return ENGINE
+
+
+COMMAND = Command(
+    name="uniformity", order=20, run=run,
+    help="Uniformity and alignment, within and across modalities.",
+    doc="""Uniformity and alignment (Wang & Isola 2020), union and cross-modal uniformity, relative alignment.
+
+    \b
+    Examples:
+      clipscope uniformity cache.h5 --out runs/uniformity
+      clipscope uniformity --model clipscope-tiny --data probes --json -
+      clipscope uniformity big.h5 --engine ray --address auto --out runs/uniformity
+    """,
+    options=(
+        Option("t", kind="float", default=2.0, flag="--t", help="Kernel temperature t of exp(-t||x-y||^2)."),
+        Option("max_pairs", kind="int", default=DEFAULT_MAX_PAIRS, min=1,
+               help="Exact (blocked) up to this many pairs; above, an unbiased sample."),
+        Option("sample_pairs", kind="int", default=DEFAULT_SAMPLE_PAIRS, min=100, help="Pairs drawn when sampling."),
+        Option("block", kind="int", default=DEFAULT_BLOCK, min=16, help="Rows per similarity tile."),
+        *_engine_options(),
+    ),
+    summary=("uniformity_image", "uniformity_text", "uniformity_union", "uniformity_cross", "alignment",
+             "relative_alignment"),
+    outputs=("`uniformity.json` (metrics `uniformity_image`, `uniformity_text`, `uniformity_union`, "
+            "`uniformity_cross`, `alignment`, `relative_alignment`, each with `exact` and `pairs_used`) and PNGs "
+            "`uniformity_distances.png`, `uniformity_values.png`."),
+)
