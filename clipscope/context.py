@@ -88,7 +88,7 @@ class RunContext:
     def report(self, result, *, model, data, figures=None, extra_config=None):
         """The :class:`Report` of a task's result: metrics joined to their specs and ordered
         headline first, undefined numbers explained, figures laid out as specs."""
-        from clipscope.metric_specs import computed_metrics, spec_of
+        from clipscope.metric_specs import computed_metrics
         from clipscope.report import with_spec
         from clipscope.report.result import Metric, Report
 
@@ -102,15 +102,16 @@ class RunContext:
         result.metrics.update(computed_metrics(self.command, result.inputs))
         data = {**data, "counts": {**data.get("counts", {}), **result.counts}}
         notes = list(result.notes)
-        for name, m in result.metrics.items():  # a number that could not be computed is explained
+        metrics = {k: with_spec(k, m) for k, m in result.metrics.items()}
+        for name, m in metrics.items():  # a number that could not be computed is explained
             v = m.get("value")
             if (v is None or v != v or v in (float("inf"), float("-inf"))) and not any(name in n for n in notes):
                 notes.append(f"{name} could not be computed on this data ({m.get('description', '')})")
         from clipscope.registry import command
 
         head = command(self.command).summary
-        ordered = [k for k in head if k in result.metrics] + [k for k in result.metrics if k not in head]
-        metrics = {k: Metric.from_dict(with_spec(result.metrics[k], spec_of(k))) for k in ordered}
+        ordered = [k for k in head if k in metrics] + [k for k in metrics if k not in head]
+        metrics = {k: Metric.from_dict(metrics[k]) for k in ordered}
         return Report(self.command, model, data, self.seed, {**result.config, **(extra_config or {})}, metrics,
                       result.tables, notes, specs, files, head)
 

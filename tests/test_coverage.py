@@ -21,6 +21,7 @@ import simulate as S
 
 from clipscope.analysis import geometry as g
 from clipscope.analysis.units import Units
+from clipscope.metric_specs import describe
 
 N_BIG = {"pairs": 40000, "captions": 20000, "classes": 40000}
 N_KERNEL = 4000  # units for the brute-force kernel means (each unit's texts included)
@@ -106,7 +107,7 @@ def union_at(truth: dict, n: int, n_prompts: int) -> float:
 def estimates(I, T, pairs, seed):
     out = {}
     for k, v in {**g.gap_metrics(I, T, pairs, seed=seed), **g.uniformity_metrics(I, T, pairs, seed=seed)}.items():
-        out[k] = (v["value"], v["ci95"], v["higher_is_better"])
+        out[k] = (v["value"], v["ci95"], describe(k)[1])  # gated: a direction in its spec
     return out
 
 

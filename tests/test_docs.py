@@ -31,10 +31,11 @@ def test_help_of_every_command_has_an_example(run_cli):
 
 def test_every_registered_metric_is_documented():
     """The metric registry (clipscope/metric_specs.py) and commands/*.md agree."""
-    from clipscope.metric_specs import SPECS
+    from clipscope.metric_specs import SPECS, display
 
     for spec in SPECS:
         text = (REPO / "commands" / f"{spec.command}.md").read_text()
-        assert f"`{spec.pattern.replace('|', chr(92) + '|')}`" in text, (spec.command, spec.pattern)
+        assert f"`{display(spec).replace('|', chr(92) + '|')}`" in text, (spec.command, spec.pattern)
+        assert spec.description and spec.higher_is_better in (True, False, None), spec.pattern
 
 

@@ -167,3 +167,15 @@ def test_the_direction_pilot_lives_in_three_files():
     assert mentions == [], mentions
     packaged = json.loads((REPO / "clipscope" / "report" / "schemas" / "report.schema.json").read_text())
     assert packaged["properties"]["command"]["enum"] == []  # filled from the registry when loaded
+
+
+def test_a_metric_is_described_in_its_spec_alone():
+    """What a metric measures and which way is better live in its spec; tasks and analyses give
+    values, intervals and the run's details only."""
+    import re
+
+    for folder in ("clipscope/tasks", "clipscope/analysis"):
+        for path in sorted((REPO / folder).glob("*.py")):
+            text = path.read_text()
+            assert not re.search(r"higher_is_better\s*=", text), path.name
+            assert not re.search(r"\bmetric\([^)]*description=", text, re.S), path.name

@@ -107,16 +107,20 @@ def table_cell(text: str) -> str:
 
 def metric_table(command: str) -> list[str]:
     """The command's metrics from the registry (clipscope/metric_specs.py): name, unit, source."""
-    from clipscope.metric_specs import specs_for
+    from clipscope.metric_specs import display, specs_for
 
     specs = specs_for(command)
     if not specs:
         return []
-    rows = ["## Metrics", "", "Names are regular expressions for families of metrics. Every report repeats the source "
-            "in each metric's description.", "", "| metric | unit | compare tolerance | source |", "|---|---|---|---|"]
+    rows = ["## Metrics", "", "Names are regular expressions for families of metrics ({m} in a description is the "
+            "family member's part of the name). Every report repeats the description and the source in each metric; "
+            "better: whether higher or lower values are better (the gate's direction), - when neither.", "",
+            "| metric | what it measures | better | unit | compare tolerance | source |", "|---|---|---|---|---|---|"]
     for s in specs:
         tol = "default" if s.tolerance is None else f"{s.tolerance:g}"
-        rows.append(f"| `{table_cell(s.pattern)}` | {s.unit or '-'} | {tol} | {table_cell(s.source)} |")
+        better = {True: "higher", False: "lower", None: "-"}[s.higher_is_better]
+        rows.append(f"| `{table_cell(display(s))}` | {table_cell(s.description.replace('{{', '{').replace('}}', '}'))} | {better} | {s.unit or '-'} | {tol} | "
+                    f"{table_cell(s.source)} |")
     return rows
 
 

@@ -244,36 +244,12 @@ def centroid_gap_estimate(I: np.ndarray, T: np.ndarray, pairs: np.ndarray | None
 
 # --------------------------------------------------------------------------- metric sets
 
-DESCRIPTIONS = {
-    "centroid_distance": ("||mu_I - mu_T||: the modality gap (L2M; Liang et al. 2022, Schrodi et al. 2025). value and "
-                          "ci95: the bias-corrected estimate (an unbiased U-statistic over sampling units for the "
-                          "square); plug_in: ||mean(I) - mean(T)|| as the references compute it, biased upward by "
-                          "about tr Cov / (2 n gap)", False),
-    "centroid_cosine": ("cosine between the image and text centroids (value and ci95: from bias-corrected "
-                        "U-statistics of the centroids' products; plug_in: the cosine of the sample means)", None),
-    "paired_distance": ("mean_i ||I_i - T_i|| over pairs (L2I)", False),
-    "paired_cosine": ("mean_i <I_i, T_i> over pairs", True),
-    "paired_angle": ("mean over pairs of arccos <I_i, T_i>, in degrees", False),
-    "rmg": ("relative modality gap (Schrodi et al. 2025)", False),
-    "cone_image": ("mean cosine between image rows of different sampling units (cone effect)", False),
-    "cone_text": ("mean cosine between text rows of different sampling units (cone effect; two captions of one "
-                  "image are not a pair of independent rows)", False),
-    "linear_separability": ("test accuracy of a logistic regression telling image from text rows", False),
-    "uniformity_image": ("log mean exp(-2||x_i - x_j||^2) over pairs of image rows", False),
-    "uniformity_text": ("log mean exp(-2||x_i - x_j||^2) over pairs of text rows of different sampling units", False),
-    "uniformity_union": ("uniformity over image and text rows together (pairs of rows of different sampling units)",
-                         False),
-    "uniformity_cross": ("log mean exp(-2||T_a - I_b||^2) over every text a and image b not paired in /pairs "
-                         "(Fahim et al. 2024)", False),
-    "alignment": ("mean_i ||I_i - T_i||^2 over pairs", False),
-    "relative_alignment": ("mean over pairs (i, t) of ||t - I_i||^2 - min_{j not paired with t} ||t - I_j||^2 "
-                           "(Oh et al. 2023)", False),
-}
+GAP_METRICS = ("centroid_distance", "centroid_cosine", "paired_distance", "paired_cosine", "paired_angle", "rmg",
+               "cone_image", "cone_text", "linear_separability")
 
 
-def _m(name: str, value, ci=None, **extra) -> dict:
-    desc, hib = DESCRIPTIONS[name]
-    return metric(value, higher_is_better=hib, description=desc, ci95=ci, **extra)
+def _m(value, ci=None, **extra) -> dict:
+    return metric(value, ci95=ci, **extra)
 
 
 def identity_pairs(n: int) -> np.ndarray:
@@ -305,20 +281,20 @@ def gap_metrics(I, T, pairs: np.ndarray | None = None, *, seed: int = 0, units=N
     if second_moment is None:
         second_moment = lambda: gap_sums.z_second_moment(I, T, units, sums.centroids)  # noqa: E731
     values, _ = gap_sums.finalize(sums, second_moment)
-    out = {k: _m(k, v.pop("value"), v.pop("ci95"), **v) for k, v in values.items() if k in DESCRIPTIONS}
+    out = {k: _m(v.pop("value"), v.pop("ci95"), **v) for k, v in values.items() if k in GAP_METRICS}
     if units.texts_fixed:
-        out["linear_separability"] = _m("linear_separability", None, None)
+        out["linear_separability"] = _m(None, None)
         out["linear_separability"]["why_undefined"] = (
             f"linear_separability is left out: the {len(T)} texts are fixed class prompts, not a sample, and a "
             "classifier telling a few fixed prompts from the images says nothing about the gap")
-        return {k: out[k] for k in DESCRIPTIONS if k in out}
+        return {k: out[k] for k in GAP_METRICS if k in out}
     acc, n_test = linear_separability(I, T, seed=seed)
-    out["linear_separability"] = _m("linear_separability", acc, wilson_interval(acc, n_test), n_test=n_test)
+    out["linear_separability"] = _m(acc, wilson_interval(acc, n_test), n_test=n_test)
     if n_test == 0:
         out["linear_separability"]["why_undefined"] = (f"linear_separability needs at least 5 rows of each modality "
                                                        f"for its 80/20 split; there are {len(I)} image and {len(T)} "
                                                        "text rows")
-    return {k: out[k] for k in DESCRIPTIONS if k in out}
+    return {k: out[k] for k in GAP_METRICS if k in out}
 
 
 def uniformity_metrics(I, T, pairs: np.ndarray | None = None, *, t: float = 2.0, max_pairs: int = DEFAULT_MAX_PAIRS,
@@ -344,7 +320,7 @@ def uniformity_metrics(I, T, pairs: np.ndarray | None = None, *, t: float = 2.0,
 
     def add_pair_mean(name, pm: PairMean):
         value, ci = pm.log_with_ci()
-        out[name] = _m(name, value, ci, exact=pm.exact, pairs_used=pm.n_pairs)
+        out[name] = _m(value, ci, exact=pm.exact, pairs_used=pm.n_pairs)
 
     add_pair_mean("uniformity_image", uniformity(I, units=units.image_unit, **kw))
     add_pair_mean("uniformity_text", uniformity(T, units=units.text_unit, **kw))
@@ -357,7 +333,7 @@ def uniformity_metrics(I, T, pairs: np.ndarray | None = None, *, t: float = 2.0,
             gap_sums._Gather(I, pairs[:, 0]), gap_sums._Gather(T, pairs[:, 1]), pu, attached, units.n_units)
         theta = float(p["d2"].sum() / p["count"].sum())
         psi = units.n_units * (p["d2"] - theta * p["count"]) / p["count"].sum()
-        out["alignment"] = _m("alignment", theta, interval(theta, mean_influence(psi)))
+        out["alignment"] = _m(theta, interval(theta, mean_influence(psi)))
         n = len(pairs)
         exact = n * len(I) <= max_pairs
         rows = None if exact else np.sort(np.random.default_rng(seed).choice(n, max(2, min(n, sample_pairs // len(I))),
@@ -378,7 +354,7 @@ def uniformity_metrics(I, T, pairs: np.ndarray | None = None, *, t: float = 2.0,
                                     "interval, so the gate does not test this metric")
         else:
             ci = interval(value, mean_influence(psi)) if ok.sum() > 2 else None
-        out["relative_alignment"] = _m("relative_alignment", value, ci, exact=exact, pairs_used=int(ok.sum() * len(I)),
+        out["relative_alignment"] = _m(value, ci, exact=exact, pairs_used=int(ok.sum() * len(I)),
                                        undefined_pairs=undefined, **extra)
     return out
 

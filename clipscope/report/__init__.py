@@ -64,10 +64,9 @@ def model_block(provenance: dict) -> dict:
 def build_report(command: str, *, model: dict, data: dict, seed: int, config: dict, metrics: dict,
                  tables: dict | None = None, artifacts: dict | None = None, notes: list[str] | None = None) -> dict:
     from clipscope import __version__
-    from clipscope.metric_specs import spec_of
     from clipscope.runtime import utc_now
 
-    metrics = {name: with_spec(m, spec_of(name)) for name, m in metrics.items()}
+    metrics = {name: with_spec(name, m) for name, m in metrics.items()}
     report = {
         "schema_version": SCHEMA_VERSION,
         "clipscope_version": __version__,
@@ -86,15 +85,20 @@ def build_report(command: str, *, model: dict, data: dict, seed: int, config: di
     return _clean(report)
 
 
-def with_spec(m: dict, spec) -> dict:
-    """The metric with its registered source named in its description (and as ``source``) and
-    its unit; a metric with no spec is left as it is (writing such a report is refused)."""
-    if spec is None:
+def with_spec(name: str, m: dict) -> dict:
+    """The metric joined to its spec (:mod:`clipscope.metric_specs`): what it measures (with the
+    run's ``detail``) and its source in the description, its direction, unit and source. A metric
+    with no spec is left as it is (writing such a report is refused)."""
+    from clipscope.metric_specs import describe, spec_of
+
+    spec = spec_of(name)
+    if spec is None or ("source" in m and "detail" not in m):  # no spec, or joined already
         return m
-    desc = m.get("description", "")
-    if "source:" not in desc:
-        desc = f"{desc} (source: {spec.source})" if desc else f"source: {spec.source}"
-    return {**m, "description": desc, "source": spec.source, "unit": spec.unit}
+    out = {k: v for k, v in m.items() if k != "detail"}
+    text, direction = describe(name, m.get("detail"))
+    out.update(description=f"{text} (source: {spec.source})", higher_is_better=direction, source=spec.source,
+               unit=spec.unit)
+    return out
 
 
 def validate_report(report: dict, where: str = "report") -> None:

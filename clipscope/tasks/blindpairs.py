@@ -37,14 +37,10 @@ def mine(cache, ref, *, clip_threshold: float = 0.95, ref_threshold: float = 0.6
                           device=device)
     n = len(ids)
     metrics = {
-        "n_blind_pairs": metric(bp.n_blind, higher_is_better=False,
-                                description=f"pairs with CLIP cosine > {clip_threshold} and reference cosine < {ref_threshold}"),
-        "blind_pair_fraction": metric(bp.n_blind / max(1, n * (n - 1) // 2), higher_is_better=False,
-                                      description="blind pairs over all image pairs"),
-        "images_in_blind_pair": metric(float(bp.in_any.mean()), higher_is_better=False,
-                                       description="fraction of images in at least one blind pair"),
-        "n_clip_similar_pairs": metric(bp.n_clip_similar, higher_is_better=None,
-                                       description=f"pairs with CLIP cosine > {clip_threshold}"),
+        "n_blind_pairs": metric(bp.n_blind, detail=f"CLIP cosine > {clip_threshold}, reference cosine < {ref_threshold}"),
+        "blind_pair_fraction": metric(bp.n_blind / max(1, n * (n - 1) // 2), detail=f"{n} images"),
+        "images_in_blind_pair": metric(float(bp.in_any.mean()), detail=f"{n} images"),
+        "n_clip_similar_pairs": metric(bp.n_clip_similar, detail=f"CLIP cosine > {clip_threshold}"),
     }
     source = source if source is not None else _source_of(cache)
     paths = dict(zip(source.image_ids, source.paths)) if source is not None and source.paths else {}
@@ -91,11 +87,10 @@ def score_benchmark(encoder, pairs: list[dict], *, benchmark: str, batch_size: i
     txt = encoder.embed_texts(texts, batch_size).reshape(len(pairs), 2, -1)
     patterns = [p["pattern"] for p in pairs]
     res = score_pairs(img, txt, patterns, logit_scale=encoder.logit_scale, targets=targets_of(pairs))
-    metrics = {"pair_accuracy_mean": metric(res["mean"], higher_is_better=True,
-                                            description="mean over patterns of the share of pairs with both statements right (%)")}
+    metrics = {"pair_accuracy_mean": metric(res["mean"], detail="the mean over patterns")}
     for p, acc in sorted(res["per_pattern"].items()):
         key = "pair_accuracy_" + "".join(ch if ch.isalnum() else "_" for ch in p.lower()).strip("_")
-        metrics[key] = metric(acc, higher_is_better=True, description=f"pair accuracy (%) on pattern '{p}'")
+        metrics[key] = metric(acc, detail=f"pattern '{p}'")
     table = [{"pattern": p["pattern"], "ids": list(p["ids"]), "statements": list(p["statements"]),
               "img1_prob": [float(x) for x in res["img1_prob"][k]], "correct": bool(res["correct"][k])}
              for k, p in enumerate(pairs)]

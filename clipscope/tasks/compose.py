@@ -124,10 +124,9 @@ def _option_scores(enc: _Encoded, cases: list[dict], image_key, options, load=No
     return np.einsum("nd,nkd->nk", img, txt)
 
 
-def _accuracy_metric(correct: np.ndarray, description: str, chance: float) -> dict:
+def _accuracy_metric(correct: np.ndarray) -> dict:
     acc = float(np.mean(correct)) if len(correct) else float("nan")
-    return metric(acc, higher_is_better=True, description=f"{description} (chance {chance:.3g})",
-                  ci95=wilson_interval(acc, len(correct)), n=int(len(correct)))
+    return metric(acc, ci95=wilson_interval(acc, len(correct)), n=int(len(correct)), detail=f"{len(correct)} cases")
 
 
 def _text_side(enc: _Encoded, pairs: list[tuple[str, str]], captions: list[str], seed: int) -> dict:
@@ -139,10 +138,8 @@ def _text_side(enc: _Encoded, pairs: list[tuple[str, str]], captions: list[str],
         a, b = enc.texts([p for p, _ in pairs]), enc.texts([n for _, n in pairs])
         cos = np.einsum("nd,nd->n", a, b)
         share = float((cos > COLLAPSE_COSINE).mean())
-        out["text_negative_collapse"] = metric(
-            share, higher_is_better=False, ci95=wilson_interval(share, len(cos)), n=len(cos),
-            description=f"share of (caption, hard negative) pairs whose text embeddings have cosine > {COLLAPSE_COSINE}: "
-                        "the text encoder cannot tell them apart whatever the image")
+        out["text_negative_collapse"] = metric(share, ci95=wilson_interval(share, len(cos)), n=len(cos),
+                                               detail=f"{len(cos)} pairs")
     texts = captions or list(dict.fromkeys(p for p, _ in pairs))
     texts = [t for t in texts if len(t.split()) > 3]  # at least two trigrams to reorder
     if texts:
@@ -150,9 +147,7 @@ def _text_side(enc: _Encoded, pairs: list[tuple[str, str]], captions: list[str],
 
         shuffled = [reorder_trigrams(t, np.random.default_rng([seed, k])) for k, t in enumerate(texts)]
         cos = np.einsum("nd,nd->n", enc.texts(texts), enc.texts(shuffled))
-        out["text_order_cosine"] = metric(float(cos.mean()), higher_is_better=False, n=len(cos),
-                                          description="mean cosine of a caption with its trigram-shuffled self (1: the "
-                                                      "text encoder ignores word order)")
+        out["text_order_cosine"] = metric(float(cos.mean()), n=len(cos), detail=f"{len(cos)} captions")
     return out
 
 
@@ -195,18 +190,14 @@ def evaluate(encoder, benchmarks, *, images=None, captions: list[str] | None = N
             for subset, cases in subsets.items():
                 s = _option_scores(enc, cases, lambda c: (c["image"], None), lambda c: [c["negative"], c["positive"]])
                 correct = rules.sugarcrepe_correct(s[:, 1], s[:, 0])
-                metrics[f"sugarcrepe_{subset}"] = _accuracy_metric(
-                    correct, f"SugarCrepe {subset}: positive caption scores above the negative (a tie is wrong)",
-                    CHANCE["sugarcrepe"])
+                metrics[f"sugarcrepe_{subset}"] = _accuracy_metric(correct)
                 correct_by_subset[subset] = correct
                 record(kind, subset, correct, s, [[c["negative"], c["positive"]] for c in cases], 1,
                        [c["image"] for c in cases])
                 pairs_for_text += [(c["positive"], c["negative"]) for c in cases]
                 n_cases += len(cases)
             for family, correct in rules.sugarcrepe_families(correct_by_subset).items():
-                metrics[f"sugarcrepe_{family}"] = _accuracy_metric(
-                    correct, f"SugarCrepe {family}: accuracy pooled over the cases of its subsets, as the paper's "
-                             f"family columns", CHANCE["sugarcrepe"])
+                metrics[f"sugarcrepe_{family}"] = _accuracy_metric(correct)
         elif kind in ("aro-relation", "aro-attribution"):
             which = kind.split("-")[1]
             cases = load_aro(path, which)
@@ -218,9 +209,7 @@ def evaluate(encoder, benchmarks, *, images=None, captions: list[str] | None = N
                 rules.aro_attribution_accuracy(correct, groups)
             rule = ("relations, without the reference's symmetric ones" if which == "relation"
                     else f"attribute pairs with >= {rules.ARO_MIN_ATTRIBUTE_CASES} cases")
-            metrics[f"aro_{which}"] = metric(agg["macro"], higher_is_better=True, groups=agg["groups"],
-                                             description=f"ARO VG-{which.title()}: macro accuracy over {rule}; the "
-                                                         f"true caption must win the argmax (a tie is wrong; chance 0.5)")
+            metrics[f"aro_{which}"] = metric(agg["macro"], groups=agg["groups"], detail=f"the groups: {rule}")
             for group in sorted(agg["per_group"]):
                 mask = np.array(groups) == group
                 category(kind, group, correct[mask], rules.ties(s[mask]).sum(), in_macro=agg["per_group"][group][2])
@@ -241,9 +230,8 @@ def evaluate(encoder, benchmarks, *, images=None, captions: list[str] | None = N
                                lambda k, options=options: options[k])
             correct = rules.aro_order_correct(s)
             name = "aro_order_" + "".join(ch if ch.isalnum() else "_" for ch in Path(path).stem.lower())
-            metrics[name] = _accuracy_metric(correct, f"ARO order ({Path(path).name}): the caption scores highest "
-                                                      f"against {', '.join(names)} (np.argmax; a tie is correct)",
-                                             1 / (1 + len(names)))
+            metrics[name] = _accuracy_metric(correct)
+            metrics[name]["detail"] += f"; perturbations: {', '.join(names)} (chance {1 / (1 + len(names)):.3g})"
             record(kind, Path(path).stem, correct, s, options, 0, [c["image"] for c in cases])
             if tagger is None:
                 notes.append(f"{name}: spaCy's en_core_web_sm is not installed, so only the two trigram perturbations "
@@ -261,9 +249,7 @@ def evaluate(encoder, benchmarks, *, images=None, captions: list[str] | None = N
             correct = rules.sugarcrepe_correct(s[:, 1], s[:, 0])
             for probe_kind in COMPOSE_KINDS:
                 mask = np.array([c["kind"] == probe_kind for c in cases])
-                metrics[f"probe_{probe_kind}"] = _accuracy_metric(
-                    correct[mask], f"offline probes, {probe_kind.replace('_', ' ')}: the right caption scores above "
-                                   "one with the same words recombined (a tie is wrong)", CHANCE["probes"])
+                metrics[f"probe_{probe_kind}"] = _accuracy_metric(correct[mask])
                 record(kind, probe_kind, correct[mask], s[mask], [c["options"] for c in cases if c["kind"] == probe_kind],
                        1, [c["id"] for c in cases if c["kind"] == probe_kind])
             pairs_for_text += [tuple(c["options"][::-1]) for c in cases]
@@ -277,10 +263,7 @@ def evaluate(encoder, benchmarks, *, images=None, captions: list[str] | None = N
             txt = enc.texts([t for pr in pairs for t in pr["statements"]]).reshape(len(pairs), 2, -1)
             patterns = [pr["pattern"] for pr in pairs]
             res = score_pairs(img, txt, patterns, logit_scale=encoder.logit_scale, targets=targets_of(pairs))
-            metrics["mmvp_pair_accuracy_mean"] = metric(
-                res["mean"], higher_is_better=True,
-                description="MMVP-VLM: mean over patterns of the share of pairs with both statements right (%; "
-                            "chance 25), as clipscope blindpairs --benchmark mmvp scores it")
+            metrics["mmvp_pair_accuracy_mean"] = metric(res["mean"], detail=f"{len(pairs)} pairs")
             for pattern in sorted(set(patterns)):
                 mask = np.array(patterns) == pattern
                 category(kind, pattern, res["correct"][mask], 0)
@@ -293,8 +276,8 @@ def evaluate(encoder, benchmarks, *, images=None, captions: list[str] | None = N
             pairs_for_text += [tuple(c["captions"]) for c in cases]
             res = rules.winoground_scores(S)
             for score in ("text", "image", "group"):
-                metrics[f"winoground_{score}"] = _accuracy_metric(
-                    res[score], f"Winoground {score} score (strict >)", CHANCE[f"winoground_{score}"])
+                metrics[f"winoground_{score}"] = _accuracy_metric(res[score])
+                metrics[f"winoground_{score}"]["detail"] += f" (chance {CHANCE[f'winoground_{score}']:.3g})"
             tags = [c["tag"] or "untagged" for c in cases]
             for tag in sorted(set(tags)):  # accuracy: the group score; text and image scores beside it
                 mask = np.array(tags) == tag

@@ -133,26 +133,15 @@ def evaluate(cache, a: str, b: str, *, encode_texts=None, text_a: str | None = N
         B = g["b"][0] if rows["b"] is None else X[rows["b"]]
         st = direction_stats(A, B, text_direction=text_dir)
         sizes = f"{len(A)} vs {len(B)} {modality} rows"
-        metrics[f"direction_angle_{modality}"] = metric(
-            st["angle"], higher_is_better=None, n_a=len(A), n_b=len(B),
-            description=f"angle (degrees) between the two groups' normalised mean {modality} embeddings ({sizes}): "
-                        "how far apart the groups point; the direction is their normalised difference")
-        metrics[f"direction_mean_distance_{modality}"] = metric(
-            st["estimate"], higher_is_better=None, ci95=st["ci95"], plug_in=st["mean_distance"],
-            description=f"||mean(A) - mean(B)|| of the raw {modality} centroids ({sizes}), which also grows with a "
-                        "group's spread; value and ci95: bias-corrected; plug_in: the distance of the sample means")
+        metrics[f"direction_angle_{modality}"] = metric(st["angle"], n_a=len(A), n_b=len(B), detail=sizes)
+        metrics[f"direction_mean_distance_{modality}"] = metric(st["estimate"], ci95=st["ci95"],
+                                                                plug_in=st["mean_distance"], detail=sizes)
         if st["auroc"] is None:
             notes.append(f"direction_auroc_{modality}: a group has a single {modality} row, so separating the groups "
                          "by the direction made from them is trivial; it needs 2 rows per group")
-        metrics[f"direction_auroc_{modality}"] = metric(
-            st["auroc"], higher_is_better=True,
-            description=f"AUROC of the projection onto the {modality} direction, group A positive, on the rows that "
-                        "made it (in sample: an upper bound on held-out separation)")
+        metrics[f"direction_auroc_{modality}"] = metric(st["auroc"], detail=sizes)
         if "text_cosine" in st:
-            metrics[f"direction_text_cosine_{modality}"] = metric(
-                st["text_cosine"], higher_is_better=True,
-                description=f"cosine between the {modality} direction and the text direction made the same way from "
-                            "the --text-a and --text-b prompt sets")
+            metrics[f"direction_text_cosine_{modality}"] = metric(st["text_cosine"])
         tables[f"direction_{modality}"] = [float(v) for v in st["vector"].astype(np.float32)]
         scores = X @ st["vector"].astype(np.float32)
         labels = cache.image_ids if modality == "image" else cache.text_captions

@@ -36,27 +36,19 @@ def _match(old_keys: list[str], new_keys: list[str]) -> tuple[np.ndarray, np.nda
 
 
 def _modality(name, X, Y, ids, *, k, top, device, metrics, tables, plot):
-    metrics[f"cka_{name}"] = metric(linear_cka(X, Y), higher_is_better=True,
-                                    description=f"linear CKA between old and new {name} rows (1: same up to rotation and scale)")
+    metrics[f"cka_{name}"] = metric(linear_cka(X, Y), detail=f"{len(X)} rows")
     overlap = knn_overlap(X, Y, k=k, device=device)
-    metrics[f"knn_overlap_{name}"] = metric(overlap.mean(), higher_is_better=True,
-                                            description=f"mean Jaccard overlap of each {name} row's {k} nearest neighbours, old vs new")
+    metrics[f"knn_overlap_{name}"] = metric(overlap.mean(), detail=f"k = {k}")
     plot[f"overlap_{name}"] = overlap
     if X.shape[1] == Y.shape[1]:
         raw = row_cosines(X, Y)
         R, residual = procrustes(X, Y)
         aligned = row_cosines(X @ R, Y)
-        metrics[f"procrustes_residual_{name}"] = metric(residual, higher_is_better=False,
-                                                        description=f"||old R - new||^2 / ||new||^2 after orthogonal Procrustes ({name})")
-        metrics[f"aligned_angle_{name}"] = metric(np.degrees(np.arccos(np.clip(aligned, -1, 1))).mean(), higher_is_better=False,
-                                                  description=f"mean angle (degrees) between old and new {name} rows after alignment")
-        metrics[f"raw_cosine_{name}"] = metric(raw.mean(), higher_is_better=True,
-                                               description=f"mean cosine between old and new {name} rows, unaligned")
+        metrics[f"procrustes_residual_{name}"] = metric(residual)
+        metrics[f"aligned_angle_{name}"] = metric(np.degrees(np.arccos(np.clip(aligned, -1, 1))).mean())
+        metrics[f"raw_cosine_{name}"] = metric(raw.mean())
         angles = rotation_angles(X, Y)
-        metrics[f"rotation_angle_{name}"] = metric(
-            angles.mean(), higher_is_better=False,
-            description=f"Mod-X rotation, as the paper describes it: mean angle (degrees) between each {name} row's old "
-                        "and new embedding, unaligned")
+        metrics[f"rotation_angle_{name}"] = metric(angles.mean())
         hist, edges = np.histogram(angles, bins=18, range=(0, 180))
         tables[f"rotation_angle_distribution_{name}"] = {"counts": hist.tolist(), "edges": edges.tolist()}
         plot[f"angles_{name}"] = angles
@@ -109,36 +101,23 @@ def evaluate(old, new, *, k: int = 10, top: int = 20, device: str = "cpu", kl_ba
             if len(pairs):
                 for tag, (I, T) in {"old": (Xi, Xt), "new": (Yi, Yt)}.items():
                     Ip, Tp = I[pairs[:, 0]], T[pairs[:, 1]]
-                    metrics[f"gap_{tag}"] = metric(geometry.centroid_distance(I, T), higher_is_better=False,
-                                                   description=f"modality gap (centroid distance) of the {tag} model")
-                    metrics[f"paired_cosine_{tag}"] = metric(geometry.paired_cosine(Ip, Tp), higher_is_better=True,
-                                                             description=f"mean paired image-text cosine of the {tag} model")
-                metrics["gap_change"] = metric(metrics["gap_new"]["value"] - metrics["gap_old"]["value"], higher_is_better=None,
-                                               description="new minus old modality gap")
-                metrics["paired_cosine_change"] = metric(metrics["paired_cosine_new"]["value"] - metrics["paired_cosine_old"]["value"],
-                                                         higher_is_better=True, description="new minus old paired cosine")
+                    metrics[f"gap_{tag}"] = metric(geometry.centroid_distance(I, T))
+                    metrics[f"paired_cosine_{tag}"] = metric(geometry.paired_cosine(Ip, Tp))
+                metrics["gap_change"] = metric(metrics["gap_new"]["value"] - metrics["gap_old"]["value"])
+                metrics["paired_cosine_change"] = metric(metrics["paired_cosine_new"]["value"]
+                                                         - metrics["paired_cosine_old"]["value"])
                 if Xi.shape[1] == Yi.shape[1]:
                     # Backward compatibility: queries from one model against the other's gallery.
                     new_q = cross_modal_recall(Xi, Yt, pairs)  # old images x new texts
                     old_q = cross_modal_recall(Yi, Xt, pairs)  # new images x old texts
                     for kk in (1, 5):
-                        metrics[f"compat_new_text_old_image_recall@{kk}"] = metric(
-                            new_q[f"t2i_recall@{kk}"], higher_is_better=True,
-                            description=f"new-model text queries against the old image gallery, recall@{kk}")
-                        metrics[f"compat_old_text_new_image_recall@{kk}"] = metric(
-                            old_q[f"t2i_recall@{kk}"], higher_is_better=True,
-                            description=f"old-model text queries against the new image gallery, recall@{kk}")
+                        metrics[f"compat_new_text_old_image_recall@{kk}"] = metric(new_q[f"t2i_recall@{kk}"])
+                        metrics[f"compat_old_text_new_image_recall@{kk}"] = metric(old_q[f"t2i_recall@{kk}"])
                     dev = inter_modal_deviation(plot["angles_image"], plot["angles_text"], pairs)
-                    metrics["inter_modal_deviation"] = metric(
-                        dev.mean(), higher_is_better=False,
-                        description="Mod-X inter-modal deviation, as the paper describes it: mean over pairs of "
-                                    "|rotation angle of the image - rotation angle of its text| (degrees)")
+                    metrics["inter_modal_deviation"] = metric(dev.mean(), detail=f"{len(pairs)} pairs")
                     kl = similarity_kl(Xi, Xt, Yi, Yt, pairs, batch=kl_batch, temperature=kl_temperature)
-                    metrics["similarity_kl"] = metric(
-                        kl.mean(), higher_is_better=False,
-                        description=f"Mod-X's distillation target, as the paper describes it: mean KL(old || new) of the "
-                                    f"rows softmax(<I_i, T_j> / {kl_temperature:g}) of the in-batch image-text similarity "
-                                    f"matrix, consecutive batches of {kl_batch} pairs (nats)")
+                    metrics["similarity_kl"] = metric(kl.mean(), detail=f"temperature {kl_temperature:g}, consecutive "
+                                                                        f"batches of {kl_batch} pairs")
                 else:
                     notes.append("the models differ in dimension: Procrustes, per-row cosines and backward "
                                  "compatibility need equal D; drift per row is 1 - kNN overlap")

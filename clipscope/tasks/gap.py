@@ -84,31 +84,20 @@ def _noise_model(Ip, Tp, gap, *, alpha: float, max_pairs: int, seed: int):
     noisy = nm.inject_noise(t, fit["sigma"], seed)
     before = geometry.gap_metrics(x, t, geometry.identity_pairs(len(x)), seed=seed)
     after = geometry.gap_metrics(x, noisy, geometry.identity_pairs(len(x)), seed=seed)
-    src = "Qiu et al. 2024, MacCap (AAAI); Nukrai et al. 2022, CapDec (EMNLP Findings)"
-    def described(value, text):
-        return metric(value, higher_is_better=None, description=f"{text}; {on}; {src}")
-
     metrics = {
-        "noise_sigma": described(fit["sigma"], "isotropic scale sigma of the paired differences x - t - g (g: the "
-                                               "centroid gap): sigma^2 = mean over dimensions of their variance"),
-        "noise_gaussian_share": described(fit["gaussian_share"],
-                                          f"share of dimensions whose paired differences pass D'Agostino-Pearson's "
-                                          f"normality test (scipy.stats.normaltest, p >= {alpha}); about "
-                                          f"{1 - alpha:.2f} for Gaussian noise"),
-        "noise_mean_abs_skew": described(float(np.mean(np.abs(fit["skew"]))),
-                                         "mean |skewness| of the paired differences over dimensions (0 for a Gaussian)"),
-        "noise_mean_excess_kurtosis": described(float(np.mean(fit["excess_kurtosis"])),
-                                                "mean excess kurtosis of the paired differences over dimensions (0 "
-                                                "for a Gaussian, 3 for a Laplace)"),
+        "noise_sigma": metric(fit["sigma"], detail=on),
+        "noise_gaussian_share": metric(fit["gaussian_share"], detail=f"p >= {alpha}, about {1 - alpha:.2f} for "
+                                                                     f"Gaussian noise; {on}"),
+        "noise_mean_abs_skew": metric(float(np.mean(np.abs(fit["skew"]))), detail=on),
+        "noise_mean_excess_kurtosis": metric(float(np.mean(fit["excess_kurtosis"])), detail=on),
     }
     injection = []
     for name in ("centroid_distance", "paired_cosine", "linear_separability"):
         clean, noisy_v = before[name]["value"], after[name]["value"]
         injection.append({"metric": name, "text": clean, "noisy_text": noisy_v})
-        metrics[f"noisy_{name}"] = metric(
-            noisy_v, higher_is_better=after[name]["higher_is_better"], ci95=after[name].get("ci95"),
-            description=f"{name} between the images and their paired text rows plus N(0, sigma^2 I) noise "
-                        f"(renormalised): {clean:.4g} without the noise; {on}; {src} (noise injection)")
+        metrics[f"noisy_{name}"] = metric(noisy_v, ci95=after[name].get("ci95"),
+                                          detail=f"N(0, sigma^2 I) with the fitted sigma; {clean:.4g} without the "
+                                                 f"noise; {on}")
     top = np.argsort(fit["sd"])[::-1][:4]
     rng = np.random.default_rng([seed, 13])
     keep = rng.choice(len(fit["differences"]), min(2000, len(fit["differences"])), replace=False)
@@ -326,16 +315,11 @@ def subregion_test(cache, source, encoder, *, max_images: int = 500, seed: int =
     crops = np.einsum("pkd,pd->pk", C, T[keep[:, 1]])
     sc = sr.subregion_scores(whole, crops)
     n = len(keep)
-    src = "Qiu et al. 2024, MacCap (AAAI): subregion features sit closer to captions"
     on = f"{n} pairs of {len(rows)} sampled images, {crops.shape[1]} crops each (scales {', '.join(map(str, sr.SCALES))})"
     share = float(sc["win"].mean())
     metrics = {
-        "subregion_win_share": metric(share, higher_is_better=None, ci95=wilson_interval(share, n), n=n,
-                                      description=f"share of pairs whose caption is closer to one of its image's crops "
-                                                  f"than to the whole image; {on}; {src}"),
-        "subregion_mean_gain": metric(float(sc["gain"].mean()), higher_is_better=None, ci95=_mean_ci(sc["gain"]), n=n,
-                                      description=f"mean over pairs of (best crop cosine - whole-image cosine) with the "
-                                                  f"caption; {on}; {src}"),
+        "subregion_win_share": metric(share, ci95=wilson_interval(share, n), n=n, detail=on),
+        "subregion_mean_gain": metric(float(sc["gain"].mean()), ci95=_mean_ci(sc["gain"]), n=n, detail=on),
     }
     table = []
     for k, s in enumerate(sr.SCALES):

@@ -142,10 +142,8 @@ def evaluate(cache, encoder, *, mode: str, config: InversionConfig, gallery=None
     feats, curve, cos = run_inversion(cache, encoder, mode=mode, config=config, progress=progress)
     desc_dir = "image feature to the text encoder" if mode == "oti" else "text feature to the image encoder"
     metrics = {
-        "initial_cosine": metric(cos[:, 0].mean(), higher_is_better=True,
-                                 description=f"mean cosine between the inverted feature and its target at the first step ({mode.upper()}: {desc_dir})"),
-        "final_cosine": metric(cos[:, 1].mean(), higher_is_better=True,
-                               description=f"mean cosine between the inverted feature and its target after {config.steps} steps"),
+        "initial_cosine": metric(cos[:, 0].mean(), detail=f"at the first step ({mode.upper()}: {desc_dir})"),
+        "final_cosine": metric(cos[:, 1].mean(), detail=f"after {config.steps} steps ({mode.upper()}: {desc_dir})"),
     }
     tables = {"loss_curve": [{"step": int(s), "mean": float(r[0]), "std": float(r[1]), "p10": float(r[2]), "p90": float(r[3])}
                              for s, r in enumerate(curve) if s % max(1, len(curve) // 100) == 0 or s == len(curve) - 1]}
@@ -179,8 +177,7 @@ def evaluate(cache, encoder, *, mode: str, config: InversionConfig, gallery=None
             notes.append("texts paired with images of different labels were left out of retrieval")
         for name, res in zip(names, (base, inv)):
             for k, short in RETRIEVAL_KEYS.items():
-                metrics[f"{name}_{short}"] = metric(res[k], higher_is_better=True,
-                                                    description=f"{k} (%) of {name.replace('_', ' ')} retrieval")
+                metrics[f"{name}_{short}"] = metric(res[k])
         classnames = cache.classnames or [str(c) for c in range(int(q_lab.max()) + 1)]
         gains = []
         for c in np.unique(q_lab[keep]):

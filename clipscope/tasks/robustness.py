@@ -201,15 +201,12 @@ def evaluate(encoder, source, *, corruptions: list[str], severities: list[int], 
     bar.close()
     mean_corr = float(np.mean([r["accuracy"] for r in table])) if table else float("nan")
     metrics = {
-        "accuracy_clean": metric(acc_clean, higher_is_better=True, description="zero-shot top-1 accuracy on clean images"),
-        "mean_corruption_accuracy": metric(mean_corr, higher_is_better=True,
-                                           description="zero-shot accuracy averaged over corruptions and severities"),
-        "relative_drop": metric((acc_clean - mean_corr) / acc_clean if acc_clean > 0 else None, higher_is_better=False,
-                                description="(clean - mean corruption accuracy) / clean accuracy"),
-        "mean_drift": metric(float(np.mean([r["drift"] for r in table])) if table else None, higher_is_better=True,
-                             description="mean cosine between clean and corrupted image embeddings"),
-        "ece": metric(ece, higher_is_better=False, description="expected calibration error, 15 equal-width bins, clean images"),
-        "nll": metric(nll, higher_is_better=False, description="negative log-likelihood with the model's logit scale, clean images"),
+        "accuracy_clean": metric(acc_clean),
+        "mean_corruption_accuracy": metric(mean_corr, detail=f"{len(table)} corruption cells"),
+        "relative_drop": metric((acc_clean - mean_corr) / acc_clean if acc_clean > 0 else None),
+        "mean_drift": metric(float(np.mean([r["drift"] for r in table])) if table else None),
+        "ece": metric(ece),
+        "nll": metric(nll),
     }
     notes = [f"{len(crops)} images (224-pixel centre crops, ImageNet-C protocol; images under 256 px resized to 224 "
              f"without loss); {len(templates)} template(s); "
@@ -221,10 +218,8 @@ def evaluate(encoder, source, *, corruptions: list[str], severities: list[int], 
     if len(templates) > 1:
         accs = [float(((clean @ t.T).argmax(1) == labels).mean()) for t in per_template]
         tables["templates"] = [{"template": t, "accuracy": a} for t, a in zip(templates, accs)]
-        metrics["prompt_accuracy_std"] = metric(float(np.std(accs)), higher_is_better=False,
-                                                description="standard deviation of accuracy across templates")
-        metrics["prompt_accuracy_range"] = metric(float(np.max(accs) - np.min(accs)), higher_is_better=False,
-                                                  description="best minus worst template accuracy")
+        metrics["prompt_accuracy_std"] = metric(float(np.std(accs)), detail=f"{len(accs)} templates")
+        metrics["prompt_accuracy_range"] = metric(float(np.max(accs) - np.min(accs)), detail=f"{len(accs)} templates")
     if baseline is not None or is_imagenet_val(source):
         b_table = None if baseline is None else baseline["tables"].get("corruptions", [])
         b_clean = None if baseline is None else baseline["metrics"]["accuracy_clean"]["value"]
@@ -233,12 +228,8 @@ def evaluate(encoder, source, *, corruptions: list[str], severities: list[int], 
         against = (f"the baseline {baseline['model']['name']} (pretrained: {baseline['model']['pretrained']})"
                    if baseline is not None else "AlexNet's published errors")
         tables["corruption_errors"] = ce_rows
-        metrics["mce"] = metric(mce, higher_is_better=False,
-                                description=f"mean corruption error (%): per corruption, summed errors over severities "
-                                            f"divided by those of {against}, averaged over corruptions")
-        metrics["relative_mce"] = metric(rel, higher_is_better=False,
-                                         description=f"relative mCE (%): errors minus the clean error, normalised by "
-                                                     f"{against} the same way")
+        metrics["mce"] = metric(mce, detail=f"the baseline: {against}")
+        metrics["relative_mce"] = metric(rel, detail=f"the baseline: {against}")
         if any(not np.isfinite(r["relative_ce"]) for r in ce_rows):
             notes.append("relative mCE: the baseline's accuracy did not drop under some corruption, so its "
                          "degradation is zero and the relative CE is undefined there (reported as null)")
@@ -250,10 +241,8 @@ def evaluate(encoder, source, *, corruptions: list[str], severities: list[int], 
         ood_crops, _ = _load_crops(ood_source, max_images, seed)
         ood = encode_all(ood_crops)
         id_s, ood_s = mcm_score(clean, classes), mcm_score(ood, classes)
-        metrics["ood_auroc"] = metric(auroc(id_s, ood_s), higher_is_better=True,
-                                      description="AUROC of the MCM score (T = 1), in-distribution positive")
-        metrics["ood_fpr95"] = metric(fpr_at_tpr(id_s, ood_s), higher_is_better=False,
-                                      description="false-positive rate on OOD data at 95% in-distribution TPR (MCM)")
+        metrics["ood_auroc"] = metric(auroc(id_s, ood_s), detail=f"OOD: {ood_source.spec}")
+        metrics["ood_fpr95"] = metric(fpr_at_tpr(id_s, ood_s), detail=f"OOD: {ood_source.spec}")
         plot["ood"] = (id_s, ood_s)
         notes.append(f"OOD: {ood_source.spec}, {len(ood_crops)} images")
     counts = {"images": len(crops), "classes": len(source.classnames)}
@@ -405,25 +394,20 @@ def evaluate_published(encoder, benchmarks: list[tuple[str, Path]], *, templates
         key = "accuracy_" + name.replace("-", "_")
         accs[name] = acc
         subset = len(inet.subset_wnids(name))
-        metrics[key] = metric(acc, higher_is_better=True, ci95=wilson_interval(acc, n), n=n,
-                              description=f"zero-shot top-1 accuracy on {name} ({n} images"
-                                          f"{f' sampled of {len(paths)}' if len(idx) < len(paths) else ''}; logits over "
-                                          f"its {subset} classes)")
+        metrics[key] = metric(acc, ci95=wilson_interval(acc, n), n=n,
+                              detail=f"{n} images{f' sampled of {len(paths)}' if len(idx) < len(paths) else ''}; "
+                                     f"logits over its {subset} classes")
         if skipped:
             notes.append(f"{name}: {skipped} unreadable image(s) skipped")
         bar.update(1)
     shifts = [s for s in inet.SHIFTS if s in accs]
     if shifts:
-        metrics["mean_shift_accuracy"] = metric(float(np.mean([accs[s] for s in shifts])), higher_is_better=True,
-                                                description=f"mean zero-shot accuracy over {', '.join(shifts)}")
+        metrics["mean_shift_accuracy"] = metric(float(np.mean([accs[s] for s in shifts])), detail=", ".join(shifts))
         if "imagenet" in accs:
             for s in shifts:
-                metrics["shift_drop_" + s.replace("-", "_")] = metric(
-                    accs["imagenet"] - accs[s], higher_is_better=False,
-                    description=f"ImageNet val accuracy minus {s} accuracy")
+                metrics["shift_drop_" + s.replace("-", "_")] = metric(accs["imagenet"] - accs[s], detail=s)
             metrics["mean_shift_drop"] = metric(accs["imagenet"] - metrics["mean_shift_accuracy"]["value"],
-                                                higher_is_better=False,
-                                                description="ImageNet val accuracy minus the mean over the shifts")
+                                                detail="the mean over " + ", ".join(shifts))
     if "imagenet-c" in names:
         root = dict(benchmarks)["imagenet-c"]
         cells, ignored = inet.imagenet_c_cells(root)
@@ -441,9 +425,8 @@ def evaluate_published(encoder, benchmarks: list[tuple[str, Path]], *, templates
         standard = [r for r in rows if r["corruption"] in CORRUPTIONS]
         covered = f"{len(standard)} of the {5 * len(CORRUPTIONS)} cells (15 corruptions x 5 severities)"
         metrics["imagenet_c_mean_accuracy"] = metric(
-            float(np.mean([r["accuracy"] for r in standard])) if standard else float("nan"), higher_is_better=True,
-            coverage={"cells": len(standard), "of": 5 * len(CORRUPTIONS)},
-            description=f"mean zero-shot accuracy over the ImageNet-C cells on disk: {covered}")
+            float(np.mean([r["accuracy"] for r in standard])) if standard else float("nan"),
+            coverage={"cells": len(standard), "of": 5 * len(CORRUPTIONS)}, detail=covered)
         if ignored:
             notes.append(f"ImageNet-C: folder(s) {', '.join(ignored)} are not ImageNet-C corruptions and were left out")
         extra = sorted({r["corruption"] for r in rows} - set(CORRUPTIONS))
@@ -455,12 +438,8 @@ def evaluate_published(encoder, benchmarks: list[tuple[str, Path]], *, templates
         clean = accs.get("imagenet", float("nan"))
         ce_rows, mce, rel = corruption_errors(rows, clean, alexnet=True)
         tables["imagenet_c_errors"] = ce_rows
-        metrics["imagenet_c_mce"] = metric(mce, higher_is_better=False,
-                                           description="mCE (%) of the published ImageNet-C images: per corruption, the "
-                                                       "mean error over severities 1-5 / AlexNet's, averaged")
-        metrics["imagenet_c_relative_mce"] = metric(rel, higher_is_better=False,
-                                                    description="relative mCE (%): errors minus the clean ImageNet val "
-                                                                "error, normalised by AlexNet's the same way")
+        metrics["imagenet_c_mce"] = metric(mce)
+        metrics["imagenet_c_relative_mce"] = metric(rel)
         if not np.isfinite(clean):
             notes.append("imagenet_c_relative_mce needs the clean error: add --benchmark imagenet:VAL_DIR")
         partial = sorted({c for c, _ in cells} - {r["corruption"] for r in ce_rows})
