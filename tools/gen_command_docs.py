@@ -39,6 +39,103 @@ OUTPUTS = {
 
 # Sections that follow the metric table: what a user checks their setup against.
 EXTRA = {
+    "compare": """## The decision rule
+
+For every metric with a direction (`higher_is_better` in its spec: `commands/<command>.md` lists
+them), compare computes the change `delta = new - base` and, when both reports carry a 95%
+interval, a one-sided z-test of the change in the bad direction on the two standard errors
+(`se = interval width / 3.92`, the intervals being independent across the two runs).
+
+- `--rule both` (default): a **regression** is a change in the bad direction that is larger than
+  the metric's tolerance (its spec's, else `--tolerance`, else 0.02; `--metric NAME=TOL`) **and**
+  significant after **Holm's correction** over every tested metric of the comparison (all reports
+  of the two folders together) at `--alpha` (0.05). The chance that two runs of an unchanged model
+  fail the gate is therefore at most `--alpha`, however many metrics are gated; a change below the
+  tolerance never fails it however large the data.
+- `--rule significance`: significant after Holm, whatever its size.
+- `--rule tolerance`: larger than the tolerance, whatever the noise (the behaviour before
+  version 0.1's gate issue; its error rate is uncontrolled, see below).
+
+A metric with an interval on one side only, or none (e.g. `mce`), cannot be tested: under `both`
+it is gated on its tolerance alone, unless its report states why no valid interval exists on
+this data (`no_interval`, e.g. `relative_alignment` with class prompts) and then it is listed as
+`not gated`. An interval of zero width (a statistic over fixed class prompts) has no sampling
+error: any change of it beyond the tolerance is a regression.
+
+## Like with like
+
+A metric is **incomparable** (listed, never a regression or an improvement, and a gate failure:
+exit 3 unless `--allow-incomparable`) when the two reports
+
+- have different sample sizes (`images`, `texts`, `pairs`, `cases`, `classes` in `data.counts`);
+- differ in a configuration key that defines the metric: the command's own (uniformity: `t`;
+  robustness: `templates`, `max_images`; invert: its optimisation settings; blindpairs: the
+  thresholds and reference; drift: `k`; compose: its benchmarks; direction: its groups) or the
+  metric's (`defined_by` in its spec: the corruption cells of `mce`, `noise_max_pairs` of the noise
+  model, ...);
+- report a different `coverage` of it (an ImageNet-C tree with 10 of 75 cells against a full one).
+
+Two reports of other data of the same size (other data fingerprints) are compared as two samples
+of one population, which the intervals are for; the table says so. A metric the baseline has and
+the new report lacks (or has as null, NaN or infinity) is a regression, unless the new run was
+not asked for it (its spec's `requires`: e.g. `noise_*` without `--noise-model`): then it is
+listed as `not run`. The table and the JSON output state the rule, the correction and how many
+metrics were tested.
+
+## Measured error rate and power
+
+`python benchmarks/gate_simulation.py` draws pairs of samples from the three populations of
+`tests/simulate.py` (d = 64, a gap between the modalities, correlated pairs), writes their gap and
+uniformity reports and compares them as `clipscope compare` does; measured on this project's
+machine (2 CPU cores), 400 comparisons per layout at n = 200 units, 100 per planted change at
+n = 1000:
+
+| layout | any regression flagged, same population: rule both | significance | tolerance |
+|---|---|---|---|
+| 1:1 pairs | 0.018 | 0.018 | 0.688 |
+| 3 captions per image | 0.015 | 0.018 | 0.550 |
+| 10 fixed class prompts | 0.020 | 0.020 | 0.645 |
+
+| layout | planted change | flagged (rule both) |
+|---|---|---|
+| 1:1 pairs | centroid distance +0.050 | 1.000 |
+| 1:1 pairs | paired cosine -0.035 | 1.000 |
+| 3 captions per image | centroid distance +0.049 | 1.000 |
+| 3 captions per image | paired cosine -0.036 | 1.000 |
+| 10 fixed class prompts | centroid distance +0.050 | 1.000 |
+
+The suite checks the same on every run (tests/test_gate.py: at most 0.05 plus its binomial
+margin over 100 comparisons per layout; at least 0.9 of planted changes flagged), and that the
+95% intervals of every gated gap and uniformity metric cover 0.90-0.99 on the three layouts
+(tests/test_coverage.py).
+
+## A worked example
+
+Two gap reports of one model on two samples of the same population (300 pairs each; made with
+`tests/simulate.py`): every metric moves a little, nothing is both beyond its tolerance and
+significant after Holm, so the gate passes (exit 0):
+
+```
+$ clipscope compare a/gap.json b/gap.json
+report  metric               base      new       delta       tolerance  p (Holm)  status
+------  -------------------  --------  --------  ----------  ---------  --------  ------
+gap     centroid_distance    0.444     0.4516    +0.007537   0.02       0.589     ok    
+gap     centroid_cosine      0.007041  -0.01085  -0.01789    0.02                 ok    
+gap     paired_distance      0.9166    0.926     +0.009412   0.02       0.589     ok    
+gap     paired_cosine        0.5765    0.5673    -0.00925    0.02       0.589     ok    
+gap     paired_angle         54.62     55.24     +0.621      1          0.589     ok    
+gap     rmg                  0.3198    0.3249    +0.005106   0.02       0.589     ok    
+gap     cone_image           0.11      0.1098    -0.0002026  0.02       0.589     ok    
+gap     cone_text            0.08859   0.09197   +0.003382   0.02       0.589     ok    
+gap     linear_separability  0.9667    0.9917    +0.025      0.02       0.589     ok    
+warning: gap: the data differ (fingerprint da40a459b2b8b847 vs 6063e76a7bcd752d): compared as two samples of one population; gate a release on the baseline's own data to compare the models alone
+rule: both (a bad change beyond its tolerance and significant in a one-sided z-test; family-wise error 0.05 by Holm over 8 tested metric(s))
+no regression
+```
+
+With `--rule tolerance` the same pair fails (exit 3) on `linear_separability`, which moved by
++0.025 against its tolerance of 0.02: the false alarm the default rule controls.
+""",
     "export": """## Parquet schema
 
 One row per image, then one per text. Columns absent from the runs are null. The file's
