@@ -1,22 +1,6 @@
 """Rows people can look at: one row per image and per text of a cache, with the per-row results
 of the runs in a folder, as a parquet file (pandas, DuckDB and Embedding Atlas read it as it
-is) or a TensorBoard projector log.
-
-Columns (``SCHEMA``; commands/export.md documents each):
-  row, modality, id, caption, label, classname   what the row is
-  text                                           a caption, or an image's id and class (search)
-  embedding                                      the L2-normalised embedding (float32 list)
-  x, y                                           a 2-D projection of all rows together
-  paired_cosine                                  mean cosine with the rows it is paired with
-  relative_alignment                             mean over its pairs of Oh et al.'s relative
-                                                 alignment (clipscope.analysis.geometry)
-  blind_partner, blind_clip_cosine,              from blindpairs.json: the row's CLIP-blind
-  blind_reference_cosine                         partner with the largest cosine gap
-  drift, drift_aligned_cosine                    from drift.json: how far the row moved
-  inversion_cosine                               the cache's OTI (images) / OVI (texts) final
-                                                 cosine, when invert has run
-  corruption_cosine                              from robustness.json: the image's mean cosine
-                                                 between its clean and corrupted embeddings
+is) or a TensorBoard projector log. ``SCHEMA`` declares the columns (commands/export.md lists it).
 """
 
 from __future__ import annotations
@@ -28,19 +12,70 @@ import numpy as np
 
 from clipscope.errors import ClipscopeError
 
-COLUMNS = ("row", "modality", "id", "caption", "label", "classname", "text", "embedding", "x", "y", "paired_cosine",
-           "relative_alignment", "blind_partner", "blind_clip_cosine", "blind_reference_cosine", "drift",
-           "drift_aligned_cosine", "inversion_cosine", "corruption_cosine")
+# (column, arrow type, meaning, the command whose report fills it or None for the cache itself)
+SCHEMA = (
+    ("row", "int64", "row index within its modality", None),
+    ("modality", "string", "image or text", None),
+    ("id", "string", "image id; text-<row> for texts", None),
+    ("caption", "string", "the caption (texts)", None),
+    ("label", "int64", "class label (images of labelled data)", None),
+    ("classname", "string", "its class name", None),
+    ("text", "string", "what Embedding Atlas searches: the caption, or the image id and class", None),
+    ("embedding", "fixed_size_list<element: float>[D]",
+     "the L2-normalised embedding (float32, D = the model's width)", None),
+    ("x", "double", "2-D projection of all rows together (--projection)", None),
+    ("y", "double", "the projection's second axis", None),
+    ("paired_ids", "list<element: string>",
+     "the rows it is paired with in /pairs: a text's image id(s), an image's text ids", None),
+    ("paired_cosine", "double", "mean cosine with the rows it is paired with in /pairs", None),
+    ("relative_alignment", "double", "mean over its pairs of 2 (max cosine with a row it is not paired with - "
+     "paired cosine) (Oh et al. 2023, as uniformity)", None),
+    ("blind_partner", "string", "from blindpairs.json: the CLIP-blind partner with the largest clip - reference "
+     "cosine gap", "blindpairs"),
+    ("blind_clip_cosine", "double", "that pair's CLIP cosine", "blindpairs"),
+    ("blind_reference_cosine", "double", "that pair's reference-encoder cosine", "blindpairs"),
+    ("drift", "double", "from drift.json (most_moved tables): how far the row moved between the releases", "drift"),
+    ("drift_aligned_cosine", "double", "its cosine after Procrustes alignment", "drift"),
+    ("inversion_cosine", "double", "the cache's final OTI (images) or OVI (texts) cosine, when invert has run",
+     "invert"),
+    ("corruption_cosine", "double", "from robustness.json (per_image_drift): the image's mean cosine between its "
+     "clean and corrupted embeddings over the corruption cells", "robustness"),
+    ("zero_shot_prediction", "string", "from robustness.json (predictions): the class the model predicts for the "
+     "image through its own preprocessing (CLIP_benchmark's protocol)", "robustness"),
+    ("corruption_correct_share", "double", "from robustness.json (predictions): the share of corruption cells in "
+     "which the image is still classified correctly", "robustness"),
+)
+COLUMNS = tuple(c[0] for c in SCHEMA)
 
 
 def _types():
     import pyarrow as pa
 
-    text, num = pa.string(), pa.float64()
-    return {"row": pa.int64(), "modality": text, "id": text, "caption": text, "label": pa.int64(), "classname": text,
-            "text": text, "x": num, "y": num, "paired_cosine": num, "relative_alignment": num, "blind_partner": text,
-            "blind_clip_cosine": num, "blind_reference_cosine": num, "drift": num, "drift_aligned_cosine": num,
-            "inversion_cosine": num, "corruption_cosine": num}
+    return {"int64": pa.int64(), "string": pa.string(), "double": pa.float64(), "list<element: string>":
+            pa.list_(pa.string())}
+
+
+def schema_table() -> str:
+    """The columns as the markdown table commands/export.md shows."""
+    rows = [f"| `{name}` | `{kind}` | {meaning} |" for name, kind, meaning, _ in SCHEMA]
+    return "\n".join(["| column | type | meaning |", "|---|---|---|", *rows])
+
+
+def empty_columns(table, reports: dict[str, dict]) -> dict[str, str]:
+    """The columns that are null on every row, each with why (in one phrase)."""
+    out = {}
+    for name, _, _, command in SCHEMA:
+        if table.column(name).null_count < table.num_rows:
+            continue
+        if command is None:
+            out[name] = "nothing in this cache fills it"
+        elif command == "invert":
+            out[name] = "invert has not stored inversions in this cache"
+        elif command not in reports:
+            out[name] = f"no {command} report in --runs"
+        else:
+            out[name] = f"{command}.json in --runs ran on other rows ({reports[command].get('data', {}).get('spec')})"
+    return out
 
 
 def _runs(folder: Path | None) -> dict[str, dict]:
@@ -106,9 +141,16 @@ def rows_table(cache, *, runs: str | Path | None = None, projection: str = "pca"
     drift = {m: {r["id"]: r for r in (reports.get("drift", {}).get("tables", {}).get(f"most_moved_{m}") or [])}
              for m in ("image", "text")}
     inv = {"image": _inversion(cache, "image/oti_cosine", n_i), "text": _inversion(cache, "text/ovi_cosine", n_t)}
-    corrupted = {r["id"]: r["drift"] for r in (reports.get("robustness", {}).get("tables", {}).get("per_image_drift") or [])}
+    robust = reports.get("robustness", {}).get("tables", {})
+    corrupted = {r["id"]: r["drift"] for r in (robust.get("per_image_drift") or [])}
+    predicted = {r["id"]: r for r in (robust.get("predictions") or [])}
+    text_ids = [f"text-{k}" for k in range(n_t)]
+    partners = {"image": [[] for _ in range(n_i)], "text": [[] for _ in range(n_t)]}
+    for i, t in np.asarray(pairs).reshape(-1, 2):
+        partners["image"][int(i)].append(text_ids[int(t)])
+        partners["text"][int(t)].append(ids[int(i)])
 
-    for modality, X, names in (("image", I, ids), ("text", T, [f"text-{k}" for k in range(n_t)])):
+    for modality, X, names in (("image", I, ids), ("text", T, text_ids)):
         offset = 0 if modality == "image" else n_i
         for k in range(len(X)):
             col["row"].append(k)
@@ -133,13 +175,19 @@ def rows_table(cache, *, runs: str | Path | None = None, projection: str = "pca"
             col["drift_aligned_cosine"].append(d.get("aligned_cosine") if d else None)
             col["inversion_cosine"].append(_num(inv[modality][k]))
             col["corruption_cosine"].append(corrupted.get(names[k]) if modality == "image" else None)
+            col["paired_ids"].append(partners[modality][k] or None)
+            p = predicted.get(names[k]) if modality == "image" else None
+            col["zero_shot_prediction"].append(p.get("zero_shot") if p else None)
+            cells = [v for c, v in (p or {}).items() if "/" in c]  # corruption/severity cells
+            col["corruption_correct_share"].append(float(np.mean([v == p["label"] for v in cells])) if cells else None)
     dim = I.shape[1]
     emb = pa.FixedSizeListArray.from_arrays(pa.array(np.concatenate([I, T]).astype(np.float32).ravel()), dim)
     fields = {k: v for k, v in col.items() if k != "embedding"}
-    table = pa.table({k: emb if k == "embedding" else pa.array(fields[k], type=TYPES[k]) for k in COLUMNS})
+    kinds = {name: kind for name, kind, _, _ in SCHEMA}
+    table = pa.table({k: emb if k == "embedding" else pa.array(fields[k], type=TYPES[kinds[k]]) for k in COLUMNS})
     meta = {"clipscope": json.dumps({"model": cache.attrs.get("model"), "pretrained": cache.attrs.get("pretrained"),
                                      "data_spec": cache.attrs.get("data_spec"), "projection": projection,
-                                     "runs": sorted(reports)})}
+                                     "runs": sorted(reports), "empty_columns": empty_columns(table, reports)})}
     return table.replace_schema_metadata(meta)
 
 

@@ -152,7 +152,12 @@ SPECS: list[MetricSpec] = [
           "pair accuracy (%): both statements of a pair matched to the right image ({pattern})", D, "%", 2.0),
     # robustness
     _spec(r"accuracy_clean", "robustness", f"{IMAGENET_C}; Radford et al. 2021 (zero-shot)",
-          "zero-shot top-1 accuracy on the clean images", D, requires=("corruptions",)),
+          "zero-shot top-1 accuracy on the clean images as the corruptions see them (ImageNet-C protocol: resized to "
+          "256, centre-cropped to 224, then the model's preprocessing): the reference for the corruption cells, not "
+          "comparable with published or CLIP_benchmark accuracies", D, requires=("corruptions",)),
+    _spec(r"accuracy_zero_shot", "robustness", "Radford et al. 2021 (zero-shot); CLIP_benchmark zeroshot_classification",
+          "zero-shot top-1 accuracy on the original images through the model's own preprocessing alone: the number "
+          "CLIP_benchmark and published tables compute", D, requires=("corruptions",)),
     _spec(r"mean_corruption_accuracy", "robustness", f"{IMAGENET_C}; Radford et al. 2021 (zero-shot)",
           "mean zero-shot top-1 accuracy over the corruption cells", D, **CORRUPTED_KW),
     _spec(r"mce", "robustness", f"{IMAGENET_C} (mean corruption error, AlexNet-normalised)",

@@ -298,6 +298,33 @@ def test_pre_caption_and_trigrams_match_the_reference():
     assert all(sorted(o.split()) == sorted(opts[0].split()) for o in opts)
 
 
+def test_order_perturbations_cut_nltk_tokens_of_the_raw_caption():
+    """ARO shuffles nltk.word_tokenize's tokens of the raw caption (a comma is a token, so it takes a
+    trigram slot) and applies pre_caption afterwards: every option is one of the reference's strings."""
+    import itertools
+
+    from nltk.tokenize import word_tokenize
+
+    from clipscope.data.text_perturb import order_options
+
+    caption = "A man, riding a horse on the beach."
+    tokens = word_tokenize(caption, preserve_line=True)  # the reference's tokens for a one-sentence caption
+    assert tokens == ["A", "man", ",", "riding", "a", "horse", "on", "the", "beach", "."]
+    trigrams = ref.get_trigrams(tokens)
+    across = {ref.pre_caption(" ".join(w for g in p for w in g), 30) for p in itertools.permutations(trigrams)}
+    within = {ref.pre_caption(" ".join(w for g in p for w in g), 30)
+              for p in itertools.product(*[list(itertools.permutations(g)) for g in trigrams])}
+    for seed in range(20):
+        opts, names = order_options(caption, np.random.default_rng(seed))
+        assert opts[0] == ref.pre_caption(caption, 30)
+        assert opts[names.index("shuffle_trigrams") + 1] in across
+        assert opts[names.index("shuffle_within_trigrams") + 1] in within
+    # cut after punctuation removal (the old way), ", riding" would not share a trigram with "man"
+    old = {ref.pre_caption(" ".join(w for g in p for w in g), 30)
+           for p in itertools.permutations(ref.get_trigrams(ref.pre_caption(caption, 30).split()))}
+    assert across - old
+
+
 def test_aro_order_scored_as_the_reference(tmp_path):
     import torch
     from conftest import save_image

@@ -39,7 +39,9 @@ def small(tmp_path):
         "blind_pairs": [{"a": "img1", "b": "img2", "clip_cosine": 0.97, "reference_cosine": 0.3},
                         {"a": "img1", "b": "img4", "clip_cosine": 0.96, "reference_cosine": 0.5}]}}))
     (runs / "rob.json").write_text(json.dumps({"command": "robustness", "metrics": {}, "tables": {
-        "per_image_drift": [{"id": "img5", "drift": 0.77}]}}))
+        "per_image_drift": [{"id": "img5", "drift": 0.77}],
+        "predictions": [{"id": "img5", "label": "dog", "clean": "dog", "zero_shot": "cat", "contrast/1": "dog",
+                         "contrast/5": "cat", "fog/3": "cat"}]}}))
     (runs / "dr" / "drift.json").write_text(json.dumps({"command": "drift", "metrics": {}, "tables": {
         "most_moved_image": [{"id": "img3", "drift": 0.42, "aligned_cosine": 0.8}],
         "most_moved_text": [{"id": "caption 5", "drift": 0.3}]}}))
@@ -72,8 +74,33 @@ def test_export_columns_round_trip(small, run_cli, tmp_path):
     assert d["inversion_cosine"][6] is None
     assert d["corruption_cosine"][5] == 0.77 and d["corruption_cosine"][0] is None
     assert all(np.isfinite(d["x"])) and all(np.isfinite(d["y"]))
+    assert d["zero_shot_prediction"][5] == "cat" and d["zero_shot_prediction"][4] is None
+    assert d["corruption_correct_share"][5] == pytest.approx(1 / 3)  # right in contrast/1 only
+    # paired ids: image 0 has texts 0-2, text 3 belongs to image 1
+    assert d["paired_ids"][0] == ["text-0", "text-1", "text-2"] and d["paired_ids"][6 + 3] == ["img1"]
     meta = json.loads(t.schema.metadata[b"clipscope"])
     assert meta["runs"] == ["blindpairs", "drift", "robustness"] and meta["model"] == "x"
+    assert meta["empty_columns"] == {}
+    assert "empty" not in err
+
+
+def test_empty_columns_are_named_with_why(small, run_cli, tmp_path):
+    """A cache whose runs folder holds reports of other rows: the null columns are said, once."""
+    path, runs, *_ = small
+    (runs / "dr" / "drift.json").unlink()
+    (runs / "rob.json").write_text(json.dumps({"command": "robustness", "metrics": {}, "data": {"spec": "probes:8"},
+                                               "tables": {"per_image_drift": [{"id": "other", "drift": 0.5}]}}))
+    out = tmp_path / "rows.parquet"
+    code, _, err = run_cli("export", path, "--runs", runs, "--out", out)
+    assert code == 0, err
+    lines = [ln for ln in err.splitlines() if "empty" in ln]
+    assert len(lines) == 1
+    assert "drift, drift_aligned_cosine (no drift report in --runs)" in lines[0]
+    assert "corruption_cosine, zero_shot_prediction, corruption_correct_share (robustness.json in --runs ran on " \
+           "other rows (probes:8))" in lines[0]
+    meta = json.loads(pq.read_table(out).schema.metadata[b"clipscope"])
+    assert set(meta["empty_columns"]) == {"drift", "drift_aligned_cosine", "corruption_cosine",
+                                          "zero_shot_prediction", "corruption_correct_share"}
 
 
 def test_the_parquet_schema_is_the_documented_one(small, tmp_path, run_cli):

@@ -65,6 +65,15 @@ def test_noise_model_in_the_gap_report_on_three_layouts():
         g = imgs.astype(np.float64).mean(0) - txts.astype(np.float64).mean(0)
         D = Ip[idx].astype(np.float64) - Tp[idx] - g
         assert m["noise_sigma"] == pytest.approx(np.sqrt(np.mean(D.var(axis=0, ddof=1))), rel=1e-6), name
+        assert m["noise_variance"] == pytest.approx(m["noise_sigma"] ** 2, rel=1e-12), name  # sigma^2 beside sigma
+        # MacCap's noise_injection at its published --noise_variance 0.016, transcribed: a variance, so
+        # x + randn * sqrt(0.016), renormalised (here on the same draws as clipscope's)
+        x, t = Ip[idx].astype(np.float32), Tp[idx].astype(np.float32)
+        z = np.random.default_rng([0, 12]).normal(0.0, 1.0, size=t.shape)
+        noisy = t + (z * np.sqrt(0.016)).astype(np.float32)
+        noisy = noisy / np.linalg.norm(noisy, axis=1, keepdims=True)
+        want = float(np.mean(np.sum(x.astype(np.float64) * noisy, axis=1)))
+        assert m["noisy_paired_cosine_maccap"] == pytest.approx(want, abs=2e-6), name
 
 
 def test_noise_injection_narrows_the_gap_it_models():

@@ -249,3 +249,49 @@ def test_robustness_with_a_baseline_report(run_cli, tmp_path):
     code, _, err = run_cli("robustness", "--model", "clipscope-tiny", *common, "--baseline",
                            tmp_path / "new" / "no-such.json", "--out", tmp_path / "x")
     assert code == 1 and "no report" in err
+
+
+def test_zero_shot_accuracy_is_the_models_own_preprocessing(tmp_path):
+    """accuracy_zero_shot transcribes CLIP_benchmark (open the image, the model's transform, argmax over
+    the template-ensembled classifier); accuracy_clean is the ImageNet-C view (256/224 crop first);
+    the predictions table carries both per image."""
+    import torch
+    from PIL import Image
+
+    from clipscope.data import open_source
+    from clipscope.models import load_encoder
+    from clipscope.tasks.robustness import class_embeddings, evaluate
+
+    folder = tmp_path / "imgs"
+    rng = np.random.default_rng(0)
+    for name in ("ant", "bee", "cow"):
+        for i in range(4):  # non-square, larger than 256: the two protocols see different pixels
+            (folder / name).mkdir(parents=True, exist_ok=True)
+            Image.fromarray(rng.integers(0, 255, (300 + 20 * i, 420, 3), dtype=np.uint8)).save(folder / name / f"{i}.png")
+    source = open_source(f"folder:{folder}")
+    encoder = load_encoder("clipscope-tiny", "none", device="cpu")
+    templates = ["a photo of a {c}.", "a drawing of a {c}."]
+    seen = []
+    embed = encoder.embed_images
+    encoder.embed_images = lambda x: seen.append(x.clone()) or embed(x)
+    result = evaluate(encoder, source, corruptions=["contrast"], severities=[1], templates=templates,
+                      max_images=None, progress=False)
+    classes, _ = class_embeddings(encoder, source.classnames, templates)
+    with torch.no_grad():
+        pixels = torch.stack([encoder.preprocess(Image.open(folder / i).convert("RGB")) for i in source.image_ids])
+        feats = torch.nn.functional.normalize(encoder.model.encode_image(pixels).float(), dim=-1).numpy()
+    expected = (feats @ classes.T).argmax(1)
+    assert sum(torch.equal(x, pixels) for x in seen) == 1  # the zero-shot batch: these pixels exactly
+    crops = next(x for x in seen if x.shape == pixels.shape and not torch.equal(x, pixels))
+    assert (crops - pixels).abs().max() > 0.1  # and the ImageNet-C view differs from it
+    rows = result.tables["predictions"]
+    assert [r["id"] for r in rows] == list(source.image_ids)
+    assert [r["zero_shot"] for r in rows] == [source.classnames[k] for k in expected]
+    labels = [r["label"] for r in rows]
+    acc = np.mean([p == y for p, y in zip((r["zero_shot"] for r in rows), labels)])
+    assert result.metrics["accuracy_zero_shot"]["value"] == pytest.approx(acc)
+    clean = np.mean([r["clean"] == r["label"] for r in rows])
+    assert result.metrics["accuracy_clean"]["value"] == pytest.approx(clean)
+    cell = np.mean([r["contrast/1"] == r["label"] for r in rows])
+    assert result.tables["corruptions"][0]["accuracy"] == pytest.approx(cell)
+    assert "2 template(s)" in result.metrics["accuracy_zero_shot"]["detail"]

@@ -75,6 +75,8 @@ def test_embeddings_equal_the_models_own(tiny):
     tok = transformers.AutoTokenizer.from_pretrained(folder)
     batch = tok(texts, padding="max_length" if kind == "siglip" else True, truncation=True, max_length=16,
                 return_tensors="pt")
+    if kind == "siglip":  # as trained: no attention mask over the padding (test_siglip_text_tower_runs_as_trained)
+        batch.pop("attention_mask")
     with torch.no_grad():
         own_t = model.get_text_features(**batch)
         own_t = own_t if torch.is_tensor(own_t) else own_t.pooler_output
@@ -150,3 +152,69 @@ def test_a_folder_without_a_fitting_tokenizer_is_refused(tmp_path, run_cli):
     big.save_pretrained(folder)  # 100 tokens for a 24-token embedding
     code, _, err = run_cli("gap", "--model", f"transformers:{folder}", "--data", "probes:8", "--json", "-")
     assert code == 1 and "do not belong together" in err
+
+
+def _siglip_text_reference(model, ids):
+    """A transcription of SigLIP's text tower as big_vision trains it (and open_clip's SigLIP
+    runs it): token and position embeddings, pre-norm transformer blocks with full attention and
+    no padding mask, a final layer norm, the last token's state through the head."""
+    import math
+
+    tm = model.text_model
+    cfg = model.config.text_config
+    x = tm.embeddings.token_embedding(ids) + tm.embeddings.position_embedding(torch.arange(ids.shape[1]))[None]
+    heads = cfg.num_attention_heads
+    act = transformers.activations.ACT2FN[cfg.hidden_act]
+    for layer in tm.encoder.layers:
+        a = layer.self_attn
+        h = layer.layer_norm1(x)
+        b, n, d = h.shape
+
+        def split(t, b=b, n=n, d=d):
+            return t.view(b, n, heads, d // heads).transpose(1, 2)
+
+        q, k, v = split(a.q_proj(h)), split(a.k_proj(h)), split(a.v_proj(h))
+        w = torch.softmax(q @ k.transpose(-1, -2) / math.sqrt(d // heads), dim=-1)
+        x = x + a.out_proj((w @ v).transpose(1, 2).reshape(b, n, d))
+        x = x + layer.mlp.fc2(act(layer.mlp.fc1(layer.layer_norm2(x))))
+    return tm.head(tm.final_layer_norm(x)[:, -1, :])
+
+
+def test_siglip_text_tower_runs_as_trained(tmp_path):
+    """SigLIP was trained on texts padded to a fixed length with no attention mask: clipscope's
+    text embeddings equal a transcription of that forward pass, and differ from the masked one
+    transformers computes when given the tokenizer's mask (#31). CLIP's causal text tower pools a
+    token that never sees the padding: there the mask changes nothing, and clipscope keeps it."""
+    texts = ["a photo of a red circle", "two blue square", "a cat"]
+    model = _save("siglip", tmp_path / "siglip")
+    enc = load_encoder(f"transformers:{tmp_path / 'siglip'}", device="cpu")
+    assert enc.provenance["preprocess"]["text_attention_mask"] is False
+    tok = transformers.AutoTokenizer.from_pretrained(tmp_path / "siglip")
+    batch = tok(texts, padding="max_length", truncation=True, max_length=16, return_tensors="pt")
+    with torch.no_grad():
+        reference = _siglip_text_reference(model, batch["input_ids"])
+        masked = model.get_text_features(**batch)
+        masked = masked if torch.is_tensor(masked) else masked.pooler_output
+    ours = enc.encode_texts(texts)
+    torch.testing.assert_close(ours, reference, rtol=1e-5, atol=1e-5)
+    cos = torch.nn.functional.cosine_similarity(ours, masked)
+    assert (cos < 0.99).any(), "the mask must matter for this check to mean anything"
+    clip = _save("clip", tmp_path / "clip")
+    cb = tok(texts, padding="max_length", truncation=True, max_length=16, return_tensors="pt")
+    with torch.no_grad():
+        with_mask = clip.get_text_features(**cb)
+        without = clip.get_text_features(input_ids=cb["input_ids"])
+    pooled = lambda out: out if torch.is_tensor(out) else out.pooler_output  # noqa: E731
+    torch.testing.assert_close(pooled(with_mask), pooled(without), rtol=1e-5, atol=1e-5)
+
+
+def test_a_tokenizer_that_needs_a_missing_package_is_one_line(tmp_path, run_cli, monkeypatch):
+    _save("clip", tmp_path / "m")
+
+    def needs_sentencepiece(*args, **kwargs):
+        raise ImportError("SiglipTokenizer requires the SentencePiece library but it was not found")
+
+    monkeypatch.setattr(transformers.AutoTokenizer, "from_pretrained", needs_sentencepiece)
+    code, _, err = run_cli("gap", "--model", f"transformers:{tmp_path / 'm'}", "--data", "probes:8", "--json", "-")
+    errors = [line for line in err.splitlines() if line.startswith("Error: ")]
+    assert code == 1 and len(errors) == 1 and "SentencePiece" in errors[0] and "[transformers]" in errors[0]

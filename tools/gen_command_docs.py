@@ -119,15 +119,15 @@ significant after Holm, so the gate passes (exit 0):
 $ clipscope compare a/gap.json b/gap.json
 report  metric               base      new       delta       tolerance  p (Holm)  status
 ------  -------------------  --------  --------  ----------  ---------  --------  ------
-gap     centroid_distance    0.444     0.4516    +0.007537   0.02       0.589     ok    
-gap     centroid_cosine      0.007041  -0.01085  -0.01789    0.02                 ok    
-gap     paired_distance      0.9166    0.926     +0.009412   0.02       0.589     ok    
-gap     paired_cosine        0.5765    0.5673    -0.00925    0.02       0.589     ok    
-gap     paired_angle         54.62     55.24     +0.621      1          0.589     ok    
-gap     rmg                  0.3198    0.3249    +0.005106   0.02       0.589     ok    
-gap     cone_image           0.11      0.1098    -0.0002026  0.02       0.589     ok    
-gap     cone_text            0.08859   0.09197   +0.003382   0.02       0.589     ok    
-gap     linear_separability  0.9667    0.9917    +0.025      0.02       0.589     ok    
+gap     centroid_distance    0.444     0.4516    +0.007537   0.02       0.589     ok
+gap     centroid_cosine      0.007041  -0.01085  -0.01789    0.02                 ok
+gap     paired_distance      0.9166    0.926     +0.009412   0.02       0.589     ok
+gap     paired_cosine        0.5765    0.5673    -0.00925    0.02       0.589     ok
+gap     paired_angle         54.62     55.24     +0.621      1          0.589     ok
+gap     rmg                  0.3198    0.3249    +0.005106   0.02       0.589     ok
+gap     cone_image           0.11      0.1098    -0.0002026  0.02       0.589     ok
+gap     cone_text            0.08859   0.09197   +0.003382   0.02       0.589     ok
+gap     linear_separability  0.9667    0.9917    +0.025      0.02       0.589     ok
 warning: gap: the data differ (fingerprint da40a459b2b8b847 vs 6063e76a7bcd752d): compared as two samples of one population; gate a release on the baseline's own data to compare the models alone
 rule: both (a bad change beyond its tolerance and significant in a one-sided z-test; family-wise error 0.05 by Holm over 8 tested metric(s))
 no regression
@@ -138,12 +138,11 @@ With `--rule tolerance` the same pair fails (exit 3) on `linear_separability`, w
 """,
     "export": """## Parquet schema
 
-One row per image, then one per text. Columns absent from the runs are null. The file's
+One row per image, then one per text. Columns that no run in --runs fills for this cache's rows
+are null; export names them, with why, in one line on stderr and under `empty_columns` in the metadata. The file's
 metadata key `clipscope` holds the model, weights, data spec, projection and the runs used.
 
-| column | type | meaning |
-|---|---|---|
-| `row` | `int64` | row index within its modality |\n| `modality` | `string` | image or text |\n| `id` | `string` | image id; text-<row> for texts |\n| `caption` | `string` | the caption (texts) |\n| `label` | `int64` | class label (images of labelled data) |\n| `classname` | `string` | its class name |\n| `text` | `string` | what Embedding Atlas searches: the caption, or the image id and class |\n| `embedding` | `fixed_size_list<element: float>[D]` | the L2-normalised embedding (float32, D = the model's width) |\n| `x` | `double` | 2-D projection of all rows together (--projection) |\n| `y` | `double` | the projection's second axis |\n| `paired_cosine` | `double` | mean cosine with the rows it is paired with in /pairs |\n| `relative_alignment` | `double` | mean over its pairs of 2 (max cosine with a row it is not paired with - paired cosine) (Oh et al. 2023, as uniformity) |\n| `blind_partner` | `string` | from blindpairs.json: the CLIP-blind partner with the largest clip - reference cosine gap |\n| `blind_clip_cosine` | `double` | that pair's CLIP cosine |\n| `blind_reference_cosine` | `double` | that pair's reference-encoder cosine |\n| `drift` | `double` | from drift.json (most_moved tables): how far the row moved between the releases |\n| `drift_aligned_cosine` | `double` | its cosine after Procrustes alignment |\n| `inversion_cosine` | `double` | the cache's final OTI (images) or OVI (texts) cosine, when invert has run |\n| `corruption_cosine` | `double` | from robustness.json (per_image_drift): the image's mean cosine between its clean and corrupted embeddings over the corruption cells |
+{SCHEMA_TABLE}
 
 Read it with `pandas.read_parquet`, DuckDB (`SELECT * FROM 'rows.parquet'`), or open it in
 Embedding Atlas with `clipscope explore`.
@@ -193,6 +192,10 @@ def page(name: str, cmd: click.Command) -> str:
     if specs:
         lines += ["", *specs]
     extra = declared.docs if declared is not None else EXTRA.get(name, "")
+    if "{SCHEMA_TABLE}" in extra:
+        from clipscope.export import schema_table
+
+        extra = extra.replace("{SCHEMA_TABLE}", schema_table())
     if extra:
         lines += ["", extra.rstrip("\n")]
     return "\n".join(lines) + "\n"

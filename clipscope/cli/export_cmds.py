@@ -49,6 +49,20 @@ def export_cmd(cache, runs, out, projection, seed):
     table = _table(cache, runs, projection, seed)
     write_parquet(table, out)
     click.echo(f"export: {out}: {table.num_rows} rows ({', '.join(table.column_names[:6])}, ...)")
+    _say_empty(table)
+
+
+def _say_empty(table) -> None:
+    """One line on stderr naming the columns no run filled for these rows, grouped by why."""
+    import json
+
+    empty = json.loads(table.schema.metadata[b"clipscope"]).get("empty_columns") or {}
+    why: dict[str, list[str]] = {}
+    for column, reason in empty.items():
+        why.setdefault(reason, []).append(column)
+    if why:
+        click.echo(f"export: {len(empty)} column(s) are empty: "
+                   + "; ".join(f"{', '.join(cols)} ({reason})" for reason, cols in why.items()), err=True)
 
 
 @click.command("explore")

@@ -2,12 +2,16 @@
 (mertyg/vision-language-models-are-bows: ``dataset_zoo/retrieval.py`` ``pre_caption`` and
 ``dataset_zoo/perturbations.py`` ``TextShuffler``), seeded.
 
-Deliberate deviations, both forced: the reference draws its shuffles from the unseeded global
-``random`` / ``np.random`` (so its perturbed strings cannot be reproduced; here each is drawn
-from a given generator), and it tokenises the raw caption with ``nltk.word_tokenize``, which
-needs downloaded tokenizer data; here the tokens are the whitespace-separated words of the
-caption after ``pre_caption``'s punctuation removal. The noun/adjective shuffles need a
-part-of-speech tagger: spaCy's ``en_core_web_sm`` when it is installed (:func:`pos_tagger`).
+As in the reference, each perturbation runs on the raw caption (case and punctuation kept) and
+``pre_caption`` is applied to its output: the trigram shuffles cut ``nltk.word_tokenize``'s
+tokens, in which punctuation is a token of its own, and the noun/adjective shuffles the
+tagger's tokens. Deliberate deviations, both forced: the reference draws its shuffles from the
+unseeded global ``random`` / ``np.random`` (its strings cannot be reproduced; here each is drawn
+from a given generator), and ``word_tokenize`` first splits sentences with Punkt, whose data is
+a download; here the caption is tokenised as one line (``preserve_line=True``), which differs
+only for a caption of several sentences, where a period inside it stays on its word. The
+noun/adjective shuffles need a part-of-speech tagger: spaCy's ``en_core_web_sm`` when it is
+installed (:func:`pos_tagger`).
 """
 
 from __future__ import annotations
@@ -28,6 +32,13 @@ def pre_caption(caption: str, max_words: int = 50) -> str:
     caption = caption.rstrip("\n").strip(" ")
     words = caption.split(" ")
     return " ".join(words[:max_words]) if len(words) > max_words else caption
+
+
+def word_tokens(caption: str) -> list[str]:
+    """``nltk.word_tokenize`` of one line (Treebank rules: punctuation and clitics are tokens)."""
+    from nltk.tokenize import word_tokenize
+
+    return word_tokenize(caption, preserve_line=True)
 
 
 def shuffle_trigrams(words: list[str], rng: np.random.Generator) -> list[str]:
@@ -84,10 +95,10 @@ def order_options(caption: str, rng: np.random.Generator, tagger=None, max_words
     """ARO order benchmark options for one caption: ``[pre_caption(caption)]`` followed by
     ``pre_caption(perturbation)`` for each perturbation, and the perturbations' names. Without a
     tagger only the two trigram perturbations run."""
-    words = pre_caption(caption, 10_000).split()
+    words = word_tokens(caption)
     perturbed, names = [], []
     if tagger is not None:
-        doc = tagger(" ".join(words))
+        doc = tagger(caption)
         tokens, tags = [t.text for t in doc], [t.tag_ for t in doc]
         perturbed += [shuffle_nouns_and_adj(tokens, tags, rng), shuffle_allbut_nouns_and_adj(tokens, tags, rng)]
         names += ["shuffle_nouns_and_adj", "shuffle_allbut_nouns_and_adj"]

@@ -43,14 +43,20 @@ class TransformersImages:
 
 
 class TransformersTexts:
-    """Texts -> the tokenizer's tensors, padded as the model was trained (SigLIP: to max length)."""
+    """Texts -> the tensors the text tower was trained on: SigLIP's texts padded to the maximum
+    length and passed without an attention mask (big_vision's text encoder, and open_clip's
+    SigLIP, attend over the padding: a mask changes the embeddings); CLIP's padded to the longest
+    with the tokenizer's mask (its causal mask makes the padding invisible to the pooled token)."""
 
-    def __init__(self, tokenizer, padding, max_length):
-        self.tokenizer, self.padding, self.max_length = tokenizer, padding, max_length
+    def __init__(self, tokenizer, padding, max_length, mask: bool = True):
+        self.tokenizer, self.padding, self.max_length, self.mask = tokenizer, padding, max_length, mask
 
     def __call__(self, texts):
-        return self.tokenizer(list(texts), padding=self.padding, truncation=True, max_length=self.max_length,
-                              return_tensors="pt")
+        batch = self.tokenizer(list(texts), padding=self.padding, truncation=True, max_length=self.max_length,
+                               return_tensors="pt")
+        if not self.mask:
+            batch.pop("attention_mask", None)
+        return batch
 
 
 def _load_transformers(name: str, revision: str | None, device: str, precision: str) -> Encoder:
@@ -69,7 +75,10 @@ def _load_transformers(name: str, revision: str | None, device: str, precision: 
         net = transformers.AutoModel.from_pretrained(src, revision=revision)
         image_processor = transformers.AutoImageProcessor.from_pretrained(src, revision=revision)
         tokenizer = transformers.AutoTokenizer.from_pretrained(src, revision=revision)
-    except (OSError, ValueError) as e:
+    except ImportError as e:  # e.g. SigLIP's sentencepiece tokenizer without sentencepiece
+        raise ClipscopeError(f"transformers:{name}: its tokenizer needs a package that is not installed ({e}); "
+                             "pip install 'clipscope-diagnostics[transformers]'") from None
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as e:  # transformers' many ways to say "cannot"
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         hint = ("no such folder, and " if not local.is_dir() and (name.startswith((".", "/", "~"))) else "")
         raise ClipscopeError(f"transformers:{name}: cannot load it ({hint}{first[:200]}); offline, save the model, "
@@ -99,11 +108,12 @@ def _load_transformers(name: str, revision: str | None, device: str, precision: 
         "model_class": type(net).__name__,
         "embed_dim": _transformers_dim(net),
         "preprocess": json.loads(json.dumps({**proc, "text_padding": "max_length" if siglip else "longest",
-                                             "text_max_length": max_length}, default=str)),
+                                             "text_attention_mask": not siglip, "text_max_length": max_length},
+                                            default=str)),
     }
     return Encoder(net, TransformersImages(image_processor),
-                   TransformersTexts(tokenizer, "max_length" if siglip else True, max_length), device, precision,
-                   provenance, kind="transformers")
+                   TransformersTexts(tokenizer, "max_length" if siglip else True, max_length, mask=not siglip), device,
+                   precision, provenance, kind="transformers")
 
 
 WEIGHT_PATTERNS = ("*.safetensors", "*.bin", "*.pt", "*.pth", "*.ckpt", "*.msgpack", "*.h5", "*.index.json")

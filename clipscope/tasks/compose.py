@@ -45,11 +45,20 @@ replace subsets; their plain mean is 80.07), and so does clipscope. The publishe
 was computed on 246 cases; the data now has 245 (commit `546eb51` removed a case with a wrong
 caption), so a run on today's data may differ from 61.38 by up to 0.4 points.
 
-ARO and Winoground: the published ViT-B/32 (openai) numbers are in Table 1 of Yuksekgonul et al.
-2023 (VG-Relation, VG-Attribution, COCO-Order, Flickr30k-Order) and in the results table of Thrush
-et al. 2022 (text, image and group score). They are not copied here because no primary copy of
-those tables could be read on the machine this page was written on, and a number written from
-memory could be wrong.
+ARO and Winoground are cited, not copied, because no primary copy of their tables could be read
+on the machine this page was written on and a number written from memory could be wrong:
+
+| clipscope metric | published in (paper, table, model row, column) |
+|---|---|
+| `aro_relation` | Yuksekgonul et al. 2023 (ICLR; arXiv 2210.01936 v3), the main ARO results table, row CLIP (ViT-B/32, OpenAI), column VG-Relation (macro accuracy) |
+| `aro_attribution` | the same table and row, column VG-Attribution |
+| `aro_order_coco_karpathy_test` | the same table and row, column COCO-Order |
+| `aro_order_flickr30k_karpathy_test` | the same table and row, column Flickr30k-Order |
+| `winoground_text`, `winoground_image`, `winoground_group` | Thrush et al. 2022 (CVPR), the main results table, row CLIP (ViT-B/32), columns Text, Image, Group |
+
+`python benchmarks/published_numbers.py --aro-dir ARO --coco-order coco_karpathy_test.json
+--winoground WINOGROUND` computes them from the real weights and data, printed beside these
+citations.
 """
 
 
