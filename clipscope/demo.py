@@ -48,11 +48,19 @@ def run_demo(out="demo-out", *, device: str = "auto", overwrite: bool = False, p
                                   text_b="a blue shape|a photo of something blue", device=device,
                                   progress=progress).save(out / "direction")),
     ]
-    for name, step in steps:
+    import sys
+
+    from tqdm import tqdm
+
+    # the steps' own bars (extraction batches, optimisation steps, corruption cells) sit under this one
+    overall = tqdm(steps, desc="demo", unit="step", file=sys.stderr, disable=not progress, position=0)
+    for name, step in overall:
+        overall.set_postfix_str(name)
         t0 = time.time()
         step()
         if log:
             log(name, time.time() - t0)
+    overall.close()
     page = out / "report.html"
     atomic_write_text(page, render(out, "clipscope demo"))
     return page

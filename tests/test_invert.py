@@ -63,7 +63,10 @@ def test_inversion_raises_cosine_and_is_deterministic(tiny, mode, steps):
     assert hist.shape == (steps + 1, 8)
     assert hist[-1].mean() > hist[0].mean() + 0.2
     assert (hist[-1] > hist[0]).all()
-    feats2, hist2 = invert_batch(tiny.model, targets, mode=mode, config=cfg, tokenizer=tiny.tokenizer, generator_seed=3)
+    ticks = []  # progress moves once per optimisation step, not once per batch (#30)
+    feats2, hist2 = invert_batch(tiny.model, targets, mode=mode, config=cfg, tokenizer=tiny.tokenizer, generator_seed=3,
+                                 on_step=lambda: ticks.append(1))
+    assert len(ticks) == steps
     np.testing.assert_array_equal(hist, hist2)
     torch.testing.assert_close(feats, feats2)
 
@@ -126,6 +129,8 @@ def test_invert_cli_stores_results_and_validates(run_cli, tmp_path):
     code, out, err = run_cli("invert", cache, "--model", "clipscope-tiny", "--pretrained", "none", "--mode", "oti",
                              "--steps", "10", "--out", tmp_path / "run")
     assert code == 0, err
+    assert "OTI (24 rows x 10 steps)" in err and "/240 " in err  # the bar counts optimisation steps
+    assert "OTI" not in out  # machine output stays off stdout's bar-free stream
     rep = json.loads((tmp_path / "run" / "invert.json").read_text())
     assert rep["metrics"]["final_cosine"]["value"] > rep["metrics"]["initial_cosine"]["value"]
     assert "oti_to_image_map" in rep["metrics"] and "image_to_image_map" in rep["metrics"]

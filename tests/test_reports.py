@@ -170,6 +170,9 @@ def test_demo_writes_report_and_matches_the_baseline(demo_dir, run_cli):
     for cmd in ("gap", "uniformity", "invert", "blindpairs", "robustness"):
         assert re.search(rf"<section id='run-\d+-{cmd}", page), cmd
     assert "data:image/png;base64," in page
+    visible = re.sub(r"data:image/png;base64,[^'\"]+", "", page)
+    assert not re.search(r">[^<]*\bNone\b", visible), "a missing value shows as None"
+    assert "A = class:red circle" in visible and "B = class:blue circle" in visible  # direction names its groups
     code, out, err = run_cli("compare", REPO / "reports" / "baseline", demo_dir)
     assert code == 0, out + err
     assert "no regression" in out
@@ -300,3 +303,29 @@ def test_embedding_atlas_renders_the_demo_rows(demo_dir, run_cli, tmp_path):
 
         os.killpg(server.pid, signal.SIGTERM)  # clipscope explore and the Embedding Atlas server it started
         server.wait(timeout=30)
+
+
+def test_grid_captions_wrap_inside_their_panels():
+    """Long benchmark captions are wrapped at word boundaries and stay within their panel (#30)."""
+    import numpy as np
+
+    from clipscope.report.plots import image_grid_figure
+
+    caps = ["sugarcrepe: swap_att\ntrue: A white dog with a red collar sitting next to a small black cat on a "
+            "wooden porch in the afternoon sun\nchose: A red dog with a white collar",
+            "Are the butterfly's wings closer to being open or closed? (a) Open (b) Closed\nP(img1)=0.51 wrong",
+            "short", "x" * 10]
+    fig = image_grid_figure([np.zeros((32, 32, 3), np.uint8)] * 4, caps, title="t", ncols=4)
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    for ax in fig.axes:
+        text = ax.title
+        if not text.get_text():
+            continue
+        box, panel = text.get_window_extent(renderer), ax.get_window_extent(renderer)
+        slack = 0.1 * panel.width  # the title may reach a little into the gap between panels
+        assert box.x0 >= panel.x0 - slack and box.x1 <= panel.x1 + slack, text.get_text()
+    assert "wooden porch" in fig.axes[0].title.get_text()  # wrapped, not cut mid-word
+    import matplotlib.pyplot as plt
+
+    plt.close(fig)

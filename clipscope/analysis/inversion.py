@@ -122,8 +122,9 @@ def text_token_width(model) -> int:
 
 
 def invert_batch(model, targets, *, mode: str, config: InversionConfig, tokenizer=None, device: str = "cpu",
-                 precision_dtype=None, generator_seed: int = 0):
-    """Optimise pseudo tokens for a batch of target features.
+                 precision_dtype=None, generator_seed: int = 0, on_step=None):
+    """Optimise pseudo tokens for a batch of target features. ``on_step()`` is called after each
+    optimisation step (progress reporting).
 
     Returns ``(features, per_step_cosine)``: the inverted features (B, D) at the last step and
     the cosine of every row at every step (steps, B) — step 0 is the initial tokens.
@@ -166,4 +167,6 @@ def invert_batch(model, targets, *, mode: str, config: InversionConfig, tokenize
         scaler.scale(loss).backward()
         scaler.step(opt)
         scaler.update()
+        if on_step is not None:
+            on_step()
     return feats.detach().float().cpu(), history

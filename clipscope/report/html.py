@@ -29,8 +29,9 @@ th{background:#f0f2f6}td.num{text-align:right;font-variant-numeric:tabular-nums}
 .note{font-size:13px;color:#6a4b00;background:#fff7e0;border-left:3px solid #e0b000;padding:4px 8px;margin:4px 0}
 .plots{display:grid;grid-template-columns:repeat(auto-fill,minmax(380px,1fr));gap:14px}.plots figure{margin:0}
 .plots img{width:100%;height:auto;border:1px solid #e3e6ec}.plots figure.wide{grid-column:span 2}
-td.ci{white-space:nowrap}
-.summary td,.summary th{white-space:nowrap}tr.regressed td{background:#fdecec}.bad{color:#a00;font-weight:600}
+td.ci,td.num{white-space:nowrap}
+.summary td,.summary th{white-space:nowrap}.summary td.status{white-space:normal;min-width:14em}
+section{overflow-x:auto}tr.regressed td{background:#fdecec}.bad{color:#a00;font-weight:600}
 details{margin:8px 0}summary{cursor:pointer;font-weight:600;font-size:14px}
 figcaption{font-size:12px;color:#555}.badge{display:inline-block;padding:1px 6px;border-radius:8px;font-size:11px;background:#e8ecf3}
 .warn{color:#a00}
@@ -137,8 +138,10 @@ def run_title(report: dict, rel: str | None = None) -> str:
     """A run's title: its command, its folder, and the settings that tell runs apart."""
     c = report.get("config", {})
     keys = {"invert": ("mode", "steps"), "blindpairs": ("clip_threshold", "ref_threshold", "reference_model"),
-            "robustness": ("severities",), "uniformity": ("t",), "drift": ("k",)}.get(report["command"], ())
-    bits = [f"{k.replace('_', ' ')} {_fmt(c[k])}" for k in keys if c.get(k) is not None]
+            "robustness": ("severities",), "uniformity": ("t",), "drift": ("k",),
+            "direction": ("a", "b")}.get(report["command"], ())
+    names = {"a": "A =", "b": "B ="}  # direction's groups: the direction points from B to A
+    bits = [f"{names.get(k, k.replace('_', ' '))} {_fmt(c[k])}" for k in keys if c.get(k) is not None]
     m = report["model"]
     model = f"{m.get('name')} ({m.get('pretrained')})"
     if "old" in m:
@@ -157,7 +160,8 @@ def section(report: dict, base: Path | None = None, root: Path | None = None, *,
     sha = m.get("weights_sha256")
     prov = (f"<p class=prov>model <code>{esc(m.get('name'))}</code> pretrained <code>{esc(pre)}</code> {badge}"
             + (f" weights sha256 <code>{esc(sha[:16])}…</code>" if sha else "")
-            + f"<br>data <code>{esc(d.get('spec'))}</code> fingerprint <code>{esc(d.get('fingerprint'))}</code> "
+            + f"<br>data <code>{esc(d.get('spec'))}</code> "
+            + (f"fingerprint <code>{esc(d['fingerprint'])}</code> " if d.get("fingerprint") else "")
             + " ".join(f"{esc(k)}={esc(v)}" for k, v in d.get("counts", {}).items())
             + f"<br>seed {esc(report['seed'])} · clipscope {esc(report['clipscope_version'])} · {esc(report['created_utc'])}</p>")
     notes = "".join(f"<div class=note>{esc(n)}</div>" for n in report.get("notes", []))
@@ -228,7 +232,7 @@ def render(run_dir: str | Path, title: str | None = None, *, baseline: str | Pat
                       if r["regressed"] else ("ok" if r["compared"] else "no baseline"))
         rows.append(f"<tr class='{'regressed' if r['regressed'] else ''}'><td><a href='#{esc(r['sid'])}'>"
                     f"{esc(run_title(r['report'], r['rel']))}</a></td><td>{esc(' · '.join(_headline(r['report'])))}</td>"
-                    + (f"<td>{status}</td>" if baseline is not None else "") + "</tr>")
+                    + (f"<td class=status>{status}</td>" if baseline is not None else "") + "</tr>")
     head = "<tr><th>run</th><th>headline metrics</th>" + ("<th>against the baseline</th>" if baseline is not None else "") + "</tr>"
     summary = f"<section id=summary><h2>Summary</h2><table class=summary>{head}{''.join(rows)}</table></section>"
     first = reports[0][0]

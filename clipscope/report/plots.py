@@ -22,10 +22,11 @@ def _plt():
     return plt
 
 
-def _wrap(text: str, width: int = 70) -> str:
+def _wrap(text: str, width: int = 70, max_lines: int | None = None) -> str:
+    """Each line of ``text`` wrapped at word boundaries (cut with an ellipsis past ``max_lines``)."""
     import textwrap
 
-    return "\n".join(textwrap.fill(line, width) for line in text.split("\n"))
+    return "\n".join(textwrap.fill(line, width, max_lines=max_lines, placeholder=" …") for line in text.split("\n"))
 
 
 def _save(fig, path, *, layout: bool = True) -> str:
@@ -143,8 +144,10 @@ def shift_sweep_curves(table: dict, path, *, title: str) -> str:
     for ax, variant in zip(axes, ("image_only", "symmetric")):
         rr = [r for r in rows if r["variant"] == variant]
         x = [r["fraction"] for r in rr]
-        for k in keys:
-            ax.plot(x, [r[k] for r in rr], marker="o", ms=3, label=k)
+        # curves that coincide (e.g. both recalls at 1.0) stay visible: each its own marker and dash, wider below
+        for j, k in enumerate(keys):
+            ax.plot(x, [r[k] for r in rr], marker="osD^v"[j % 5], ms=4, lw=2.6 - 0.4 * j,
+                    ls=("-", "--", ":", "-.", "-")[j % 5], alpha=0.85, label=k)
         ax2 = ax.twinx()
         ax2.plot(x, [r["centroid_distance"] for r in rr], color="black", ls="--", lw=1, label="centroid distance")
         ax2.set_ylabel("centroid distance (dashed)")
@@ -209,6 +212,27 @@ def lines(x, series: dict, path, *, title: str, xlabel: str, ylabel: str, bands:
     return _save(fig, path)
 
 
+def reliability(bins: list[dict], path, *, title: str) -> str:
+    """A reliability diagram: each confidence bin's accuracy as a bar over the bin, the diagonal of
+    perfect calibration, and the number of images in each non-empty bin above its bar."""
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(6.4, 4))
+    filled = [b for b in bins if b["count"]]
+    ax.bar([b["lo"] for b in filled], [b["accuracy"] for b in filled], width=[b["hi"] - b["lo"] for b in filled],
+           align="edge", color=IMAGE_COLOUR, alpha=0.75, edgecolor="white", label="accuracy in the bin")
+    ax.plot([0, 1], [0, 1], ls="--", c="grey", lw=1, label="perfect calibration")
+    for b in filled:
+        ax.annotate(str(b["count"]), ((b["lo"] + b["hi"]) / 2, b["accuracy"]), textcoords="offset points",
+                    xytext=(0, 2), ha="center", fontsize=7)
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, 1.08)
+    ax.set_xlabel("confidence (max softmax probability)")
+    ax.set_ylabel("accuracy")
+    ax.set_title(_wrap(title), fontsize=10)
+    ax.legend(fontsize=8, loc="upper left")
+    return _save(fig, path)
+
+
 def heatmap(matrix: np.ndarray, rows: list[str], cols: list[str], path, *, title: str, cbar: str) -> str:
     plt = _plt()
     fig, ax = plt.subplots(figsize=(1.0 + 0.6 * len(cols), 1.2 + 0.35 * len(rows)))
@@ -224,11 +248,20 @@ def heatmap(matrix: np.ndarray, rows: list[str], cols: list[str], path, *, title
 
 
 def image_grid(images: list, captions: list[str], path, *, title: str, ncols: int = 4) -> str:
+    return _save(image_grid_figure(images, captions, title=title, ncols=ncols), path, layout=False)
+
+
+CAPTION_CHARS = 44  # characters of a 7-point caption that fit a 2.6-inch panel (checked by a test)
+
+
+def image_grid_figure(images: list, captions: list[str], *, title: str, ncols: int = 4):
+    """Images in a grid, each under its caption wrapped to the panel's width."""
     plt = _plt()
     n = len(images)
     nrows = max(1, (n + ncols - 1) // ncols)
+    captions = [_wrap(c, CAPTION_CHARS, max_lines=3) for c in captions]
     lines = max((c.count("\n") + 1 for c in captions), default=1)  # room for every caption line above its image
-    fig, axes = plt.subplots(nrows, ncols, figsize=(2.6 * ncols, (2.6 + 0.3 * lines) * nrows), squeeze=False)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(2.6 * ncols, (2.6 + 0.13 * lines) * nrows), squeeze=False)
     for k, ax in enumerate(axes.ravel()):
         ax.axis("off")
         if k < n:
@@ -236,7 +269,7 @@ def image_grid(images: list, captions: list[str], path, *, title: str, ncols: in
             ax.set_title(captions[k], fontsize=7)
     fig.suptitle(_wrap(title, 110), fontsize=10, y=1.0)
     fig.tight_layout(rect=(0, 0, 1, 0.96))  # keep the title clear of the first row's captions
-    return _save(fig, path, layout=False)
+    return fig
 
 
 def drift_sample(X, Y, moved, *, seed: int = 0, max_points: int = 1500) -> dict:
@@ -319,7 +352,7 @@ def noise_model(dims: dict, fits: dict, qq: tuple, path, *, title: str) -> str:
 
 
 PLOTTERS = ("projection", "cosine_histograms", "per_dimension_bars", "shift_sweep_curves", "bars", "histogram", "lines",
-            "heatmap", "image_grid", "drift_projection", "noise_model")
+            "heatmap", "image_grid", "drift_projection", "noise_model", "reliability")
 
 
 def draw(specs, out_dir, *, progress: bool = False) -> None:

@@ -121,7 +121,7 @@ def figures(result: TaskResult, out_dir: Path, title: str, *, plots=None, **_) -
 
                     im = open_image_file(im)
                 imgs.append(im)
-                caps.append(f"{p['statements'][k][11:][:40]}\nP(img1)={row['img1_prob'][k]:.2f} "
+                caps.append(f"{p['statements'][k][11:]}\nP(img1)={row['img1_prob'][k]:.2f} "
                             f"{'ok' if row['correct'] else 'wrong'}")
         out["examples"] = plots.image_grid(imgs, caps, out_dir / "blindpairs_examples.png",
                                            title=f"Pair probes: {title}")

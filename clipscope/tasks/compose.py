@@ -325,7 +325,7 @@ def _failure_thumbnails(rows: list[dict], probe_images: dict) -> list[tuple]:
             continue
         im = im.copy()
         im.thumbnail((160, 160))
-        out.append((im, f"{r['benchmark']}: {r['category']}\ntrue: {r['caption'][:38]}\nchose: {r['chosen'][:38]}"))
+        out.append((im, f"{r['benchmark']}: {r['category']}\ntrue: {r['caption']}\nchose: {r['chosen']}"))
     return out
 
 

@@ -106,16 +106,18 @@ def _invert_rows(cache, encoder, targets: np.ndarray, *, mode: str, config: Inve
     folder.mkdir(parents=True, exist_ok=True)
     atomic_json(manifest_path, manifest)
     journal = Journal(folder, "rows", dim + config.steps + 1)
-    bar = tqdm(total=n, initial=journal.state["next_index"], desc=mode.upper(), unit="row", file=sys.stderr,
-               disable=not progress, leave=False)
+    # one tick per optimisation step of each row: a batch of 64 rows x 1000 OVI steps moves the bar as it goes
+    done = journal.state["next_index"]
+    bar = tqdm(total=n * config.steps, initial=done * config.steps, desc=f"{mode.upper()} ({n} rows x {config.steps} steps)",
+               unit="step", file=sys.stderr, disable=not progress, leave=False)
     dtype = autocast_dtype(encoder.precision, encoder.device)
     for start in range(journal.state["next_index"], n, config.batch_size):
         stop = min(n, start + config.batch_size)
         feats, hist = invert_batch(encoder.model, torch.from_numpy(targets[start:stop]), mode=mode, config=config,
                                    tokenizer=encoder.tokenizer, device=encoder.device, precision_dtype=dtype,
-                                   generator_seed=config.seed * 1_000_003 + start // config.batch_size)
+                                   generator_seed=config.seed * 1_000_003 + start // config.batch_size,
+                                   on_step=lambda rows=stop - start: bar.update(rows))
         journal.commit(np.concatenate([feats.numpy(), hist.T], 1), stop, [])
-        bar.update(stop - start)
     bar.close()
     return np.array(journal.rows())
 

@@ -332,12 +332,9 @@ def figures(result: TaskResult, out_dir: Path, title: str, *, plots=None, **_) -
                                                    ncols=min(8, len(imgs)))
     if "reliability" not in d:
         return {k: Path(v).name for k, v in out.items()}
-    rel = [r for r in d["reliability"] if r["count"]]
-    out["reliability"] = plots.lines([r["confidence"] for r in rel], {"accuracy": [r["accuracy"] for r in rel],
-                                                                       "perfect calibration": [r["confidence"] for r in rel]},
-                                     out_dir / "robustness_reliability.png",
-                                     title=f"Reliability diagram (ECE {result.metrics['ece']['value']:.3f}): {title}",
-                                     xlabel="confidence", ylabel="accuracy")
+    out["reliability"] = plots.reliability(d["reliability"], out_dir / "robustness_reliability.png",
+                                           title=f"Reliability diagram (ECE {result.metrics['ece']['value']:.3f}; "
+                                                 f"images per bin above the bars): {title}")
     if "ood" in d:
         out["ood_scores"] = plots.histogram({"in-distribution": d["ood"][0], "out-of-distribution": d["ood"][1]},
                                             out_dir / "robustness_ood.png", title=f"MCM scores: {title}",
