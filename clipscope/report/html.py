@@ -111,14 +111,20 @@ def _image(path: Path) -> str:
     return f"data:image/png;base64,{data}"
 
 
-def _aspect(path: Path) -> float:
-    """Width / height of a PNG, from its IHDR header."""
+def _size(path: Path) -> tuple[int, int]:
+    """Width and height of a PNG, from its IHDR header."""
     import struct
 
     with open(path, "rb") as fh:
         head = fh.read(24)
-    w, h = struct.unpack(">II", head[16:24])
-    return w / max(h, 1)
+    return struct.unpack(">II", head[16:24])
+
+
+def _is_wide(path: Path) -> bool:
+    """Figures drawn wider than one panel (two-panel plots, image grids whose captions must stay
+    readable) get two grid columns: in one (about 380 px) their text would be too small to read."""
+    w, h = _size(path)
+    return w / max(h, 1) > 1.8 or w > 1200
 
 
 def embeddable(rel: str, base: Path, root: Path) -> Path | None:
@@ -169,7 +175,7 @@ def section(report: dict, base: Path | None = None, root: Path | None = None, *,
     for name, rel in (report.get("artifacts", {}) if base is not None else {}).items():
         p = embeddable(rel, base, root)
         if p is not None:
-            wide = " class=wide" if _aspect(p) > 1.8 else ""  # two-panel figures get two grid columns
+            wide = " class=wide" if _is_wide(p) else ""
             figs.append(f"<figure{wide}><img alt='{esc(name)}' src='{_image(p)}'><figcaption>{esc(name)}</figcaption></figure>")
     tables = "".join(_generic_table(k, v) for k, v in report.get("tables", {}).items())
     sid = sid or report["command"]

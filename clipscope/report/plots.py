@@ -251,7 +251,7 @@ def image_grid(images: list, captions: list[str], path, *, title: str, ncols: in
     return _save(image_grid_figure(images, captions, title=title, ncols=ncols), path, layout=False)
 
 
-CAPTION_CHARS = 44  # characters of a 7-point caption that fit a 2.6-inch panel (checked by a test)
+CAPTION_CHARS = 38  # characters of an 8-point caption that fit a 2.6-inch panel (checked by a test)
 
 
 def image_grid_figure(images: list, captions: list[str], *, title: str, ncols: int = 4):
@@ -266,7 +266,7 @@ def image_grid_figure(images: list, captions: list[str], *, title: str, ncols: i
         ax.axis("off")
         if k < n:
             ax.imshow(np.asarray(images[k]))
-            ax.set_title(captions[k], fontsize=7)
+            ax.set_title(captions[k], fontsize=8)
     fig.suptitle(_wrap(title, 110), fontsize=10, y=1.0)
     fig.tight_layout(rect=(0, 0, 1, 0.96))  # keep the title clear of the first row's captions
     return fig
