@@ -110,6 +110,7 @@ class Command:
     docs: str = ""  # more of the docs page (published numbers, schemas, how to reproduce)
     order: int = 50  # place in listings and in the HTML report
     summary: tuple[str, ...] = ()  # headline metrics, in order
+    title_config: tuple[tuple[str, str], ...] = ()  # (config key, its label): settings that tell runs apart
     suite_data: bool = True  # a suite's data spec is its input (compose: benchmark files are)
     model_with_cache: bool = False  # runs the model on a given cache too (invert optimises through it)
     artifacts: Callable | None = None  # artifacts(report, out_dir): files besides the JSON and PNGs

@@ -142,12 +142,12 @@ def embeddable(rel: str, base: Path, root: Path) -> Path | None:
 
 def run_title(report: dict, rel: str | None = None) -> str:
     """A run's title: its command, its folder, and the settings that tell runs apart."""
+    from clipscope.registry import commands
+
     c = report.get("config", {})
-    keys = {"invert": ("mode", "steps"), "blindpairs": ("clip_threshold", "ref_threshold", "reference_model"),
-            "robustness": ("severities",), "uniformity": ("t",), "drift": ("k",),
-            "direction": ("a", "b")}.get(report["command"], ())
-    names = {"a": "A =", "b": "B ="}  # direction's groups: the direction points from B to A
-    bits = [f"{names.get(k, k.replace('_', ' '))} {_fmt(c[k])}" for k in keys if c.get(k) is not None]
+    declared = commands().get(report["command"])
+    keys = declared.title_config if declared is not None else ()
+    bits = [f"{label} {_fmt(c[k])}" for k, label in keys if c.get(k) is not None]
     m = report["model"]
     model = f"{m.get('name')} ({m.get('pretrained')})"
     if "old" in m:

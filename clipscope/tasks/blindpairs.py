@@ -221,6 +221,8 @@ COMMAND = Command(
         Option("benchmark", metavar="mmvp:DIR|probes[:N]", show_default=False,
                help="Score a pair benchmark instead of mining."),
     ),
+    title_config=(("clip_threshold", "clip threshold"), ("ref_threshold", "ref threshold"),
+                  ("reference_model", "reference model")),
     summary=("n_blind_pairs", "images_in_blind_pair", "n_clip_similar_pairs", "pair_accuracy_mean"),
     outputs=("`blindpairs.json`. Mining: metrics `n_blind_pairs`, `blind_pair_fraction`, `images_in_blind_pair`, "
             "`n_clip_similar_pairs`; table `blind_pairs` (objects with `a`, `b`, `clip_cosine`, "

@@ -236,6 +236,7 @@ COMMAND = Command(
         Option("text_b", metavar="PROMPT|PROMPT", show_default=False, help="The other prompt set of the text direction."),
         Option("top", kind="int", default=20, min=0, help="Rows listed at each end of the direction."),
     ),
+    title_config=(("a", "A ="), ("b", "B =")),  # the direction points from B to A
     summary=("direction_angle_image", "direction_auroc_image", "direction_text_cosine_image", "direction_angle_text",
            "direction_auroc_text", "direction_text_cosine_text"),
     outputs=("`direction.json` (metrics `direction_angle_<modality>`, `direction_mean_distance_<modality>` with "

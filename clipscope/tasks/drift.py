@@ -195,6 +195,7 @@ COMMAND = Command(
         Option("k", kind="int", default=10, min=1, flag="--k", help="Neighbours for the kNN overlap."),
         Option("top", kind="int", default=20, min=1, help="Most-moved rows listed."),
     ),
+    title_config=(("k", "k"),),
     summary=("cka_image", "cka_text", "knn_overlap_image", "knn_overlap_text", "procrustes_residual_image",
            "aligned_angle_image", "gap_change", "compat_new_text_old_image_recall@1"),
     outputs=("`drift.json` (metrics `cka_*`, `knn_overlap_*`, `procrustes_residual_*`, `aligned_angle_*`, "

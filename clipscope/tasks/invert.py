@@ -286,6 +286,7 @@ COMMAND = Command(
         Option("gallery", metavar="SPEC|CACHE", show_default=False,
                help="Separate gallery: a data spec or a cache file."),
     ),
+    title_config=(("mode", "mode"), ("steps", "steps")),
     summary=("initial_cosine", "final_cosine", "image_to_image_map", "oti_to_image_map", "text_to_text_map",
              "ovi_to_text_map"),
     outputs=("`invert.json` (metrics `initial_cosine`, `final_cosine`; with labels `image_to_image_*` vs "

@@ -577,6 +577,7 @@ COMMAND = Command(
         Option("frost_dir", kind="dir", metavar="DIR", show_default=False,
                help="The reference's frost photographs (frost1.png ... frost6.jpg); default: a procedural texture."),
     ),
+    title_config=(("severities", "severities"),),
     summary=("accuracy_zero_shot", "accuracy_clean", "mean_corruption_accuracy", "relative_drop", "mean_drift", "ece", "nll", "ood_auroc",
              "ood_fpr95"),
     outputs=("`robustness.json` (metrics `accuracy_zero_shot` (the model's own preprocessing: compare this one "

@@ -152,6 +152,7 @@ COMMAND = Command(
         Option("block", kind="int", default=DEFAULT_BLOCK, min=16, help="Rows per similarity tile."),
         *_engine_options(),
     ),
+    title_config=(("t", "t"),),
     summary=("uniformity_image", "uniformity_text", "uniformity_union", "uniformity_cross", "alignment",
              "relative_alignment"),
     outputs=("`uniformity.json` (metrics `uniformity_image`, `uniformity_text`, `uniformity_union`, "
