@@ -1,6 +1,7 @@
 """Rows people can look at: one row per image and per text of a cache, with the per-row results
 of the runs in a folder, as a parquet file (pandas, DuckDB and Embedding Atlas read it as it
-is) or a TensorBoard projector log. ``SCHEMA`` declares the columns (commands/export.md lists it).
+is) or a TensorBoard projector log. :func:`schema` lists the columns (commands/export.md shows it): the
+cache's own, then each command's declared ``row_columns``.
 """
 
 from __future__ import annotations
@@ -12,40 +13,32 @@ import numpy as np
 
 from clipscope.errors import ClipscopeError
 
-# (column, arrow type, meaning, the command whose report fills it or None for the cache itself)
-SCHEMA = (
-    ("row", "int64", "row index within its modality", None),
-    ("modality", "string", "image or text", None),
-    ("id", "string", "image id; text-<row> for texts", None),
-    ("caption", "string", "the caption (texts)", None),
-    ("label", "int64", "class label (images of labelled data)", None),
-    ("classname", "string", "its class name", None),
-    ("text", "string", "what Embedding Atlas searches: the caption, or the image id and class", None),
-    ("embedding", "fixed_size_list<element: float>[D]",
-     "the L2-normalised embedding (float32, D = the model's width)", None),
-    ("x", "double", "2-D projection of all rows together (--projection)", None),
-    ("y", "double", "the projection's second axis", None),
+# the cache's own columns: (column, arrow type, meaning); each command adds its per-row results
+# (``row_columns`` / ``row_values`` in its declaration, clipscope.registry)
+BASE = (
+    ("row", "int64", "row index within its modality"),
+    ("modality", "string", "image or text"),
+    ("id", "string", "image id; text-<row> for texts"),
+    ("caption", "string", "the caption (texts)"),
+    ("label", "int64", "class label (images of labelled data)"),
+    ("classname", "string", "its class name"),
+    ("text", "string", "what Embedding Atlas searches: the caption, or the image id and class"),
+    ("embedding", "fixed_size_list<element: float>[D]", "the L2-normalised embedding (float32, D = the model's width)"),
+    ("x", "double", "2-D projection of all rows together (--projection)"),
+    ("y", "double", "the projection's second axis"),
     ("paired_ids", "list<element: string>",
-     "the rows it is paired with in /pairs: a text's image id(s), an image's text ids", None),
-    ("paired_cosine", "double", "mean cosine with the rows it is paired with in /pairs", None),
+     "the rows it is paired with in /pairs: a text's image id(s), an image's text ids"),
+    ("paired_cosine", "double", "mean cosine with the rows it is paired with in /pairs"),
     ("relative_alignment", "double", "mean over its pairs of 2 (max cosine with a row it is not paired with - "
-     "paired cosine) (Oh et al. 2023, as uniformity)", None),
-    ("blind_partner", "string", "from blindpairs.json: the CLIP-blind partner with the largest clip - reference "
-     "cosine gap", "blindpairs"),
-    ("blind_clip_cosine", "double", "that pair's CLIP cosine", "blindpairs"),
-    ("blind_reference_cosine", "double", "that pair's reference-encoder cosine", "blindpairs"),
-    ("drift", "double", "from drift.json (most_moved tables): how far the row moved between the releases", "drift"),
-    ("drift_aligned_cosine", "double", "its cosine after Procrustes alignment", "drift"),
-    ("inversion_cosine", "double", "the cache's final OTI (images) or OVI (texts) cosine, when invert has run",
-     "invert"),
-    ("corruption_cosine", "double", "from robustness.json (per_image_drift): the image's mean cosine between its "
-     "clean and corrupted embeddings over the corruption cells", "robustness"),
-    ("zero_shot_prediction", "string", "from robustness.json (predictions): the class the model predicts for the "
-     "image through its own preprocessing (CLIP_benchmark's protocol)", "robustness"),
-    ("corruption_correct_share", "double", "from robustness.json (predictions): the share of corruption cells in "
-     "which the image is still classified correctly", "robustness"),
+     "paired cosine) (Oh et al. 2023, as uniformity)"),
 )
-COLUMNS = tuple(c[0] for c in SCHEMA)
+
+
+def schema() -> list[tuple[str, str, str, str | None]]:
+    """Every column: (name, arrow type, meaning, the command that fills it or None for the cache)."""
+    from clipscope.registry import commands
+
+    return [(*c, None) for c in BASE] + [(*c, cmd.name) for cmd in commands().values() for c in cmd.row_columns]
 
 
 def _types():
@@ -57,22 +50,20 @@ def _types():
 
 def schema_table() -> str:
     """The columns as the markdown table commands/export.md shows."""
-    rows = [f"| `{name}` | `{kind}` | {meaning} |" for name, kind, meaning, _ in SCHEMA]
+    rows = [f"| `{name}` | `{kind}` | {meaning} |" for name, kind, meaning, _ in schema()]
     return "\n".join(["| column | type | meaning |", "|---|---|---|", *rows])
 
 
 def empty_columns(table, reports: dict[str, dict]) -> dict[str, str]:
     """The columns that are null on every row, each with why (in one phrase)."""
     out = {}
-    for name, _, _, command in SCHEMA:
+    for name, _, _, command in schema():
         if table.column(name).null_count < table.num_rows:
             continue
         if command is None:
             out[name] = "nothing in this cache fills it"
-        elif command == "invert":
-            out[name] = "invert has not stored inversions in this cache"
         elif command not in reports:
-            out[name] = f"no {command} report in --runs"
+            out[name] = f"no {command} results for these rows (in --runs or stored in the cache)"
         else:
             out[name] = f"{command}.json in --runs ran on other rows ({reports[command].get('data', {}).get('spec')})"
     return out
@@ -124,7 +115,8 @@ def rows_table(cache, *, runs: str | Path | None = None, projection: str = "pca"
     classnames = cache.classnames or []
     xy = project_2d(np.concatenate([I, T]), method=projection, seed=seed)
 
-    col = {k: [] for k in COLUMNS}
+    columns = schema()
+    col = {k[0]: [] for k in columns}
     nan_i, nan_t = np.full(n_i, np.nan), np.full(n_t, np.nan)
     paired_i, paired_t, rel_i, rel_t = nan_i.copy(), nan_t.copy(), nan_i.copy(), nan_t.copy()
     if len(pairs):
@@ -132,18 +124,6 @@ def rows_table(cache, *, runs: str | Path | None = None, projection: str = "pca"
         paired_i, paired_t = _per_row_mean(cos, pairs[:, 0], n_i), _per_row_mean(cos, pairs[:, 1], n_t)
         ra = relative_alignment_rows(I, T, pairs)
         rel_i, rel_t = _per_row_mean(ra, pairs[:, 0], n_i), _per_row_mean(ra, pairs[:, 1], n_t)
-    blind = {}
-    for r in (reports.get("blindpairs", {}).get("tables", {}).get("blind_pairs") or []):
-        for me, other in (("a", "b"), ("b", "a")):
-            gap = r["clip_cosine"] - r["reference_cosine"]
-            if r[me] not in blind or gap > blind[r[me]][3]:
-                blind[r[me]] = (r[other], r["clip_cosine"], r["reference_cosine"], gap)
-    drift = {m: {r["id"]: r for r in (reports.get("drift", {}).get("tables", {}).get(f"most_moved_{m}") or [])}
-             for m in ("image", "text")}
-    inv = {"image": _inversion(cache, "image/oti_cosine", n_i), "text": _inversion(cache, "text/ovi_cosine", n_t)}
-    robust = reports.get("robustness", {}).get("tables", {})
-    corrupted = {r["id"]: r["drift"] for r in (robust.get("per_image_drift") or [])}
-    predicted = {r["id"]: r for r in (robust.get("predictions") or [])}
     text_ids = [f"text-{k}" for k in range(n_t)]
     partners = {"image": [[] for _ in range(n_i)], "text": [[] for _ in range(n_t)]}
     for i, t in np.asarray(pairs).reshape(-1, 2):
@@ -164,27 +144,25 @@ def rows_table(cache, *, runs: str | Path | None = None, projection: str = "pca"
             col["text"].append(captions[k] if modality == "text" else (f"{names[k]} ({name})" if name else names[k]))
             col["x"].append(float(xy[offset + k, 0]))
             col["y"].append(float(xy[offset + k, 1]))
+            col["paired_ids"].append(partners[modality][k] or None)
             col["paired_cosine"].append(_num((paired_i if modality == "image" else paired_t)[k]))
             col["relative_alignment"].append(_num((rel_i if modality == "image" else rel_t)[k]))
-            b = blind.get(names[k]) if modality == "image" else None
-            col["blind_partner"].append(b[0] if b else None)
-            col["blind_clip_cosine"].append(b[1] if b else None)
-            col["blind_reference_cosine"].append(b[2] if b else None)
-            d = drift[modality].get(names[k] if modality == "image" else (captions[k] or names[k]))
-            col["drift"].append(d["drift"] if d else None)
-            col["drift_aligned_cosine"].append(d.get("aligned_cosine") if d else None)
-            col["inversion_cosine"].append(_num(inv[modality][k]))
-            col["corruption_cosine"].append(corrupted.get(names[k]) if modality == "image" else None)
-            col["paired_ids"].append(partners[modality][k] or None)
-            p = predicted.get(names[k]) if modality == "image" else None
-            col["zero_shot_prediction"].append(p.get("zero_shot") if p else None)
-            cells = [v for c, v in (p or {}).items() if "/" in c]  # corruption/severity cells
-            col["corruption_correct_share"].append(float(np.mean([v == p["label"] for v in cells])) if cells else None)
+    from clipscope.registry import commands
+
+    rows = RowKeys(ids, captions, n_i, n_t)
+    for cmd in commands().values():
+        if cmd.row_values is None:
+            continue
+        filled = cmd.row_values(reports.get(cmd.name), cache, rows)
+        for name, *_ in cmd.row_columns:
+            image, text = filled.get(name, (None, None))
+            col[name] = [_cell(v) for v in (image if image is not None else [None] * n_i)] + \
+                        [_cell(v) for v in (text if text is not None else [None] * n_t)]
     dim = I.shape[1]
     emb = pa.FixedSizeListArray.from_arrays(pa.array(np.concatenate([I, T]).astype(np.float32).ravel()), dim)
     fields = {k: v for k, v in col.items() if k != "embedding"}
-    kinds = {name: kind for name, kind, _, _ in SCHEMA}
-    table = pa.table({k: emb if k == "embedding" else pa.array(fields[k], type=TYPES[kinds[k]]) for k in COLUMNS})
+    kinds = {name: kind for name, kind, _, _ in columns}
+    table = pa.table({k: emb if k == "embedding" else pa.array(fields[k], type=TYPES[kinds[k]]) for k in kinds})
     meta = {"clipscope": json.dumps({"model": cache.attrs.get("model"), "pretrained": cache.attrs.get("pretrained"),
                                      "data_spec": cache.attrs.get("data_spec"), "projection": projection,
                                      "runs": sorted(reports), "empty_columns": empty_columns(table, reports)})}
@@ -195,12 +173,23 @@ def _num(v) -> float | None:
     return None if v is None or not np.isfinite(v) else float(v)
 
 
-def _inversion(cache, key: str, n: int) -> np.ndarray:
-    if key in cache:
-        last = np.asarray(cache[key][:], np.float64)[:, -1]
-        if len(last) == n:
-            return last
-    return np.full(n, np.nan)
+def _cell(v):
+    """A value for a column: NaN and infinities become null."""
+    return _num(v) if isinstance(v, (float, np.floating)) else v
+
+
+class RowKeys:
+    """How a command's per-row results find the cache's rows: images by id, texts by caption
+    (``text_key``), each as a list aligned with the cache's rows."""
+
+    def __init__(self, image_ids, captions, n_images: int, n_texts: int):
+        self.image_ids, self.captions, self.n_images, self.n_texts = list(image_ids), list(captions), n_images, n_texts
+
+    def images(self, by_id: dict) -> list:
+        return [by_id.get(i) for i in self.image_ids]
+
+    def texts(self, by_caption: dict) -> list:
+        return [by_caption.get(c if c is not None else f"text-{k}") for k, c in enumerate(self.captions)]
 
 
 def write_parquet(table, out: str | Path) -> Path:

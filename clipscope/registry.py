@@ -114,8 +114,8 @@ class Command:
     suite_data: bool = True  # a suite's data spec is its input (compose: benchmark files are)
     model_with_cache: bool = False  # runs the model on a given cache too (invert optimises through it)
     artifacts: Callable | None = None  # artifacts(report, out_dir): files besides the JSON and PNGs
-    row_columns: tuple = ()  # per-row columns for export: (name, arrow type name, description)
-    row_values: Callable | None = None  # row_values(report, cache) -> {column: (image values, text values)}
+    row_columns: tuple = ()  # per-row columns for export: (name, arrow type name, meaning)
+    row_values: Callable | None = None  # row_values(report or None, cache, rows) -> {column: (image values, text values)}
 
     @property
     def own(self) -> dict[str, Option]:

@@ -95,7 +95,7 @@ def test_empty_columns_are_named_with_why(small, run_cli, tmp_path):
     assert code == 0, err
     lines = [ln for ln in err.splitlines() if "empty" in ln]
     assert len(lines) == 1
-    assert "drift, drift_aligned_cosine (no drift report in --runs)" in lines[0]
+    assert "drift, drift_aligned_cosine (no drift results for these rows (in --runs or stored in the cache))" in lines[0]
     assert "corruption_cosine, zero_shot_prediction, corruption_correct_share (robustness.json in --runs ran on " \
            "other rows (probes:8))" in lines[0]
     meta = json.loads(pq.read_table(out).schema.metadata[b"clipscope"])

@@ -179,3 +179,17 @@ def test_a_metric_is_described_in_its_spec_alone():
             text = path.read_text()
             assert not re.search(r"higher_is_better\s*=", text), path.name
             assert not re.search(r"\bmetric\([^)]*description=", text, re.S), path.name
+
+
+def test_export_columns_come_from_the_declarations():
+    """A command's per-row results are declared with it; export's schema is the cache's columns
+    plus those, each name once, each filled by its command's row_values."""
+    from clipscope.export import BASE, schema
+    from clipscope.registry import commands
+
+    names = [c[0] for c in schema()]
+    assert len(names) == len(set(names))
+    declared = [(c[0], cmd.name) for cmd in commands().values() for c in cmd.row_columns]
+    assert [(n, s) for n, _, _, s in schema()][len(BASE):] == declared
+    for cmd in commands().values():
+        assert bool(cmd.row_columns) == (cmd.row_values is not None), cmd.name

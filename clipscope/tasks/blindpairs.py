@@ -194,6 +194,20 @@ def run(ctx, cache, *, reference, reference_pretrained, reference_cache, clip_th
                               figures=lambda plots, d: figures(result, d, title, plots=plots))
 
 
+
+def row_values(report, cache, rows) -> dict:
+    """Per image: its CLIP-blind partner with the largest clip - reference cosine gap."""
+    best = {}
+    for r in ((report or {}).get("tables", {}).get("blind_pairs") or []):
+        for me, other in (("a", "b"), ("b", "a")):
+            gap = r["clip_cosine"] - r["reference_cosine"]
+            if r[me] not in best or gap > best[r[me]][3]:
+                best[r[me]] = (r[other], r["clip_cosine"], r["reference_cosine"], gap)
+    found = rows.images(best)
+    return {name: ([b[k] if b else None for b in found], None)
+            for k, name in enumerate(("blind_partner", "blind_clip_cosine", "blind_reference_cosine"))}
+
+
 COMMAND = Command(
     name="blindpairs", order=40, run=run,
     help="Mine CLIP-blind pairs; score MMVP-style pair benchmarks.",
@@ -221,6 +235,11 @@ COMMAND = Command(
         Option("benchmark", metavar="mmvp:DIR|probes[:N]", show_default=False,
                help="Score a pair benchmark instead of mining."),
     ),
+    row_columns=(("blind_partner", "string", "from blindpairs.json: the CLIP-blind partner with the largest clip - reference "
+                  "cosine gap"),
+                 ("blind_clip_cosine", "double", "that pair's CLIP cosine"),
+                 ("blind_reference_cosine", "double", "that pair's reference-encoder cosine")),
+    row_values=row_values,
     title_config=(("clip_threshold", "clip threshold"), ("ref_threshold", "ref threshold"),
                   ("reference_model", "reference model")),
     summary=("n_blind_pairs", "images_in_blind_pair", "n_clip_similar_pairs", "pair_accuracy_mean"),

@@ -175,6 +175,17 @@ def run(ctx, cache, *, old_model, old_pretrained, new_model, new_pretrained, k, 
                           figures=lambda plots, d: figures(result, d, title, seed=ctx.seed, plots=plots))
 
 
+
+def row_values(report, cache, rows) -> dict:
+    """Per row in drift's most-moved tables (images by id, texts by caption): how far it moved."""
+    tables = (report or {}).get("tables", {})
+    image = rows.images({r["id"]: r for r in tables.get("most_moved_image") or []})
+    text = rows.texts({r["id"]: r for r in tables.get("most_moved_text") or []})
+    return {"drift": ([r and r["drift"] for r in image], [r and r["drift"] for r in text]),
+            "drift_aligned_cosine": ([r and r.get("aligned_cosine") for r in image],
+                                     [r and r.get("aligned_cosine") for r in text])}
+
+
 COMMAND = Command(
     name="drift", order=60, run=run, inputs="two-caches", groups=("encoding", "data"),
     help="How far the space moved between two model releases.",
@@ -195,6 +206,9 @@ COMMAND = Command(
         Option("k", kind="int", default=10, min=1, flag="--k", help="Neighbours for the kNN overlap."),
         Option("top", kind="int", default=20, min=1, help="Most-moved rows listed."),
     ),
+    row_columns=(("drift", "double", "from drift.json (most_moved tables): how far the row moved between the releases"),
+                 ("drift_aligned_cosine", "double", "its cosine after Procrustes alignment")),
+    row_values=row_values,
     title_config=(("k", "k"),),
     summary=("cka_image", "cka_text", "knn_overlap_image", "knn_overlap_text", "procrustes_residual_image",
            "aligned_angle_image", "gap_change", "compat_new_text_old_image_recall@1"),

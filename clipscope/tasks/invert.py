@@ -259,6 +259,19 @@ def run(ctx, cache, *, mode, tokens, steps, lr, weight_decay, template, inv_batc
             g.close()
 
 
+
+def row_values(report, cache, rows) -> dict:
+    """The final OTI (images) / OVI (texts) cosine stored in the cache, when invert has run on it."""
+    def last(key, n):
+        if key in cache:
+            values = np.asarray(cache[key][:], np.float64)[:, -1]
+            if len(values) == n:
+                return values.tolist()
+        return None
+
+    return {"inversion_cosine": (last("image/oti_cosine", rows.n_images), last("text/ovi_cosine", rows.n_texts))}
+
+
 COMMAND = Command(
     name="invert", order=30, run=run, model_with_cache=True,
     help="Modality inversion OTI / OVI (Cross the Gap).",
@@ -286,6 +299,8 @@ COMMAND = Command(
         Option("gallery", metavar="SPEC|CACHE", show_default=False,
                help="Separate gallery: a data spec or a cache file."),
     ),
+    row_columns=(("inversion_cosine", "double", "the cache's final OTI (images) or OVI (texts) cosine, when invert has run"),),
+    row_values=row_values,
     title_config=(("mode", "mode"), ("steps", "steps")),
     summary=("initial_cosine", "final_cosine", "image_to_image_map", "oti_to_image_map", "text_to_text_map",
              "ovi_to_text_map"),

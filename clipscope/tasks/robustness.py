@@ -542,6 +542,22 @@ def run(ctx, cache, *, corruptions, severities, templates, ood_data, max_images,
                       figures=lambda plots, d: figures(result, d, title, plots=plots))
 
 
+
+def row_values(report, cache, rows) -> dict:
+    """Per image: its clean-vs-corrupted cosine and what the model predicted for it."""
+    tables = (report or {}).get("tables", {})
+    drift = rows.images({r["id"]: r["drift"] for r in tables.get("per_image_drift") or []})
+    predicted = rows.images({r["id"]: r for r in tables.get("predictions") or []})
+
+    def still_right(p):
+        cells = [v for c, v in (p or {}).items() if "/" in c]  # the corruption/severity cells
+        return float(np.mean([v == p["label"] for v in cells])) if cells else None
+
+    return {"corruption_cosine": (drift, None),
+            "zero_shot_prediction": ([p and p.get("zero_shot") for p in predicted], None),
+            "corruption_correct_share": ([still_right(p) for p in predicted], None)}
+
+
 COMMAND = Command(
     name="robustness", order=50, run=run, inputs="model",
     help="Corruptions, accuracy drop, drift, calibration, OOD.",
@@ -577,6 +593,13 @@ COMMAND = Command(
         Option("frost_dir", kind="dir", metavar="DIR", show_default=False,
                help="The reference's frost photographs (frost1.png ... frost6.jpg); default: a procedural texture."),
     ),
+    row_columns=(("corruption_cosine", "double", "from robustness.json (per_image_drift): the image's mean cosine between "
+                  "its clean and corrupted embeddings over the corruption cells"),
+                 ("zero_shot_prediction", "string", "from robustness.json (predictions): the class the model predicts "
+                  "for the image through its own preprocessing (CLIP_benchmark's protocol)"),
+                 ("corruption_correct_share", "double", "from robustness.json (predictions): the share of corruption "
+                  "cells in which the image is still classified correctly")),
+    row_values=row_values,
     title_config=(("severities", "severities"),),
     summary=("accuracy_zero_shot", "accuracy_clean", "mean_corruption_accuracy", "relative_drop", "mean_drift", "ece", "nll", "ood_auroc",
              "ood_fpr95"),
