@@ -54,6 +54,13 @@ def modality_rows(cache, *, lazy: bool = False):
         if len(pairs):
             return I, T, I.take(pairs[:, 0]), T.take(pairs[:, 1]), pairs
         return I, T, None, None, None
+    from clipscope.runtime import IN_MEMORY_PEAK, require_memory
+
+    dim = int(cache.image_embeddings.shape[1])
+    require_memory(int(IN_MEMORY_PEAK * (cache.n_images + cache.n_texts) * dim * 4),
+                   f"{cache.path}: {cache.n_images:,} image and {cache.n_texts:,} text rows x {dim} in memory",
+                   "pass --engine ray to read a cache file's rows shard by shard (a local Ray cluster starts "
+                   "without --address)")
     I = cache.normalized_image_embeddings()
     T = cache.normalized_text_embeddings()
     if len(pairs):
