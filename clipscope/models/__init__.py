@@ -210,6 +210,12 @@ class Encoder:
 
         return l2_normalize(self.encode_images(pixels).numpy())
 
+    def embed_pil(self, images):
+        """:meth:`embed_images` of PIL images through the model's own preprocessing."""
+        import torch
+
+        return self.embed_images(torch.stack([self.preprocess(im) for im in images]))
+
     def embed_texts(self, texts: list[str], batch_size: int = 64):
         """L2-normalised text embeddings of any number of texts, in batches, float32 numpy."""
         from clipscope.linalg import l2_normalize

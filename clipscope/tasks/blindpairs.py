@@ -72,8 +72,6 @@ def _source_of(cache):
 
 def score_benchmark(encoder, pairs: list[dict], *, benchmark: str, batch_size: int = 64) -> TaskResult:
     """Score a pair benchmark with a live model (MMVP-VLM rule, see :func:`score_pairs`)."""
-    import torch
-
     from clipscope.data import open_image_file
     from clipscope.data.mmvp import targets_of
 
@@ -82,7 +80,7 @@ def score_benchmark(encoder, pairs: list[dict], *, benchmark: str, batch_size: i
     feats = []
     for i in range(0, len(images), batch_size):
         batch = [im if not isinstance(im, (str, Path)) else open_image_file(im) for im in images[i:i + batch_size]]
-        feats.append(encoder.embed_images(torch.stack([encoder.preprocess(im) for im in batch])))
+        feats.append(encoder.embed_pil(batch))
     img = np.concatenate(feats).reshape(len(pairs), 2, -1)
     txt = encoder.embed_texts(texts, batch_size).reshape(len(pairs), 2, -1)
     patterns = [p["pattern"] for p in pairs]

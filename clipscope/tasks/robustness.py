@@ -127,7 +127,7 @@ def _encode_tensor_batch(encoder, x) -> np.ndarray:
     from PIL import Image
 
     pil = [Image.fromarray(a) for a in (x.clamp(0, 1) * 255).round().to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()]
-    return encoder.embed_images(torch.stack([encoder.preprocess(p) for p in pil]))
+    return encoder.embed_pil(pil)
 
 
 def _template_detail(templates: list[str]) -> str:
@@ -142,13 +142,8 @@ def _template_detail(templates: list[str]) -> str:
 
 def _encode_originals(encoder, source, rows, batch_size: int) -> np.ndarray:
     """The images ``rows`` of ``source`` through the model's own preprocessing alone."""
-    import torch
-
-    out = []
-    for i in range(0, len(rows), batch_size):
-        pixels = [encoder.preprocess(source.load_image(int(r))) for r in rows[i:i + batch_size]]
-        out.append(encoder.embed_images(torch.stack(pixels)))
-    return np.concatenate(out)
+    return np.concatenate([encoder.embed_pil([source.load_image(int(r)) for r in rows[i:i + batch_size]])
+                           for i in range(0, len(rows), batch_size)])
 
 
 def _load_crops(source, max_images: int | None, seed: int):
