@@ -483,8 +483,11 @@ class RowReader:
         if not len(rows):
             return np.zeros((0, self.shape[1]), np.float32)
         uniq, inverse = np.unique(rows, return_inverse=True)  # h5py reads increasing indices
-        if uniq[-1] - uniq[0] + 1 == len(uniq):  # a contiguous run (a shard of 1:1 pairs): one slab read
+        span = int(uniq[-1] - uniq[0]) + 1
+        if span == len(uniq):  # a contiguous run (a block of 1:1 pairs): one slab read
             out = self.cache._normalized(self.key, span=(int(uniq[0]), int(uniq[-1]) + 1))
+        elif span <= 4 * len(uniq):  # dense (a block of captions, all class prompts): a slab beats a point read
+            out = self.cache._normalized(self.key, span=(int(uniq[0]), int(uniq[-1]) + 1))[uniq - uniq[0]]
         else:
             out = self.cache._normalized(self.key, uniq)
         return out if np.array_equal(rows, uniq) else out[inverse.ravel()]

@@ -85,6 +85,12 @@ class RunContext:
                                  f"{provenance.get('pretrained')}); --model gave {p.get('model')} ({p.get('pretrained')})")
         return enc
 
+    def say(self, line: str) -> None:
+        """A one-line notice for the user on stderr (machine output stays on stdout)."""
+        import sys
+
+        print(line, file=sys.stderr, flush=True)
+
     def report(self, result, *, model, data, figures=None, extra_config=None):
         """The :class:`Report` of a task's result: metrics joined to their specs and ordered
         headline first, undefined numbers explained, figures laid out as specs."""

@@ -113,11 +113,11 @@ def require_memory(needed: int, what: str, fix: str) -> None:
     """Refuse, in one line, work that would not fit the memory budget (rather than be killed)."""
     budget, source = memory_budget()
     if budget is not None and needed > budget:
-        raise ClipscopeError(f"{what} needs about {_readable(needed)} of memory and "
-                             f"{source.format(_readable(budget))}; {fix}")
+        raise ClipscopeError(f"{what} needs about {readable_size(needed)} of memory and "
+                             f"{source.format(readable_size(budget))}; {fix}")
 
 
-def _readable(nbytes: int) -> str:
+def readable_size(nbytes: int) -> str:
     for unit, size in (("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
         if nbytes >= size:
             return f"{nbytes / size:.1f} {unit}"

@@ -28,7 +28,16 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from clipscope.analysis.units import FIXED, Z95, Units, interval, mean_influence, pair_mean_influence, per_unit
+from clipscope.analysis.units import (
+    FIXED,
+    Z95,
+    Units,
+    add_per_unit,
+    interval,
+    mean_influence,
+    pair_mean_influence,
+    per_unit,
+)
 
 _N_DOTS = 4  # per row: <x, sum of its modality's rows>, <x, gap>, <x, gradient of the centroid cosine>, <x, fixed mean>
 
@@ -136,23 +145,24 @@ def shifted_sums(xb: np.ndarray, g: np.ndarray, steps: np.ndarray, q: np.ndarray
 
 
 def modality_round2(X, c: Centroids, units: np.ndarray, n_units: int, r0: int = 0, *, text: bool,
-                    block: int = 65536) -> dict:
+                    block: int = 65536, out: dict | None = None) -> dict:
     """Round-2 sums of one modality's rows r0..r0+len(X): per unit, the rows' count, squared
     norms and products with :meth:`Centroids.vectors`; and, when ``c`` has steps, the shift
-    sweep's weighted sums."""
+    sweep's weighted sums (added into ``out`` when given)."""
     V = c.vectors(text)
     steps = c.steps_t if text else c.steps_i
-    out = {"count_u": np.zeros(n_units), "sq_u": np.zeros(n_units), "dots_u": np.zeros((n_units, _N_DOTS))}
-    if steps is not None:
-        out.update(shift_acc=np.zeros((len(steps), X.shape[1])), shift_w=np.zeros(len(steps)))
+    if out is None:
+        out = {"count_u": np.zeros(n_units), "sq_u": np.zeros(n_units), "dots_u": np.zeros((n_units, _N_DOTS))}
+        if steps is not None:
+            out.update(shift_acc=np.zeros((len(steps), X.shape[1])), shift_w=np.zeros(len(steps)))
     g = c.unit_gap
     for i in range(0, len(X), block):
         xb = np.asarray(X[i:i + block])
         u = units[r0 + i:r0 + i + len(xb)]
         q = np.einsum("ij,ij->i", xb, xb, dtype=np.float64)
-        out["count_u"] += per_unit(np.ones(len(xb)), u, n_units)
-        out["sq_u"] += per_unit(q, u, n_units)
-        out["dots_u"] += per_unit((xb @ V).astype(np.float64), u, n_units)
+        add_per_unit(out["count_u"], np.ones(len(xb)), u)
+        add_per_unit(out["sq_u"], q, u)
+        add_per_unit(out["dots_u"], (xb @ V).astype(np.float64), u)
         if steps is not None:
             acc, w = shifted_sums(xb, g, steps, q)
             out["shift_acc"] += acc
@@ -161,13 +171,14 @@ def modality_round2(X, c: Centroids, units: np.ndarray, n_units: int, r0: int = 
 
 
 def pair_sums(Ip, Tp, pair_units: np.ndarray, attached: np.ndarray, n_units: int, k0: int = 0, *,
-              block: int = 65536) -> dict:
+              block: int = 65536, out: dict | None = None) -> dict:
     """Per unit, over pairs k0..k0+len(Ip) (row k of ``Ip`` pairs with row k of ``Tp``;
     ``pair_units``: each global pair's unit, its image's; ``attached``: whether its text belongs
     to that unit, i.e. is not a fixed class prompt): the pairs' count and their sums of cosine,
-    distance, squared distance (alignment) and angle, and the cosines of attached pairs."""
-    keys = ("count", "cos", "dist", "d2", "d4", "angle", "attached_cos", "cos2", "dist2", "angle2")
-    out = {k: np.zeros(n_units) for k in keys}
+    distance, squared distance (alignment) and angle, and the cosines of attached pairs (added
+    into ``out`` when given)."""
+    keys = ("count", "cos", "dist", "d2", "angle", "attached_cos")
+    out = {k: np.zeros(n_units) for k in keys} if out is None else out
     for i in range(0, len(Ip), block):
         a, b = np.asarray(Ip[i:i + block]), np.asarray(Tp[i:i + block])
         u = pair_units[k0 + i:k0 + i + len(a)]
@@ -177,10 +188,9 @@ def pair_sums(Ip, Tp, pair_units: np.ndarray, attached: np.ndarray, n_units: int
         d2 = np.maximum(0.0, qa + qb - 2.0 * cos)
         dist = np.sqrt(d2)
         angle = np.degrees(np.arccos(np.clip(cos, -1.0, 1.0)))
-        for key, v in (("count", np.ones(len(a))), ("cos", cos), ("dist", dist), ("d2", d2), ("d4", d2 * d2),
-                       ("angle", angle), ("attached_cos", np.where(attached[k0 + i:k0 + i + len(a)], cos, 0.0)),
-                       ("cos2", cos * cos), ("dist2", d2), ("angle2", angle * angle)):
-            out[key] += np.bincount(u, weights=v, minlength=n_units)
+        for key, v in (("count", np.ones(len(a))), ("cos", cos), ("dist", dist), ("d2", d2), ("angle", angle),
+                       ("attached_cos", np.where(attached[k0 + i:k0 + i + len(a)], cos, 0.0))):
+            add_per_unit(out[key], v, u)
     return out
 
 
@@ -226,24 +236,43 @@ def pair_layout(pairs: np.ndarray, units: Units) -> tuple[np.ndarray, np.ndarray
     return units.image_unit[pairs[:, 0]], units.text_unit[pairs[:, 1]] == units.image_unit[pairs[:, 0]]
 
 
-def local(I, T, pairs: np.ndarray | None, units: Units, *, steps_of=None) -> GapSums:
-    """All the sums over rows held (or readable) in this process, each array one range."""
+def local(I, T, pairs: np.ndarray | None, units: Units, *, steps_of=None, block: int = 65536) -> GapSums:
+    """All the sums over rows held (or readable, e.g. :class:`clipscope.cache.RowReader`) in
+    this process, ``block`` rows at a time."""
     from clipscope.analysis.units import unit_groups
 
-    r1_i = modality_round1(I, units.image_unit)
-    r1_t = modality_round1(T, units.text_unit, alone_from=units.n_images)
+    r1_i = modality_round1(I, units.image_unit, block=block)
+    r1_t = modality_round1(T, units.text_unit, alone_from=units.n_images, block=block)
     c = Centroids.of(r1_i, r1_t, steps_of)
-    r2_i = modality_round2(I, c, units.image_unit, units.n_units, text=False)
-    r2_t = modality_round2(T, c, units.text_unit, units.n_units, text=True)
+    U = units.n_units
     p = None
-    if pairs is not None and len(pairs):
+    if pairs is not None and len(pairs) and row_aligned(pairs, len(I), len(T)):
+        # image row k pairs with text row k (1:1 data as imported): round 2 and the pair sums share
+        # each block, so rows streamed from a file are read twice in all, not three times
         pu, attached = pair_layout(pairs, units)
-        p = pair_sums(_Gather(I, pairs[:, 0]), _Gather(T, pairs[:, 1]), pu, attached, units.n_units)
+        r2_i, r2_t, p = None, None, None
+        for i in range(0, len(I), block):
+            xi, xt = np.asarray(I[i:i + block]), np.asarray(T[i:i + block])
+            r2_i = modality_round2(xi, c, units.image_unit, U, i, text=False, block=block, out=r2_i)
+            r2_t = modality_round2(xt, c, units.text_unit, U, i, text=True, block=block, out=r2_t)
+            p = pair_sums(xi, xt, pu, attached, U, i, block=block, out=p)
+    else:
+        r2_i = modality_round2(I, c, units.image_unit, U, text=False, block=block)
+        r2_t = modality_round2(T, c, units.text_unit, U, text=True, block=block)
+        if pairs is not None and len(pairs):
+            pu, attached = pair_layout(pairs, units)
+            p = pair_sums(Gather(I, pairs[:, 0]), Gather(T, pairs[:, 1]), pu, attached, U, block=block)
     within = within_units(T, unit_groups(units.text_unit), units.text_unit, units.n_units)
     return GapSums(r1_i, r1_t, r2_i, r2_t, p, within, c, units)
 
 
-class _Gather:
+def row_aligned(pairs: np.ndarray, n_images: int, n_texts: int) -> bool:
+    """Whether pair k is (image row k, text row k) for every row of both modalities."""
+    k = np.arange(len(pairs))
+    return len(pairs) == n_images == n_texts and bool((pairs[:, 0] == k).all() and (pairs[:, 1] == k).all())
+
+
+class Gather:
     """Rows ``X[idx]`` read block by block when sliced (no gathered copy of all of them)."""
 
     def __init__(self, X, idx: np.ndarray):

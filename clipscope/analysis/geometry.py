@@ -198,6 +198,17 @@ def best_negative_cosines(Tq: np.ndarray, I: np.ndarray, pairing: Pairing, *, of
     return best.cpu().numpy()
 
 
+def best_negative_cosines_by_blocks(Tq: np.ndarray, I, pairing: Pairing, *, rows: int = 65536,
+                                    block: int = DEFAULT_BLOCK, device: str = "cpu") -> np.ndarray:
+    """:func:`best_negative_cosines` over image rows read ``rows`` at a time (``I``: an array or
+    a :class:`clipscope.cache.RowReader`), combined by maximum as shards are."""
+    best = np.full(len(Tq), -np.inf, np.float32)
+    for r0 in range(0, len(I), rows):
+        part = best_negative_cosines(Tq, np.asarray(I[r0:r0 + rows]), pairing, offset=r0, block=block, device=device)
+        np.maximum(best, part, out=best)
+    return best
+
+
 def linear_separability(I: np.ndarray, T: np.ndarray, *, seed: int = 0, max_rows: int = 20000) -> tuple[float, int]:
     """Test accuracy of a logistic regression telling image rows from text rows (Fahim et al. 2024).
 
@@ -330,7 +341,7 @@ def uniformity_metrics(I, T, pairs: np.ndarray | None = None, *, t: float = 2.0,
         add_pair_mean("uniformity_cross", cross_uniformity(T, I, pairs, units=units, **kw))
         pu, attached = gap_sums.pair_layout(pairs, units)
         p = pair_stats if pair_stats is not None else gap_sums.pair_sums(
-            gap_sums._Gather(I, pairs[:, 0]), gap_sums._Gather(T, pairs[:, 1]), pu, attached, units.n_units)
+            gap_sums.Gather(I, pairs[:, 0]), gap_sums.Gather(T, pairs[:, 1]), pu, attached, units.n_units)
         theta = float(p["d2"].sum() / p["count"].sum())
         psi = units.n_units * (p["d2"] - theta * p["count"]) / p["count"].sum()
         out["alignment"] = _m(theta, interval(theta, mean_influence(psi)))

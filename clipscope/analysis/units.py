@@ -94,6 +94,23 @@ def per_unit(values: np.ndarray, units: np.ndarray, n_units: int) -> np.ndarray:
     return out
 
 
+def add_per_unit(acc: np.ndarray, values: np.ndarray, units: np.ndarray) -> None:
+    """``acc += per_unit(values, units, len(acc))``, touching only the units present: a block of
+    rows adds into its own window of units, so streaming n rows in blocks costs O(n), not
+    O(n x blocks) (rows of FIXED are left out)."""
+    keep = units >= 0
+    if not keep.any():
+        return
+    u = units[keep]
+    lo, hi = int(u.min()), int(u.max()) + 1
+    values = np.asarray(values, np.float64)[keep]
+    if values.ndim == 1:
+        acc[lo:hi] += np.bincount(u - lo, weights=values, minlength=hi - lo)
+    else:
+        for j in range(values.shape[1]):  # a bincount per column: far faster than np.add.at
+            acc[lo:hi, j] += np.bincount(u - lo, weights=values[:, j], minlength=hi - lo)
+
+
 def unit_groups(units: np.ndarray, *, min_size: int = 2) -> list[np.ndarray]:
     """Row indices of every unit with at least ``min_size`` rows, as one (n_units_of_size, size)
     array per size: units of equal size stack, so their within-unit products batch."""

@@ -33,11 +33,56 @@ class TaskResult:
         self.inputs.update(other.inputs)
 
 
-def modality_rows(cache, *, lazy: bool = False):
-    """(all image rows, all text rows, paired image rows, paired text rows, pairs), normalised.
+# Rows per block when a cache's rows are streamed from the file (--engine stream): 128 MB of
+# float32 rows at d = 512, large enough that the reads run at the disk's rate.
+STREAM_BLOCK = 65536
 
-    ``lazy``: :class:`clipscope.cache.RowReader` objects that read rows only when indexed,
-    for work done shard by shard (the rows need not fit in memory)."""
+
+def choose_engine(cache, engine: str, *, per_unit_arrays: int) -> tuple[str, str | None]:
+    """The engine a geometry command runs on, and a note saying why when it was chosen here.
+
+    ``local``: every row in memory (about ``IN_MEMORY_PEAK`` times their float32 size); ``stream``:
+    rows read from the cache block by block, holding only O(n) per-unit sums
+    (``per_unit_arrays`` float64 arrays over the sampling units) and one block of rows; ``ray``:
+    the same sums shard by shard on a cluster; ``auto``: local when the rows fit comfortably
+    (within 80% of the memory budget), else stream. A path that would not fit is refused in one
+    line before any work (:func:`clipscope.runtime.require_memory`)."""
+    from clipscope.runtime import IN_MEMORY_PEAK, memory_budget, readable_size, require_memory
+
+    _check_rows(cache)
+    n_i, n_t, d = cache.n_images, cache.n_texts, int(cache.image_embeddings.shape[1])
+    in_memory = int(IN_MEMORY_PEAK * (n_i + n_t) * d * 4)
+    streaming = streaming_memory(n_i, n_t, len(cache.pairs), d, per_unit_arrays)
+    rows = f"{cache.path}: {n_i:,} image and {n_t:,} text rows x {d}"
+    note = None
+    if engine == "auto":
+        budget, _ = memory_budget()
+        engine = "local" if budget is None or in_memory <= 0.8 * budget else "stream"
+        if engine == "stream":
+            note = (f"engine stream (chosen: the rows need about {readable_size(in_memory)} in memory, more than 80% "
+                    f"of the {readable_size(budget)} available): rows read from the cache in blocks of "
+                    f"{STREAM_BLOCK:,}, using about {readable_size(streaming)}; the values equal an in-memory run's")
+    if engine == "local":
+        require_memory(in_memory, f"{rows} in memory",
+                       f"pass --engine stream to read the rows from the cache in blocks (about "
+                       f"{readable_size(streaming)}), or --engine ray")
+    else:
+        require_memory(streaming, f"{rows}, streamed ({'on Ray' if engine == 'ray' else 'in blocks'}: per-unit "
+                                  "sums and one block of rows)",
+                       "run it on a machine with more memory (the per-unit sums are O(rows) on every engine)")
+    return engine, note
+
+
+def streaming_memory(n_images: int, n_texts: int, n_pairs: int, dim: int, per_unit_arrays: int) -> int:
+    """Bytes a streamed run holds: ``per_unit_arrays`` float64 arrays over the sampling units
+    (at most one per image and text row), the pairs and their layout (int64), the units of
+    every row, and a block of rows with its working copies (benchmarks/geometry.py --engine
+    stream measures it)."""
+    units = n_images + n_texts
+    return int(8 * per_unit_arrays * units + 40 * n_pairs + 16 * units + 6 * min(STREAM_BLOCK, units) * dim * 4)
+
+
+def _check_rows(cache) -> None:
     if cache.image_embeddings is None:
         raise ClipscopeError(f"{cache.path} holds no image embeddings")
     if cache.text_embeddings is None:
@@ -48,19 +93,21 @@ def modality_rows(cache, *, lazy: bool = False):
             why = " (every input failed: see clipscope info --failed)" if n == 0 and cache.failed else ""
             raise ClipscopeError(f"{cache.path} holds {n} {what} row(s){why}; these metrics need at least 2 of each "
                                  "modality: extract or import more data")
+
+
+def modality_rows(cache, *, lazy: bool = False):
+    """(all image rows, all text rows, paired image rows, paired text rows, pairs), normalised.
+
+    ``lazy``: :class:`clipscope.cache.RowReader` objects that read rows only when indexed,
+    for work done block by block or shard by shard (the rows need not fit in memory); the
+    memory check is :func:`choose_engine`'s."""
+    _check_rows(cache)
     pairs = cache.pairs
     if lazy:
         I, T = cache.rows("image"), cache.rows("text")
         if len(pairs):
             return I, T, I.take(pairs[:, 0]), T.take(pairs[:, 1]), pairs
         return I, T, None, None, None
-    from clipscope.runtime import IN_MEMORY_PEAK, require_memory
-
-    dim = int(cache.image_embeddings.shape[1])
-    require_memory(int(IN_MEMORY_PEAK * (cache.n_images + cache.n_texts) * dim * 4),
-                   f"{cache.path}: {cache.n_images:,} image and {cache.n_texts:,} text rows x {dim} in memory",
-                   "pass --engine ray to read a cache file's rows shard by shard (a local Ray cluster starts "
-                   "without --address)")
     I = cache.normalized_image_embeddings()
     T = cache.normalized_text_embeddings()
     if len(pairs):

@@ -9,34 +9,46 @@ import numpy as np
 from clipscope.analysis import gap_sums, geometry
 from clipscope.errors import UsageError
 from clipscope.registry import Command, Option
-from clipscope.tasks import TaskResult, class_text, modality_rows, title_of
+from clipscope.tasks import TaskResult, choose_engine, class_text, modality_rows, title_of
+
+# float64 arrays over the sampling units that a streamed gap holds at its peak: round 2's six per
+# modality, six pair sums, the within-unit products, and finalize's influences
+GAP_PER_UNIT_ARRAYS = 28
 
 
 def evaluate(cache, *, seed: int = 0, sweep_max_rows: int = 5000, top_dims: int = 20, shift_deltas=None,
-             engine: str = "local", address: str | None = None, num_shards: int | None = None,
-             noise_model: bool = False, noise_alpha: float = 0.05, noise_max_pairs: int = 20000) -> TaskResult:
-    """``engine="ray"``: the O(n d) statistics are computed shard by shard on a Ray cluster
-    (``address``; a local one by default) and only sampled rows are read here, so the rows
-    never need to fit in this process; the values equal a local run's. ``noise_model``: the
-    paired differences as noise (:mod:`clipscope.analysis.noise_model`) on a seeded sample of
-    ``noise_max_pairs`` pairs, with the noise-injection test."""
+             engine: str = "auto", address: str | None = None, num_shards: int | None = None,
+             noise_model: bool = False, noise_alpha: float = 0.05, noise_max_pairs: int = 20000,
+             block: int | None = None, announce=None) -> TaskResult:
+    """``engine`` (see :func:`clipscope.tasks.choose_engine`): ``local`` holds the rows in
+    memory; ``stream`` reads them from the cache ``block`` rows at a time into the O(n d) sums
+    (:mod:`clipscope.analysis.gap_sums`) and reads only sampled rows otherwise; ``ray`` computes
+    the same sums shard by shard on a Ray cluster (``address``; a local one by default);
+    ``auto`` streams when the rows would not fit comfortably in memory (``announce(line)`` is
+    told). Every engine gives the same values. ``noise_model``: the paired differences as
+    noise (:mod:`clipscope.analysis.noise_model`) on a seeded sample of ``noise_max_pairs``
+    pairs, with the noise-injection test."""
     from clipscope.analysis.units import Units
     from clipscope.pairing import Pairing
 
-    on_ray = engine == "ray"
-    I, T, Ip, Tp, pairs = modality_rows(cache, lazy=on_ray)
+    import clipscope.tasks
+
+    block = block or clipscope.tasks.STREAM_BLOCK
+    engine, chosen = choose_engine(cache, engine, per_unit_arrays=GAP_PER_UNIT_ARRAYS)
+    if chosen and announce:
+        announce(f"gap: {chosen}")
+    I, T, Ip, Tp, pairs = modality_rows(cache, lazy=engine != "local")
     units = Units.from_pairs(pairs, len(I), len(T))
     steps_of = lambda gap: geometry.sweep_steps(geometry.sweep_plan(gap, deltas=shift_deltas))  # noqa: E731
-    second_moment = None
-    if on_ray:
+    if engine == "ray":
         from clipscope.distributed import gap_sums_on_ray
 
         sums = gap_sums_on_ray(cache.path, units=units, steps_of=steps_of, num_shards=num_shards, address=address)
-    else:  # two passes over the rows give every O(n d) statistic below, the sweep's centroids included
-        sums = gap_sums.local(I, T, pairs, units, steps_of=steps_of)
+    else:  # two passes over the rows (in memory or block by block from the file) give every O(n d) statistic
+        sums = gap_sums.local(I, T, pairs, units, steps_of=steps_of, block=block)
     second_moment = lambda: gap_sums.z_second_moment(I, T, units, sums.centroids)  # noqa: E731
     metrics = geometry.gap_metrics(I, T, pairs, seed=seed, units=units, sums=sums, second_moment=second_moment)
-    notes = []
+    notes = [chosen] if chosen else []
     pairing = None if pairs is None else Pairing(pairs[:, 0], pairs[:, 1], len(I), len(T))  # ~0.7 s per million
     c = sums.centroids
     per_dim = geometry.per_dimension_gap(I, T, top=top_dims, diff=c.gap)
@@ -166,7 +178,7 @@ def run(ctx, cache, *, projection, sweep_max_rows, shift_deltas, engine, address
         prov = c.provenance
         result = evaluate(c, seed=ctx.seed, sweep_max_rows=sweep_max_rows, shift_deltas=deltas, engine=engine,
                           address=address, num_shards=num_shards, noise_model=noise_model, noise_alpha=noise_alpha,
-                          noise_max_pairs=noise_max_pairs)
+                          noise_max_pairs=noise_max_pairs, announce=ctx.say)
         if subregions:
             # the cache's spec with its paths made absolute at extraction: the same images from any folder
             spec = ctx.data or prov.get("data_spec_resolved") or prov.get("data_spec")
@@ -202,9 +214,10 @@ def parse_deltas(text: str) -> list[float]:
 
 
 ENGINE = (
-    Option("engine", kind="choice", default="local", choices=("local", "ray"),
-           help="ray: the O(n d) statistics shard by shard on a Ray cluster; only sampled rows are read here, so the "
-                "rows need not fit in memory."),
+    Option("engine", kind="choice", default="auto", choices=("auto", "local", "stream", "ray"),
+           help="local: every row in memory; stream: rows read from the cache file in blocks, holding only per-unit "
+                "sums (caches larger than memory); ray: the same sums shard by shard on a Ray cluster; auto: local "
+                "when the rows fit comfortably in memory, else stream (the report says which). Same values on all."),
     Option("address", metavar="auto|HOST:PORT", show_default=False,
            help="With --engine ray: the cluster to join (default: start a local one)."),
     Option("num_shards", kind="int", min=1, show_default=False,
@@ -221,7 +234,8 @@ COMMAND = Command(
     Examples:
       clipscope gap cache.h5 --out runs/gap
       clipscope gap --model ViT-B-32 --pretrained none --data folder:./imgs --out runs/gap
-      clipscope gap big.h5 --engine ray --address auto --out runs/gap   # rows need not fit in memory
+      clipscope gap big.h5 --engine stream --out runs/gap   # rows need not fit in memory
+      clipscope gap big.h5 --engine ray --address auto --out runs/gap
     """,
     options=(
         Option("projection", kind="choice", default="pca", choices=("pca", "umap"),

@@ -12,33 +12,51 @@ from clipscope.analysis.pairwise import DEFAULT_MAX_PAIRS, DEFAULT_SAMPLE_PAIRS
 from clipscope.errors import ClipscopeError
 from clipscope.linalg import DEFAULT_BLOCK
 from clipscope.registry import Command, Option
-from clipscope.tasks import TaskResult, modality_rows, title_of
+from clipscope.tasks import TaskResult, choose_engine, modality_rows, title_of
+
+# float64 arrays over the sampling units a streamed uniformity holds: six pair sums and the influences
+UNIFORMITY_PER_UNIT_ARRAYS = 12
 
 
 def evaluate(cache, *, t: float = 2.0, max_pairs: int = DEFAULT_MAX_PAIRS, sample_pairs: int = DEFAULT_SAMPLE_PAIRS,
-             seed: int = 0, block: int = DEFAULT_BLOCK, device: str = "cpu", engine: str = "local",
-             address: str | None = None, num_shards: int | None = None) -> TaskResult:
-    """``engine="ray"``: rows are read only where needed (the sampled estimates read their
-    sample from every shard; exact mode, for up to --max-pairs pairs, reads the rows), and
-    alignment and relative alignment's nearest negatives run shard by shard on a Ray cluster
-    (``address``; a local one by default); the values equal a local run's."""
+             seed: int = 0, block: int = DEFAULT_BLOCK, device: str = "cpu", engine: str = "auto",
+             address: str | None = None, num_shards: int | None = None, stream_block: int | None = None,
+             announce=None) -> TaskResult:
+    """``engine`` (see :func:`clipscope.tasks.choose_engine`): with ``stream`` and ``ray`` rows
+    are read only where needed (the sampled estimates read their sample; exact mode, for up to
+    --max-pairs pairs, reads the rows), and alignment and relative alignment's nearest
+    negatives run over ``stream_block`` rows at a time from the file, or shard by shard on a
+    Ray cluster (``address``; a local one by default); every engine gives the same values."""
     if not (isinstance(t, (int, float)) and math.isfinite(t) and t > 0):
         raise ClipscopeError(f"--t {t}: the kernel's temperature must be a positive number (Wang & Isola use 2)")
     from clipscope.analysis.units import Units
 
-    on_ray = engine == "ray"
-    I, T, Ip, Tp, pairs = modality_rows(cache, lazy=on_ray)
+    import clipscope.tasks
+
+    stream_block = stream_block or clipscope.tasks.STREAM_BLOCK
+    engine, chosen = choose_engine(cache, engine, per_unit_arrays=UNIFORMITY_PER_UNIT_ARRAYS)
+    if chosen and announce:
+        announce(f"uniformity: {chosen}")
+    I, T, Ip, Tp, pairs = modality_rows(cache, lazy=engine != "local")
     units = Units.from_pairs(pairs, len(I), len(T))
     shards = {}
-    if on_ray and Ip is not None:
+    if engine == "ray" and Ip is not None:
         from clipscope.distributed import RayRanges
 
         on = RayRanges(cache.path, num_shards=num_shards, address=address)
         shards = {"pair_stats": on.pair_sums(units),
                   "best_negatives": lambda Tq, pairing: on.best_negatives(Tq, pairing, block)}
+    elif engine == "stream" and Ip is not None:
+        from clipscope.analysis import gap_sums
+
+        pu, attached = gap_sums.pair_layout(pairs, units)
+        shards = {"pair_stats": gap_sums.pair_sums(gap_sums.Gather(I, pairs[:, 0]), gap_sums.Gather(T, pairs[:, 1]),
+                                                   pu, attached, units.n_units, block=stream_block),
+                  "best_negatives": lambda Tq, pairing: geometry.best_negative_cosines_by_blocks(
+            Tq, I, pairing, rows=stream_block, block=block, device=device)}
     metrics = geometry.uniformity_metrics(I, T, pairs, t=t, max_pairs=max_pairs, sample_pairs=sample_pairs,
                                           seed=seed, block=block, device=device, units=units, **shards)
-    notes = []
+    notes = [chosen] if chosen else []
     sampled = [k for k, v in metrics.items() if v.get("exact") is False]
     if sampled:
         notes.append(f"above --max-pairs {max_pairs}: {', '.join(sampled)} estimated from an unbiased seeded "
@@ -96,7 +114,8 @@ def run(ctx, cache, *, t, max_pairs, sample_pairs, block, engine, address, num_s
             announce_exact_cost(c, max_pairs)
         prov = c.provenance
         result = evaluate(c, t=t, max_pairs=max_pairs, sample_pairs=sample_pairs, seed=ctx.seed, block=block,
-                          device=resolve_device(ctx.device), engine=engine, address=address, num_shards=num_shards)
+                          device=resolve_device(ctx.device), engine=engine, address=address, num_shards=num_shards,
+                          announce=ctx.say)
         title = title_of(prov, prov.get("data_spec"))
         return ctx.report(result, model=model_block(prov), data=data_block(c),
                           figures=lambda plots, d: figures(result, d, title, seed=ctx.seed, plots=plots))
@@ -142,7 +161,7 @@ COMMAND = Command(
     Examples:
       clipscope uniformity cache.h5 --out runs/uniformity
       clipscope uniformity --model clipscope-tiny --data probes --json -
-      clipscope uniformity big.h5 --engine ray --address auto --out runs/uniformity
+      clipscope uniformity big.h5 --engine stream --out runs/uniformity   # rows need not fit in memory
     """,
     options=(
         Option("t", kind="float", default=2.0, flag="--t", help="Kernel temperature t of exp(-t||x-y||^2)."),

@@ -1,0 +1,155 @@
+"""Geometry beyond memory (--engine stream): rows read from the cache file block by block give
+the in-memory values on every layout, with blocks that do not divide the row counts; `auto`
+streams when the rows would not fit the memory budget, and says so; every engine refuses
+work that would not fit, in one line, before it starts."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from test_negatives import LAYOUTS, layout
+
+from clipscope.cache import Cache, write_cache
+
+BLOCKS = (7, 13)  # row counts are 30 / 10 + 30 / 30 + 4: no block divides them
+# and 1:1 pairs in row order (as imported pair arrays), which streams round 2 and the pairs in one pass
+ALL = (*LAYOUTS, "row_aligned")
+
+
+def cache_of(tmp_path, name, seed=3):
+    if name == "row_aligned":
+        I, T, pairs = layout("one_to_one", seed=seed)
+        T, pairs = T[pairs[:, 1]], np.stack([np.arange(len(I))] * 2, 1)
+    else:
+        I, T, pairs = layout(name, seed=seed)
+    path = tmp_path / f"{name}.h5"
+    write_cache(path, image_embeddings=I, text_embeddings=T, pairs=pairs, image_ids=[f"i{k}" for k in range(len(I))],
+                text_captions=[f"t{k}" for k in range(len(T))], attrs={"model": "test", "pretrained": "none"})
+    return path
+
+
+def same_numbers(a, b, path=""):
+    """Equal to float32 rounding: every number of a (nested dicts and lists) equals b's."""
+    if isinstance(a, dict):
+        assert a.keys() == b.keys(), path
+        for k in a:
+            same_numbers(a[k], b[k], f"{path}.{k}")
+    elif isinstance(a, (list, tuple)):
+        assert len(a) == len(b), path
+        for k, (x, y) in enumerate(zip(a, b)):
+            same_numbers(x, y, f"{path}[{k}]")
+    elif isinstance(a, float):
+        assert b == pytest.approx(a, rel=1e-6, abs=1e-9, nan_ok=True), path
+    else:
+        assert a == b, path
+
+
+@pytest.mark.parametrize("name", ALL)
+@pytest.mark.parametrize("block", BLOCKS)
+def test_streamed_gap_equals_in_memory(tmp_path, name, block):
+    from clipscope.tasks import gap
+
+    path = cache_of(tmp_path, name)
+    with Cache.open(path) as c:
+        memory = gap.evaluate(c, engine="local", sweep_max_rows=12, seed=1)
+        streamed = gap.evaluate(c, engine="stream", block=block, sweep_max_rows=12, seed=1)
+    assert memory.config.pop("engine") == "local" and streamed.config.pop("engine") == "stream"
+    same_numbers(memory.metrics, streamed.metrics)
+    same_numbers(memory.tables, streamed.tables)
+    assert memory.metrics["centroid_distance"]["ci95"] is not None
+    assert memory.config == streamed.config and memory.counts == streamed.counts
+
+
+@pytest.mark.parametrize("name", ALL)
+@pytest.mark.parametrize("max_pairs", (10**9, 40))  # exact, and sampled as at scale
+def test_streamed_uniformity_equals_in_memory(tmp_path, name, max_pairs):
+    from clipscope.tasks import uniformity
+
+    path = cache_of(tmp_path, name)
+    kw = dict(max_pairs=max_pairs, sample_pairs=120, seed=2, block=5)
+    with Cache.open(path) as c:
+        memory = uniformity.evaluate(c, engine="local", **kw)
+        streamed = uniformity.evaluate(c, engine="stream", stream_block=BLOCKS[0], **kw)
+    assert {"alignment", "relative_alignment", "uniformity_cross"} <= memory.metrics.keys()
+    assert memory.metrics["uniformity_image"]["exact"] is (max_pairs > 10**6)
+    same_numbers(memory.metrics, streamed.metrics)
+
+
+def test_streamed_rows_are_read_in_blocks_never_whole(tmp_path, monkeypatch):
+    """Nothing of size n x d is read at once: every read of the rows is at most a block (or the
+    sampled rows of the sampled parts, fewer than the rows)."""
+    from clipscope.tasks import gap, uniformity
+
+    rng = np.random.default_rng(4)
+    n = 100_000  # five times linear separability's sample of 20,000 rows per modality
+    I, T = (rng.normal(size=(n, 4)).astype(np.float32) for _ in range(2))
+    pairs = np.stack([np.arange(n), np.arange(n)], 1)
+    path = tmp_path / "big.h5"
+    write_cache(path, image_embeddings=I, text_embeddings=T, pairs=pairs, image_ids=[f"i{k}" for k in range(n)],
+                text_captions=[f"t{k}" for k in range(n)], attrs={"model": "test", "pretrained": "none"})
+    sizes = []
+    real = Cache._normalized
+
+    def spy(self, key, rows=None, span=None):
+        out = real(self, key, rows, span)
+        sizes.append(len(out))
+        return out
+
+    monkeypatch.setattr(Cache, "_normalized", spy)
+    with Cache.open(path) as c:
+        gap.evaluate(c, engine="stream", block=1000, sweep_max_rows=50)
+        uniformity.evaluate(c, engine="stream", stream_block=1000, max_pairs=1000, sample_pairs=500)
+    reads = np.array(sizes)
+    assert reads.max() == 20_000 < n, reads.max()  # linear separability's sample
+    # blocks of 1000, the near-zero-gap variance's units 8192 at a time, the sweep's 50 pairs, the samples
+    assert (reads[reads != 20_000] <= 8192).all(), sorted(set(reads))[-5:]
+
+
+def test_auto_streams_when_rows_exceed_the_budget_and_says_so(tmp_path, run_cli, monkeypatch):
+    """2 x 2000 rows x 64 float32 (1 MB) need about 2.3 MB in memory; with a 2 MB budget and
+    blocks of 100 rows, `auto` streams (about 0.6 MB) and says so on stderr and in the report."""
+    import json
+
+    import clipscope.tasks
+
+    rng = np.random.default_rng(0)
+    np.save(tmp_path / "pairs.npy", rng.normal(size=(2, 2000, 64)).astype(np.float32))
+    cache = tmp_path / "c.h5"
+    assert run_cli("import", "--pair-array", tmp_path / "pairs.npy", "--out", cache)[0] == 0
+    monkeypatch.setattr(clipscope.tasks, "STREAM_BLOCK", 100)
+    for command in ("gap", "uniformity"):
+        monkeypatch.delenv("CLIPSCOPE_MEMORY_BUDGET", raising=False)
+        code, _, err = run_cli(command, cache, "--out", tmp_path / f"{command}-mem", "--no-plots", "-q")
+        assert code == 0 and "stream" not in err, err
+        in_memory = json.loads((tmp_path / f"{command}-mem" / f"{command}.json").read_text())
+        assert in_memory["config"]["engine"] == "local"
+        monkeypatch.setenv("CLIPSCOPE_MEMORY_BUDGET", "2MB")
+        code, _, err = run_cli(command, cache, "--out", tmp_path / command, "--no-plots", "-q")
+        assert code == 0, err
+        said = [ln for ln in err.splitlines() if "engine stream" in ln]
+        assert len(said) == 1 and "2.0 MB available" in said[0] and "using about" in said[0], err
+        report = json.loads((tmp_path / command / f"{command}.json").read_text())
+        assert report["config"]["engine"] == "stream"
+        assert any("engine stream (chosen" in n for n in report["notes"])
+        same_numbers({k: m["value"] for k, m in in_memory["metrics"].items()},
+                     {k: m["value"] for k, m in report["metrics"].items()})
+
+
+@pytest.mark.parametrize("command", ["gap", "uniformity"])
+def test_every_engine_refuses_what_would_not_fit_in_one_line(tmp_path, run_cli, monkeypatch, command):
+    """In memory: the size, the budget, and --engine stream; streamed (the per-unit sums are
+    O(rows) on every engine): the same line naming the streamed size. Nothing written."""
+    rng = np.random.default_rng(0)
+    np.save(tmp_path / "pairs.npy", rng.normal(size=(2, 300, 16)).astype(np.float32))
+    cache = tmp_path / "c.h5"
+    assert run_cli("import", "--pair-array", tmp_path / "pairs.npy", "--out", cache)[0] == 0
+    monkeypatch.setenv("CLIPSCOPE_MEMORY_BUDGET", "50kB")
+    for engine, expect in (("local", "--engine stream"), ("stream", "streamed (in blocks"), ("auto", "streamed")):
+        code, out, err = run_cli(command, cache, "--out", tmp_path / "run", "--no-plots", "--engine", engine)
+        assert code == 1 and not (tmp_path / "run" / f"{command}.json").exists(), (engine, err)
+        lines = [ln for ln in err.splitlines() if ln.strip()]
+        assert len(lines) == 1 and lines[0].startswith("Error: ") and "Traceback" not in err, (engine, err)
+        assert "300 image and 300 text rows x 16" in lines[0] and "50.0 kB" in lines[0] and expect in lines[0]
+    monkeypatch.setenv("CLIPSCOPE_MEMORY_BUDGET", "lots")
+    code, _, err = run_cli(command, cache, "--out", tmp_path / "run2", "--no-plots")
+    assert code == 1 and "CLIPSCOPE_MEMORY_BUDGET='lots'" in err
