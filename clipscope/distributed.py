@@ -316,3 +316,37 @@ def gap_sums_on_ray(path, *, units, steps_of=None, num_shards: int | None = None
     with on._cache() as cache:
         within = gap_sums.within_units(cache.rows("text"), unit_groups(units.text_unit), units.text_unit, U)
     return gap_sums.GapSums(r1_i, r1_t, r2_i, r2_t, on.pair_sums(units) if on.pairs else None, within, c, units)
+
+
+# --------------------------------------------------------------------------- exact mining on Ray
+
+
+def _mine_tiles_task(path, t0, t1, rows, tiles, threshold, block):
+    from clipscope.analysis.blindpairs import exact_similar_pairs
+    from clipscope.cache import Cache
+
+    with Cache.open(path) as cache:
+        clip = cache.rows("image").take(rows)
+        return list(exact_similar_pairs(clip, threshold, block=block, tiles=tiles[t0:t1]))
+
+
+def similar_pairs_on_ray(path, rows: np.ndarray, threshold: float, *, block: int, num_tasks: int | None = None,
+                         address: str | None = None, num_cpus: int | None = None) -> list:
+    """Every pair above ``threshold`` among the cache's image ``rows``, exactly: the upper-triangle
+    tiles of one process's walk (same corners, same products) split into contiguous runs over Ray
+    tasks, each reading only the rows of its tiles; the batches come back in the walk's order,
+    so the pairs equal one process's."""
+    from clipscope.analysis.blindpairs import upper_tiles
+
+    if not Path(path).is_file():
+        raise ClipscopeError(f"--search ray reads the cache from its tasks, but {path} is not a file: write it first "
+                             "(clipscope import) or use --search exact")
+    ray = _import_ray()
+    _init_ray(ray, address, num_cpus)
+    tiles = upper_tiles(len(rows), block)
+    k = num_tasks or 4 * max(1, int(ray.cluster_resources().get("CPU", 1)))
+    task = ray.remote(_mine_tiles_task)
+    rows_ref, tiles_ref = ray.put(np.asarray(rows, np.int64)), ray.put(tiles)
+    parts = ray.get([task.remote(str(Path(path).resolve()), a, b, rows_ref, tiles_ref, threshold, block)
+                     for a, b in even_ranges(len(tiles), k)])
+    return [batch for part in parts for batch in part]

@@ -65,34 +65,86 @@ def similarity_tiles(a: np.ndarray, b: np.ndarray | None = None, *, block: int =
                 yield i0, i1, j0, j1, ta[i0:i1] @ tb[j0:j1].T
 
 
-def blocked_topk(queries: np.ndarray, gallery: np.ndarray, k: int, *, exclude_self: bool = False,
-                 block: int = DEFAULT_BLOCK, device: str = "cpu") -> tuple[np.ndarray, np.ndarray]:
+def row_blocks(X, block: int, *, reverse: bool = False):
+    """Yield ``(start, X[start:start + block])`` over all rows, as arrays. From a row reader
+    (:class:`clipscope.cache.RowReader`, rows on disk) the next block is read in a background
+    thread while the caller works on this one, so a pass costs about the larger of the reading
+    and the work, not their sum. ``reverse``: last block first (a second pass over a file larger
+    than memory then starts with what the first pass left in the page cache)."""
+    starts = range(0, len(X), block)
+    starts = reversed(starts) if reverse else starts
+    if isinstance(X, np.ndarray):
+        for i in starts:
+            yield i, X[i:i + block]
+        return
+    from concurrent.futures import ThreadPoolExecutor
+
+    starts = list(starts)
+    read = lambda i: X[i:i + block]  # noqa: E731
+    with ThreadPoolExecutor(1) as pool:
+        ahead = pool.submit(read, starts[0]) if starts else None
+        for k, i in enumerate(starts):
+            rows = ahead.result()
+            ahead = pool.submit(read, starts[k + 1]) if k + 1 < len(starts) else None
+            yield i, rows
+
+
+class zipped_rows:  # noqa: N801 (used like a function: zipped_rows(A, B)[sl] is (A[sl], B[sl]))
+    """Two row sets over the same items sliced together, so :func:`row_blocks` reads both a
+    block at a time (in one background read)."""
+
+    def __init__(self, A, B):
+        self.A, self.B = A, B
+
+    def __len__(self) -> int:
+        return len(self.A)
+
+    def __getitem__(self, sl: slice):
+        return np.asarray(self.A[sl]), np.asarray(self.B[sl])
+
+
+def gallery_slabs(gallery, slab: int = 65536, *, offsets: bool = False):
+    """An array whole, or a row reader (:class:`clipscope.cache.RowReader`) ``slab`` rows at a
+    time (:func:`row_blocks`), as arrays (with each slab's first row when ``offsets``)."""
+    parts = [(0, gallery)] if isinstance(gallery, np.ndarray) else row_blocks(gallery, slab)
+    for g0, part in parts:
+        yield (g0, part) if offsets else part
+
+
+def blocked_topk(queries: np.ndarray, gallery, k: int, *, exclude_self: bool = False,
+                 query_rows: np.ndarray | None = None, block: int = DEFAULT_BLOCK, device: str = "cpu",
+                 slab: int = 65536) -> tuple[np.ndarray, np.ndarray]:
     """Top-k gallery rows by inner product for every query row, without the full matrix.
 
     Returns ``(values, indices)``, each ``(n_queries, k)``, sorted by decreasing similarity
     (the order among exactly tied values is unspecified). ``exclude_self`` drops index i for
-    query i (queries and gallery are the same set).
+    query i (queries and gallery are the same set); ``query_rows``: the gallery row each query
+    is (queries sampled from the gallery), dropped likewise. ``gallery`` may be a row reader
+    (:class:`clipscope.cache.RowReader`): it is then read ``slab`` rows at a time.
     """
     import torch
 
     n, m = len(queries), len(gallery)
-    k_eff = min(k, m - (1 if exclude_self else 0))
+    exclude = np.arange(n) if exclude_self else None if query_rows is None else np.asarray(query_rows, np.int64)
+    k_eff = min(k, m - (1 if exclude is not None else 0))
     if k_eff < 1:
-        raise ClipscopeError(f"need at least {k + int(exclude_self)} gallery rows for k={k}")
+        raise ClipscopeError(f"need at least {k + int(exclude is not None)} gallery rows for k={k}")
     best_v = torch.full((n, k_eff), -torch.inf, device=device)
     best_i = torch.zeros((n, k_eff), dtype=torch.long, device=device)
-    for i0, i1, j0, j1, s in similarity_tiles(queries, gallery, block=block, device=device):
-        if exclude_self:
-            lo, hi = max(i0, j0), min(i1, j1)
-            if lo < hi:
-                idx = torch.arange(lo, hi, device=device)
-                s[idx - i0, idx - j0] = -torch.inf
-        cols = torch.arange(j0, j1, device=device).expand(i1 - i0, -1)
-        cand_v = torch.cat([best_v[i0:i1], s], dim=1)
-        cand_i = torch.cat([best_i[i0:i1], cols], dim=1)
-        top_v, order = torch.topk(cand_v, k_eff, dim=1, sorted=True)
-        best_v[i0:i1] = top_v
-        best_i[i0:i1] = torch.gather(cand_i, 1, order)
+    for g0, part in gallery_slabs(gallery, slab, offsets=True):
+        for i0, i1, j0, j1, s in similarity_tiles(queries, part, block=block, device=device):
+            j0, j1 = j0 + g0, j1 + g0
+            if exclude is not None:
+                hit = np.flatnonzero((exclude[i0:i1] >= j0) & (exclude[i0:i1] < j1))
+                if len(hit):
+                    s[torch.from_numpy(hit).to(s.device), torch.from_numpy(exclude[i0 + hit] - j0).to(s.device)] = \
+                        -torch.inf
+            cols = torch.arange(j0, j1, device=device).expand(i1 - i0, -1)
+            cand_v = torch.cat([best_v[i0:i1], s], dim=1)
+            cand_i = torch.cat([best_i[i0:i1], cols], dim=1)
+            top_v, order = torch.topk(cand_v, k_eff, dim=1, sorted=True)
+            best_v[i0:i1] = top_v
+            best_i[i0:i1] = torch.gather(cand_i, 1, order)
     return best_v.cpu().numpy(), best_i.cpu().numpy()
 
 
@@ -115,6 +167,6 @@ def row_distances(A: np.ndarray, B: np.ndarray, block: int = 65536) -> np.ndarra
 def column_sums(X: np.ndarray, block: int = 65536) -> np.ndarray:
     """``sum_i X_i`` in float64, in row blocks."""
     acc = np.zeros(X.shape[1], np.float64)
-    for i in range(0, len(X), block):
-        acc += X[i:i + block].sum(0, dtype=np.float64)
+    for _, xb in row_blocks(X, block):
+        acc += xb.sum(0, dtype=np.float64)
     return acc

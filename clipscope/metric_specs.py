@@ -144,6 +144,9 @@ SPECS: list[MetricSpec] = [
           "pairs of images above the CLIP threshold and below the reference threshold", L, "count", 0.0),
     _spec(r"n_clip_similar_pairs", "blindpairs", f"{EYES_WIDE_SHUT} (CLIP-blind pair mining)",
           "pairs of images above the CLIP threshold", N, "count", 0.0),
+    _spec(r"search_recall", "blindpairs", f"{CLIPSCOPE} (the indexed search checked against exact on sampled queries)",
+          "share of the exact pairs above the CLIP threshold, for a seeded sample of query images, that the indexed "
+          "search found (with --search index)", D, requires=("index",)),
     _spec(r"blind_pair_fraction", "blindpairs", f"{EYES_WIDE_SHUT} (CLIP-blind pair mining)",
           "CLIP-blind pairs as a share of all image pairs", L),
     _spec(r"images_in_blind_pair", "blindpairs", f"{CLIPSCOPE} (share of images in a mined CLIP-blind pair)",
@@ -218,6 +221,9 @@ SPECS: list[MetricSpec] = [
           "temperature) of the in-batch image-text similarity matrix (nats)", L, "nats"),
     _spec(rf"knn_overlap_{M}", "drift", f"{CLIPSCOPE} (per-row agreement of the two releases)",
           "mean Jaccard overlap of each {m} row's k nearest neighbours, old vs new", D),
+    _spec(rf"knn_search_recall_{M}", "drift", f"{CLIPSCOPE} (the indexed search checked against exact on sampled "
+          "queries)", "share of the exact k nearest neighbours of sampled {m} query rows, in both releases, that the "
+          "indexed search found (with --search index)", D, requires=("index",)),
     _spec(rf"raw_cosine_{M}", "drift", f"{CLIPSCOPE} (per-row agreement of the two releases)",
           "mean cosine between old and new {m} rows, unaligned", D),
     _spec(r"gap_(?P<rel>old|new)", "drift", MIND_THE_GAP, "modality gap (centroid distance) of the {rel} model", L),

@@ -126,3 +126,29 @@ def test_mod_x_measures_analytic():
     p_old = np.exp(a @ a.T) / np.exp(a @ a.T).sum(1, keepdims=True)
     p_new = np.exp(b @ b.T) / np.exp(b @ b.T).sum(1, keepdims=True)
     np.testing.assert_allclose(kl, (p_old * np.log(p_old / p_new)).sum(1))
+
+
+def test_streamed_pieces_equal_their_direct_definitions():
+    """Procrustes from the accumulated X^T Y equals scipy's orthogonal_procrustes on the rows and
+    the residual its direct formula; the kNN overlap of sampled queries equals every row's,
+    restricted to them; a row reader gallery, read in slabs, gives the same neighbours."""
+    from scipy.linalg import orthogonal_procrustes
+
+    from clipscope.cache import from_arrays
+    from clipscope.linalg import blocked_topk
+
+    rng = np.random.default_rng(5)
+    X = l2_normalize(rng.normal(size=(70, 12)).astype(np.float32))
+    Y = l2_normalize((X @ ortho_group.rvs(12, random_state=1) + 0.4 * rng.normal(size=X.shape)).astype(np.float32))
+    R, residual = procrustes(X, Y)
+    R_ref, _ = orthogonal_procrustes(X.astype(np.float64), Y.astype(np.float64))
+    assert np.allclose(R, R_ref, atol=1e-10)
+    direct = ((X.astype(np.float64) @ R_ref - Y) ** 2).sum() / (Y.astype(np.float64) ** 2).sum()
+    assert residual == pytest.approx(direct, rel=1e-10)
+    q = np.array([0, 5, 17, 69])
+    assert np.array_equal(knn_overlap(X, Y, k=4, query_rows=q), knn_overlap(X, Y, k=4)[q])
+    reader = from_arrays(X, Y, None).rows("image")
+    v1, i1 = blocked_topk(X[q], X, 4, query_rows=q)
+    v2, i2 = blocked_topk(X[q], reader, 4, query_rows=q, slab=9)
+    assert np.array_equal(i1, i2) and np.allclose(v1, v2, atol=1e-6)
+    assert not (i1 == q[:, None]).any()  # a query is never its own neighbour

@@ -133,6 +133,16 @@ def test_auto_streams_when_rows_exceed_the_budget_and_says_so(tmp_path, run_cli,
         assert any("engine stream (chosen" in n for n in report["notes"])
         same_numbers({k: m["value"] for k, m in in_memory["metrics"].items()},
                      {k: m["value"] for k, m in report["metrics"].items()})
+    # drift holds both caches' matched rows: about 4.5 MB in memory, about 3 MB streamed
+    monkeypatch.delenv("CLIPSCOPE_MEMORY_BUDGET", raising=False)
+    code, _, err = run_cli("drift", cache, cache, "--out", tmp_path / "drift-mem", "--no-plots", "-q")
+    assert code == 0 and "stream" not in err, err
+    monkeypatch.setenv("CLIPSCOPE_MEMORY_BUDGET", "4MB")
+    code, _, err = run_cli("drift", cache, cache, "--out", tmp_path / "drift", "--no-plots", "-q")
+    assert code == 0 and len([ln for ln in err.splitlines() if "drift: engine stream (chosen" in ln]) == 1, err
+    a, b = (json.loads((tmp_path / d / "drift.json").read_text()) for d in ("drift-mem", "drift"))
+    assert (a["config"]["engine"], b["config"]["engine"]) == ("local", "stream")
+    same_numbers({k: m["value"] for k, m in a["metrics"].items()}, {k: m["value"] for k, m in b["metrics"].items()})
 
 
 @pytest.mark.parametrize("command", ["gap", "uniformity"])
@@ -144,7 +154,7 @@ def test_every_engine_refuses_what_would_not_fit_in_one_line(tmp_path, run_cli, 
     cache = tmp_path / "c.h5"
     assert run_cli("import", "--pair-array", tmp_path / "pairs.npy", "--out", cache)[0] == 0
     monkeypatch.setenv("CLIPSCOPE_MEMORY_BUDGET", "50kB")
-    for engine, expect in (("local", "--engine stream"), ("stream", "streamed (in blocks"), ("auto", "streamed")):
+    for engine, expect in (("local", "--engine stream"), ("stream", "streamed (in blocks: O(rows) sums"), ("auto", "streamed")):
         code, out, err = run_cli(command, cache, "--out", tmp_path / "run", "--no-plots", "--engine", engine)
         assert code == 1 and not (tmp_path / "run" / f"{command}.json").exists(), (engine, err)
         lines = [ln for ln in err.splitlines() if ln.strip()]
@@ -153,3 +163,46 @@ def test_every_engine_refuses_what_would_not_fit_in_one_line(tmp_path, run_cli, 
     monkeypatch.setenv("CLIPSCOPE_MEMORY_BUDGET", "lots")
     code, _, err = run_cli(command, cache, "--out", tmp_path / "run2", "--no-plots")
     assert code == 1 and "CLIPSCOPE_MEMORY_BUDGET='lots'" in err
+
+
+def release_pair(tmp_path, name, *, new_dim=None):
+    """Two caches of the same items: `new` is `old` rotated and perturbed (or, with ``new_dim``,
+    a random projection to another width)."""
+    from clipscope.linalg import l2_normalize
+
+    old = cache_of(tmp_path, name)
+    rng = np.random.default_rng(11)
+    with Cache.open(old) as c:
+        I, T, pairs = c.image_embeddings[:], c.text_embeddings[:], c.pairs
+        image_ids, captions = c.image_ids, c.text_captions
+    d = I.shape[1]
+    Q = np.linalg.qr(rng.normal(size=(d, new_dim or d)))[0] if new_dim is None or new_dim <= d else \
+        rng.normal(size=(d, new_dim))
+    move = lambda X: l2_normalize((X @ Q + 0.3 * rng.normal(size=(len(X), Q.shape[1]))).astype(np.float32))  # noqa: E731
+    new = tmp_path / f"{name}-new.h5"
+    write_cache(new, image_embeddings=move(I), text_embeddings=move(T), pairs=pairs, image_ids=image_ids,
+                text_captions=captions, attrs={"model": "test-new", "pretrained": "none"})
+    return old, new
+
+
+@pytest.mark.parametrize("name", ALL)
+@pytest.mark.parametrize("new_dim", (None, 24))
+def test_streamed_drift_equals_in_memory(tmp_path, name, new_dim):
+    """CKA, Procrustes, per-row drift, kNN overlap on sampled queries, backward compatibility,
+    gap change and Mod-X's measures: the same from blocks of 7 rows read from both files."""
+    from clipscope.tasks import drift
+
+    old, new = release_pair(tmp_path, name, new_dim=new_dim)
+    kw = dict(k=3, top=5, max_queries=9, seed=4)  # fewer queries than rows: the sampled path
+    with Cache.open(old) as a, Cache.open(new) as b:
+        memory = drift.evaluate(a, b, engine="local", **kw)
+        streamed = drift.evaluate(a, b, engine="stream", block=7, **kw)
+    assert memory.config.pop("engine") == "local" and streamed.config.pop("engine") == "stream"
+    expected = {"cka_image", "knn_overlap_image", "cka_text", "gap_change"} | (
+        {"procrustes_residual_image", "compat_new_text_old_image_recall@1", "similarity_kl"} if new_dim is None else set())
+    assert expected <= memory.metrics.keys()
+    assert "seeded sample of 9 query rows" in memory.metrics["knn_overlap_image"]["detail"]
+    same_numbers(memory.metrics, streamed.metrics)
+    same_numbers(memory.tables, streamed.tables)
+    if new_dim is None:
+        same_numbers(memory.plot_data["aligned_image"]["X"].tolist(), streamed.plot_data["aligned_image"]["X"].tolist())

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from clipscope.linalg import DEFAULT_BLOCK, similarity_tiles, to_torch
+from clipscope.linalg import DEFAULT_BLOCK, to_torch
 
 
 @dataclass
@@ -27,60 +27,89 @@ class BlindPairs:
     n_clip_similar: int      # pairs above the CLIP threshold alone
 
 
-def mine_blind_pairs(clip: np.ndarray, reference: np.ndarray, *, clip_threshold: float = 0.95,
-                     ref_threshold: float = 0.6, top: int | None = None, block: int = DEFAULT_BLOCK,
-                     device: str = "cpu") -> BlindPairs:
-    """All pairs i < j with ``clip_i . clip_j > clip_threshold`` and ``ref_i . ref_j < ref_threshold``.
-
-    Rows of both arrays must be L2-normalised and row-aligned (row i is the same image). The
-    CLIP similarity matrix is walked in upper-triangle tiles; the reference cosine is computed
-    only for the pairs above the CLIP threshold. Memory is bounded by the tile and by ``top``:
-    the pairs kept are the ``top`` with the largest ``clip_cosine - reference_cosine`` (all when
-    None); the counts always cover every blind pair.
-    """
+def exact_similar_pairs(clip: np.ndarray, threshold: float, *, block: int = DEFAULT_BLOCK, device: str = "cpu",
+                        tiles=None):
+    """Yield ``(a, b, cosine)`` numpy batches of every pair a < b with cosine > ``threshold``,
+    walking the upper triangle of the similarity matrix in tiles (``tiles``: only these
+    ``(i0, j0)`` tiles, e.g. one Ray task's share)."""
     import torch
 
-    ref_t = to_torch(reference, device)
     n = len(clip)
-    in_any = torch.zeros(n, dtype=torch.bool, device=device)
-    kept = {k: [] for k in ("a", "b", "c", "r")}
+    if isinstance(clip, np.ndarray):
+        whole = to_torch(clip, device)
+        rows = lambda r0: whole[r0:r0 + block]  # noqa: E731
+    else:  # a row reader: each tile's rows read from the file (the row block kept while it lasts)
+        held = {}
+
+        def rows(r0):
+            if r0 not in held:
+                if len(held) > 1:
+                    held.pop(next(iter(held)))
+                held[r0] = to_torch(np.asarray(clip[r0:r0 + block]), device)
+            return held[r0]
+    with torch.inference_mode():
+        for i0, j0 in tiles if tiles is not None else upper_tiles(n, block):
+            s = rows(i0) @ rows(j0).T
+            mask = s > threshold
+            if i0 == j0:
+                mask = torch.triu(mask, diagonal=1)
+            ii, jj = torch.nonzero(mask, as_tuple=True)
+            if len(ii):
+                yield ((ii + i0).cpu().numpy().astype(np.int64), (jj + j0).cpu().numpy().astype(np.int64),
+                       s[ii, jj].cpu().numpy().astype(np.float32))
+
+
+def upper_tiles(n: int, block: int) -> list[tuple[int, int]]:
+    """The ``(i0, j0)`` corners of the upper-triangle tiles (j0 >= i0), in the order walked."""
+    return [(i0, j0) for i0 in range(0, n, block) for j0 in range(i0, n, block)]
+
+
+def mine_blind_pairs(clip, reference, *, clip_threshold: float = 0.95, ref_threshold: float = 0.6,
+                     top: int | None = None, block: int = DEFAULT_BLOCK, device: str = "cpu",
+                     candidates=None) -> BlindPairs:
+    """All pairs i < j with ``clip_i . clip_j > clip_threshold`` and ``ref_i . ref_j < ref_threshold``.
+
+    Rows of both must be L2-normalised and row-aligned (row i is the same image). The CLIP
+    pairs above the threshold come from ``candidates`` (batches ``(a, b, cosine)``: an indexed
+    search, or Ray tasks' tiles), by default from :func:`exact_similar_pairs`; the reference
+    cosine is computed only for them (``reference``: an array or a row reader). Memory is
+    bounded by the batches and by ``top``: the pairs kept are the ``top`` with the largest
+    ``clip_cosine - reference_cosine`` (all when None); the counts always cover every blind pair.
+    """
+    from clipscope.analysis.neighbours import exact_product
+
+    n = len(clip)
+    if candidates is None:
+        candidates = exact_similar_pairs(clip, clip_threshold, block=block, device=device)
+    in_any = np.zeros(n, bool)
+    kept = []
     n_blind = n_similar = 0
-    for i0, _, j0, _, s in similarity_tiles(clip, None, block=block, device=device, upper=True):
-        mask = s > clip_threshold
-        if i0 == j0:
-            mask = torch.triu(mask, diagonal=1)
-        ii, jj = torch.nonzero(mask, as_tuple=True)
-        if len(ii) == 0:
-            continue
-        n_similar += len(ii)
-        ga, gb = ii + i0, jj + j0
-        r = (ref_t[ga] * ref_t[gb]).sum(1)
+    for ga, gb, c in candidates:
+        n_similar += len(ga)
+        r = exact_product(reference[ga], reference[gb])
         blind = r < ref_threshold
-        if not bool(blind.any()):
+        if not blind.any():
             continue
-        ga, gb, c, r = ga[blind], gb[blind], s[ii[blind], jj[blind]], r[blind]
+        ga, gb, c, r = ga[blind], gb[blind], c[blind], r[blind]
         n_blind += len(ga)
         in_any[ga] = True
         in_any[gb] = True
-        for k, v in zip("abcr", (ga, gb, c, r)):
-            kept[k].append(v)
-        if top is not None and sum(len(x) for x in kept["a"]) > 4 * top:
-            kept = _keep_top({k: torch.cat(v) for k, v in kept.items()}, top)
-    cat = {k: torch.cat(v) if v else torch.zeros(0, device=device) for k, v in kept.items()}
-    if top is not None and len(cat["a"]) > top:
-        cat = {k: v[0] for k, v in _keep_top(cat, top).items()}
-    order = torch.argsort(-(cat["c"] - cat["r"]), stable=True) if len(cat["a"]) else torch.zeros(0, dtype=torch.long)
-    np_ = lambda t: t[order].cpu().numpy()  # noqa: E731
-    return BlindPairs(np_(cat["a"]).astype(np.int64), np_(cat["b"]).astype(np.int64), np_(cat["c"]).astype(np.float32),
-                      np_(cat["r"]).astype(np.float32), int(n_blind), in_any.cpu().numpy(), int(n_similar))
+        kept.append((ga, gb, c, r))
+        if top is not None and sum(len(x[0]) for x in kept) > 4 * top:
+            kept = [_keep_top(kept, top)]
+    a, b, c, r = (np.concatenate([x[k] for x in kept]) if kept else np.zeros(0, t)
+                  for k, t in enumerate((np.int64, np.int64, np.float32, np.float32)))
+    if top is not None and len(a) > top:
+        a, b, c, r = _keep_top([(a, b, c, r)], top)
+    order = np.argsort(-(c - r), kind="stable")
+    return BlindPairs(a[order], b[order], c[order], r[order], int(n_blind), in_any, int(n_similar))
 
 
-def _keep_top(cat: dict, top: int) -> dict:
-    import torch
-
-    score = cat["c"] - cat["r"]
-    idx = torch.topk(score, min(top, len(score))).indices
-    return {k: [v[idx]] for k, v in cat.items()}
+def _keep_top(kept: list, top: int) -> tuple:
+    """The ``top`` kept pairs with the largest clip - reference cosine (ties: the earlier found)."""
+    a, b, c, r = (np.concatenate([x[k] for x in kept]) for k in range(4))
+    idx = np.sort(np.argsort(-(c - r), kind="stable")[:top])
+    return a[idx], b[idx], c[idx], r[idx]
 
 
 # --------------------------------------------------------------------------- MMVP-style scoring

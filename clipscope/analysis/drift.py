@@ -9,20 +9,45 @@ from __future__ import annotations
 
 import numpy as np
 
-from clipscope.linalg import DEFAULT_BLOCK, blocked_topk
+from clipscope.linalg import DEFAULT_BLOCK, blocked_topk, row_blocks, zipped_rows
 
 
-def _centered_cross(X: np.ndarray, Y: np.ndarray, block: int = 65536) -> np.ndarray:
-    """X_c^T Y_c in float64, by row blocks (column-centred, without forming X_c)."""
-    n = len(X)
-    acc = np.zeros((X.shape[1], Y.shape[1]))
-    for i in range(0, n, block):
-        acc += X[i:i + block].astype(np.float64).T @ Y[i:i + block].astype(np.float64)
-    mx, my = X.mean(0, dtype=np.float64), Y.mean(0, dtype=np.float64)
-    return acc - n * np.outer(mx, my)
+class CrossProducts:
+    """The d x d cross-products of two row sets over the same items (row i of X and of Y), in
+    float64, from one pass in row blocks (X and Y: arrays or row readers): everything linear
+    CKA and orthogonal Procrustes need, so neither holds the rows."""
+
+    def __init__(self, X, Y, block: int = 65536):
+        dx, dy = X.shape[1], Y.shape[1]
+        self.n = len(X)
+        self.sum_x, self.sum_y = np.zeros(dx), np.zeros(dy)
+        self.xx, self.yy, self.xy = np.zeros((dx, dx)), np.zeros((dy, dy)), np.zeros((dx, dy))
+        for _, (x, y) in row_blocks(zipped_rows(X, Y), block):
+            x, y = x.astype(np.float64), y.astype(np.float64)
+            self.sum_x += x.sum(0)
+            self.sum_y += y.sum(0)
+            self.xx += x.T @ x
+            self.yy += y.T @ y
+            self.xy += x.T @ y
+
+    def _centred(self, m: np.ndarray, sa: np.ndarray, sb: np.ndarray) -> np.ndarray:
+        return m - np.outer(sa, sb) / self.n  # X_c^T Y_c = X^T Y - n mean_x mean_y^T
+
+    def cka(self) -> float:
+        """Linear CKA (Kornblith et al. 2019): ``||Y_c^T X_c||_F^2 / (||X_c^T X_c||_F ||Y_c^T Y_c||_F)``."""
+        xy = self._centred(self.xy, self.sum_x, self.sum_y)
+        xx = self._centred(self.xx, self.sum_x, self.sum_x)
+        yy = self._centred(self.yy, self.sum_y, self.sum_y)
+        return float((xy ** 2).sum() / (np.linalg.norm(xx) * np.linalg.norm(yy)))
+
+    def rotation(self) -> np.ndarray:
+        """The orthogonal R minimising ||X R - Y||_F (Schönemann 1966): ``U V^T`` from the SVD of
+        ``X^T Y``, as scipy.linalg.orthogonal_procrustes computes it."""
+        u, _, vt = np.linalg.svd(self.xy)
+        return u @ vt
 
 
-def linear_cka(X: np.ndarray, Y: np.ndarray) -> float:
+def linear_cka(X, Y) -> float:
     """Linear CKA in feature space (Kornblith et al. 2019, Eq. for the linear kernel):
 
         CKA(X, Y) = ||Y_c^T X_c||_F^2 / (||X_c^T X_c||_F ||Y_c^T Y_c||_F)
@@ -30,20 +55,29 @@ def linear_cka(X: np.ndarray, Y: np.ndarray) -> float:
     with column-centred X_c, Y_c. O(N D^2) time, O(D^2) memory; X and Y may differ in D. Equal
     to HSIC-based CKA on the N x N linear Gram matrices.
     """
-    xy = _centered_cross(X, Y)
-    xx = _centered_cross(X, X)
-    yy = _centered_cross(Y, Y)
-    return float((xy ** 2).sum() / (np.linalg.norm(xx) * np.linalg.norm(yy)))
+    return CrossProducts(X, Y).cka()
 
 
-def procrustes(X: np.ndarray, Y: np.ndarray) -> tuple[np.ndarray, float]:
+def aligned_rows(X, Y, R: np.ndarray, block: int = 65536) -> dict:
+    """Per row, the cosine of old and new (``raw``) and of old rotated by ``R`` and new
+    (``aligned``); and the Procrustes ``residual`` ``||X R - Y||_F^2 / ||Y||_F^2``: one pass in
+    row blocks."""
+    raw, aligned = np.empty(len(X)), np.empty(len(X))
+    sq_diff = sq_y = 0.0
+    for i, (x, y) in row_blocks(zipped_rows(X, Y), block):
+        xr = x.astype(np.float64) @ R
+        raw[i:i + len(x)] = row_cosines(x, y)
+        aligned[i:i + len(x)] = row_cosines(xr, y)
+        sq_diff += float(((xr - y) ** 2).sum())
+        sq_y += float((y.astype(np.float64) ** 2).sum())
+    return {"raw": raw, "aligned": aligned, "residual": sq_diff / sq_y}
+
+
+def procrustes(X, Y) -> tuple[np.ndarray, float]:
     """Orthogonal R minimising ||X R - Y||_F (rows L2-normalised, same D). Returns (R, residual)
     with residual = ||X R - Y||_F^2 / ||Y||_F^2 (0: Y is an exact rotation of X)."""
-    from scipy.linalg import orthogonal_procrustes
-
-    R, _ = orthogonal_procrustes(X.astype(np.float64), Y.astype(np.float64))
-    diff = X.astype(np.float64) @ R - Y
-    return R, float((diff ** 2).sum() / (Y.astype(np.float64) ** 2).sum())
+    R = CrossProducts(X, Y).rotation()
+    return R, aligned_rows(X, Y, R)["residual"]
 
 
 def row_cosines(A: np.ndarray, B: np.ndarray) -> np.ndarray:
@@ -52,15 +86,25 @@ def row_cosines(A: np.ndarray, B: np.ndarray) -> np.ndarray:
     return np.einsum("ij,ij->i", A, B)
 
 
-def knn_overlap(X: np.ndarray, Y: np.ndarray, k: int = 10, *, block: int = DEFAULT_BLOCK, device: str = "cpu") -> np.ndarray:
-    """Per-row Jaccard overlap |N_X(i) ∩ N_Y(i)| / |N_X(i) ∪ N_Y(i)| of the k nearest neighbours
-    (cosine, self excluded) in the old and the new space; blocked, so it scales."""
-    _, nx = blocked_topk(X, X, k, exclude_self=True, block=block, device=device)
-    _, ny = blocked_topk(Y, Y, k, exclude_self=True, block=block, device=device)
-    out = np.empty(len(X))
-    for i in range(len(X)):
-        a, b = set(nx[i].tolist()), set(ny[i].tolist())
-        out[i] = len(a & b) / len(a | b)
+def knn_overlap(X, Y, k: int = 10, *, query_rows: np.ndarray | None = None, block: int = DEFAULT_BLOCK,
+                device: str = "cpu") -> np.ndarray:
+    """Per query row, the Jaccard overlap |N_X(i) ∩ N_Y(i)| / |N_X(i) ∪ N_Y(i)| of its k nearest
+    neighbours among all rows (cosine, itself excluded) in the old and the new space; blocked,
+    so it scales. ``query_rows``: the rows asked about (a sample; default every row); X and Y
+    may be row readers, read in slabs."""
+    if query_rows is None:
+        query_rows = np.arange(len(X))
+    _, nx = blocked_topk(np.asarray(X[query_rows]), X, k, query_rows=query_rows, block=block, device=device)
+    _, ny = blocked_topk(np.asarray(Y[query_rows]), Y, k, query_rows=query_rows, block=block, device=device)
+    return neighbour_overlap(nx, ny)
+
+
+def neighbour_overlap(nx: np.ndarray, ny: np.ndarray) -> np.ndarray:
+    """Per row, the Jaccard overlap of two neighbour lists (entries -1: none)."""
+    out = np.empty(len(nx))
+    for i in range(len(nx)):
+        a, b = set(nx[i].tolist()) - {-1}, set(ny[i].tolist()) - {-1}
+        out[i] = len(a & b) / max(1, len(a | b))
     return out
 
 
@@ -90,9 +134,13 @@ def similarity_kl(Xi: np.ndarray, Xt: np.ndarray, Yi: np.ndarray, Yt: np.ndarray
 
     pairs = np.asarray(pairs, np.int64).reshape(-1, 2)
     out = np.empty(len(pairs))
-    for s in range(0, len(pairs), batch):
-        p = pairs[s:s + batch]
-        lo = log_softmax(Xi[p[:, 0]].astype(np.float64) @ Xt[p[:, 1]].T / temperature, axis=1)
-        ln = log_softmax(Yi[p[:, 0]].astype(np.float64) @ Yt[p[:, 1]].T / temperature, axis=1)
-        out[s:s + batch] = (np.exp(lo) * (lo - ln)).sum(1)
+    chunk = batch * max(1, 65536 // batch)  # rows read for many batches at once (from a file: one read)
+    for c in range(0, len(pairs), chunk):
+        p = pairs[c:c + chunk]
+        xi, xt, yi, yt = (np.asarray(M[p[:, col]], np.float64) for M, col in ((Xi, 0), (Xt, 1), (Yi, 0), (Yt, 1)))
+        for s in range(0, len(p), batch):
+            b = slice(s, s + batch)
+            lo = log_softmax(xi[b] @ xt[b].T / temperature, axis=1)
+            ln = log_softmax(yi[b] @ yt[b].T / temperature, axis=1)
+            out[c + s:c + s + batch] = (np.exp(lo) * (lo - ln)).sum(1)
     return out

@@ -38,6 +38,7 @@ from clipscope.analysis.units import (
     pair_mean_influence,
     per_unit,
 )
+from clipscope.linalg import row_blocks, zipped_rows
 
 _N_DOTS = 4  # per row: <x, sum of its modality's rows>, <x, gap>, <x, gradient of the centroid cosine>, <x, fixed mean>
 
@@ -55,8 +56,7 @@ def modality_round1(X, units: np.ndarray, r0: int = 0, *, alone_from: int | None
     d = X.shape[1]
     out = {"n": np.zeros(()), "sums": np.zeros(d), "sq": np.zeros(()), "fixed_n": np.zeros(()),
            "fixed_sums": np.zeros(d), "fixed_sq": np.zeros(()), "alone_sums": np.zeros(d)}
-    for i in range(0, len(X), block):
-        xb = np.asarray(X[i:i + block])
+    for i, xb in row_blocks(X, block):
         q = np.einsum("ij,ij->i", xb, xb, dtype=np.float64)
         u = units[r0 + i:r0 + i + len(xb)]
         fixed = u == FIXED
@@ -145,10 +145,11 @@ def shifted_sums(xb: np.ndarray, g: np.ndarray, steps: np.ndarray, q: np.ndarray
 
 
 def modality_round2(X, c: Centroids, units: np.ndarray, n_units: int, r0: int = 0, *, text: bool,
-                    block: int = 65536, out: dict | None = None) -> dict:
+                    block: int = 65536, out: dict | None = None, reverse: bool = False) -> dict:
     """Round-2 sums of one modality's rows r0..r0+len(X): per unit, the rows' count, squared
     norms and products with :meth:`Centroids.vectors`; and, when ``c`` has steps, the shift
-    sweep's weighted sums (added into ``out`` when given)."""
+    sweep's weighted sums (added into ``out`` when given). ``reverse``: blocks last first
+    (:func:`clipscope.linalg.row_blocks`)."""
     V = c.vectors(text)
     steps = c.steps_t if text else c.steps_i
     if out is None:
@@ -156,8 +157,7 @@ def modality_round2(X, c: Centroids, units: np.ndarray, n_units: int, r0: int = 
         if steps is not None:
             out.update(shift_acc=np.zeros((len(steps), X.shape[1])), shift_w=np.zeros(len(steps)))
     g = c.unit_gap
-    for i in range(0, len(X), block):
-        xb = np.asarray(X[i:i + block])
+    for i, xb in row_blocks(X, block, reverse=reverse):
         u = units[r0 + i:r0 + i + len(xb)]
         q = np.einsum("ij,ij->i", xb, xb, dtype=np.float64)
         add_per_unit(out["count_u"], np.ones(len(xb)), u)
@@ -179,8 +179,8 @@ def pair_sums(Ip, Tp, pair_units: np.ndarray, attached: np.ndarray, n_units: int
     into ``out`` when given)."""
     keys = ("count", "cos", "dist", "d2", "angle", "attached_cos")
     out = {k: np.zeros(n_units) for k in keys} if out is None else out
-    for i in range(0, len(Ip), block):
-        a, b = np.asarray(Ip[i:i + block]), np.asarray(Tp[i:i + block])
+    for i, a in row_blocks(Ip, block):
+        b = np.asarray(Tp[i:i + block])
         u = pair_units[k0 + i:k0 + i + len(a)]
         cos = np.einsum("ij,ij->i", a, b, dtype=np.float64)
         qa = np.einsum("ij,ij->i", a, a).astype(np.float64)
@@ -248,17 +248,17 @@ def local(I, T, pairs: np.ndarray | None, units: Units, *, steps_of=None, block:
     p = None
     if pairs is not None and len(pairs) and row_aligned(pairs, len(I), len(T)):
         # image row k pairs with text row k (1:1 data as imported): round 2 and the pair sums share
-        # each block, so rows streamed from a file are read twice in all, not three times
+        # each block, so rows streamed from a file are read twice in all, not three times; the
+        # second pass runs last block first, where the first pass's page cache still holds rows
         pu, attached = pair_layout(pairs, units)
         r2_i, r2_t, p = None, None, None
-        for i in range(0, len(I), block):
-            xi, xt = np.asarray(I[i:i + block]), np.asarray(T[i:i + block])
+        for i, (xi, xt) in row_blocks(zipped_rows(I, T), block, reverse=True):
             r2_i = modality_round2(xi, c, units.image_unit, U, i, text=False, block=block, out=r2_i)
             r2_t = modality_round2(xt, c, units.text_unit, U, i, text=True, block=block, out=r2_t)
             p = pair_sums(xi, xt, pu, attached, U, i, block=block, out=p)
     else:
-        r2_i = modality_round2(I, c, units.image_unit, U, text=False, block=block)
-        r2_t = modality_round2(T, c, units.text_unit, U, text=True, block=block)
+        r2_t = modality_round2(T, c, units.text_unit, U, text=True, block=block, reverse=True)
+        r2_i = modality_round2(I, c, units.image_unit, U, text=False, block=block, reverse=True)
         if pairs is not None and len(pairs):
             pu, attached = pair_layout(pairs, units)
             p = pair_sums(Gather(I, pairs[:, 0]), Gather(T, pairs[:, 1]), pu, attached, U, block=block)

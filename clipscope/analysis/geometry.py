@@ -202,10 +202,11 @@ def best_negative_cosines_by_blocks(Tq: np.ndarray, I, pairing: Pairing, *, rows
                                     block: int = DEFAULT_BLOCK, device: str = "cpu") -> np.ndarray:
     """:func:`best_negative_cosines` over image rows read ``rows`` at a time (``I``: an array or
     a :class:`clipscope.cache.RowReader`), combined by maximum as shards are."""
+    from clipscope.linalg import row_blocks
+
     best = np.full(len(Tq), -np.inf, np.float32)
-    for r0 in range(0, len(I), rows):
-        part = best_negative_cosines(Tq, np.asarray(I[r0:r0 + rows]), pairing, offset=r0, block=block, device=device)
-        np.maximum(best, part, out=best)
+    for r0, part in row_blocks(I, rows, reverse=True):  # a later pass: last block first (see row_blocks)
+        np.maximum(best, best_negative_cosines(Tq, part, pairing, offset=r0, block=block, device=device), out=best)
     return best
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from clipscope.linalg import DEFAULT_BLOCK, similarity_tiles
+from clipscope.linalg import DEFAULT_BLOCK, gallery_slabs, similarity_tiles
 
 TIE_TOLERANCE = 1e-5  # float32 dot products of unit vectors agree to ~1e-6
 
@@ -28,7 +28,8 @@ def recall_at_k(queries: np.ndarray, gallery: np.ndarray, correct: np.ndarray, k
     ``correct`` is an (M, 2) array of (query row, gallery row) matches; queries without any
     match are left out. Rows must be L2-normalised (cosine similarity). The rank of a query is
     the number of gallery rows more similar than its most similar correct row by more than
-    ``TIE_TOLERANCE``, so ties count in the query's favour. (The tolerance absorbs float32
+    ``TIE_TOLERANCE``, so ties count in the query's favour. ``gallery`` may be a row reader
+    (read in slabs). (The tolerance absorbs float32
     rounding: the correct row's similarity, computed once per pair, may differ in the last bits
     from the same similarity inside a tile, and must never rank the row behind itself.)
     """
@@ -39,8 +40,9 @@ def recall_at_k(queries: np.ndarray, gallery: np.ndarray, correct: np.ndarray, k
     has = np.isfinite(best)
     best_t = torch.from_numpy(best).to(device)
     ahead = torch.zeros(len(queries), dtype=torch.long, device=device)
-    for i0, i1, _j0, _j1, s in similarity_tiles(queries, gallery, block=block, device=device):
-        ahead[i0:i1] += (s > best_t[i0:i1, None] + TIE_TOLERANCE).sum(1)
+    for part in gallery_slabs(gallery):
+        for i0, i1, _j0, _j1, s in similarity_tiles(queries, part, block=block, device=device):
+            ahead[i0:i1] += (s > best_t[i0:i1, None] + TIE_TOLERANCE).sum(1)
     rank = ahead.cpu().numpy()[has]
     return {k: float((rank < k).mean()) if len(rank) else float("nan") for k in ks}
 

@@ -47,13 +47,21 @@ def choose_engine(cache, engine: str, *, per_unit_arrays: int) -> tuple[str, str
     the same sums shard by shard on a cluster; ``auto``: local when the rows fit comfortably
     (within 80% of the memory budget), else stream. A path that would not fit is refused in one
     line before any work (:func:`clipscope.runtime.require_memory`)."""
-    from clipscope.runtime import IN_MEMORY_PEAK, memory_budget, readable_size, require_memory
+    from clipscope.runtime import IN_MEMORY_PEAK
 
     _check_rows(cache)
     n_i, n_t, d = cache.n_images, cache.n_texts, int(cache.image_embeddings.shape[1])
-    in_memory = int(IN_MEMORY_PEAK * (n_i + n_t) * d * 4)
-    streaming = streaming_memory(n_i, n_t, len(cache.pairs), d, per_unit_arrays)
-    rows = f"{cache.path}: {n_i:,} image and {n_t:,} text rows x {d}"
+    return pick_engine(engine, int(IN_MEMORY_PEAK * (n_i + n_t) * d * 4),
+                       streaming_memory(n_i, n_t, len(cache.pairs), d, per_unit_arrays),
+                       f"{cache.path}: {n_i:,} image and {n_t:,} text rows x {d}")
+
+
+def pick_engine(engine: str, in_memory: int, streaming: int, rows: str, *, ray: bool = True
+                ) -> tuple[str, str | None]:
+    """:func:`choose_engine` given the bytes each path needs; ``rows``: what they are, in words;
+    ``ray``: whether the command has a Ray engine to suggest."""
+    from clipscope.runtime import memory_budget, readable_size, require_memory
+
     note = None
     if engine == "auto":
         budget, _ = memory_budget()
@@ -65,11 +73,11 @@ def choose_engine(cache, engine: str, *, per_unit_arrays: int) -> tuple[str, str
     if engine == "local":
         require_memory(in_memory, f"{rows} in memory",
                        f"pass --engine stream to read the rows from the cache in blocks (about "
-                       f"{readable_size(streaming)}), or --engine ray")
+                       f"{readable_size(streaming)})" + (", or --engine ray" if ray else ""))
     else:
-        require_memory(streaming, f"{rows}, streamed ({'on Ray' if engine == 'ray' else 'in blocks'}: per-unit "
+        require_memory(streaming, f"{rows}, streamed ({'on Ray' if engine == 'ray' else 'in blocks'}: O(rows) "
                                   "sums and one block of rows)",
-                       "run it on a machine with more memory (the per-unit sums are O(rows) on every engine)")
+                       "run it on a machine with more memory (the O(rows) sums are held on every engine)")
     return engine, note
 
 

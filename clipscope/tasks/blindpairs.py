@@ -27,14 +27,56 @@ def align_by_ids(cache, ref) -> tuple[np.ndarray, np.ndarray, list[str]]:
 
 
 def mine(cache, ref, *, clip_threshold: float = 0.95, ref_threshold: float = 0.6, top: int | None = 1000,
-         device: str = "cpu", source=None) -> TaskResult:
+         device: str = "cpu", source=None, search: str = "auto", nprobe: int | None = None,
+         recall_queries: int = 2000, seed: int = 0, address: str | None = None, num_tasks: int | None = None,
+         announce=None) -> TaskResult:
     """Mine CLIP-blind pairs between ``cache`` and a reference cache of the same images.
-    ``source``: the data source, when the caller has it open (for the contact sheet's images)."""
+    ``source``: the data source, when the caller has it open (for the contact sheet's images).
+
+    ``search`` finds the CLIP pairs above the threshold: ``exact`` (blocked products, O(n^2 d)),
+    ``index`` (faiss IVF-Flat with ``nprobe`` cells per query, its recall measured against exact
+    on ``recall_queries`` seeded queries), ``ray`` (the exact tiles on a Ray cluster at
+    ``address``), ``auto`` (exact up to :data:`neighbours.EXACT_MAX_ROWS` rows, else index)."""
+    from clipscope.analysis import neighbours
+    from clipscope.linalg import DEFAULT_BLOCK
+
     rows, ref_rows, ids = align_by_ids(cache, ref)
-    clip = cache.normalized_image_embeddings()[rows]
-    reference = ref.normalized_image_embeddings()[ref_rows]
+    n = len(ids)
+    chosen = search
+    if search == "auto":
+        chosen = "exact" if n <= neighbours.EXACT_MAX_ROWS else "index"
+    notes, extra, config = [], {}, {"search": chosen}
+    candidates = None
+    if chosen == "exact":
+        clip = cache.normalized_image_embeddings()[rows]
+        reference = ref.normalized_image_embeddings()[ref_rows]
+    else:
+        clip = cache.rows("image").take(rows)
+        reference = ref.rows("image").take(ref_rows)
+    if chosen == "index":
+        neighbours.import_faiss()  # missing: one line, before anything is announced
+        plan = neighbours.IndexPlan.for_rows(n, nprobe=nprobe, seed=seed)
+        _check_index_memory(cache, n, clip.shape[1], plan)
+        if announce:
+            announce(f"blindpairs: {n:,} images: indexed search ({plan.describe()})"
+                     + (f" (chosen: more than {neighbours.EXACT_MAX_ROWS:,} rows)" if search == "auto" else ""))
+        index = neighbours.build_index(clip, plan)
+        recall = neighbours.range_recall(clip, index, clip_threshold, queries=recall_queries, seed=seed, device=device)
+        candidates = neighbours.indexed_range_pairs(clip, index, clip_threshold)
+        extra["search_recall"] = metric(recall.value, ci95=recall.ci95, n=recall.truth,
+                                        detail=recall.describe(f"pairs above {clip_threshold}"))
+        notes.append(f"CLIP pairs above {clip_threshold} found by an index ({plan.describe()}); "
+                     f"{recall.describe(f'pairs above {clip_threshold}')}; candidates from {clip_threshold - neighbours.MARGIN:g}"
+                     " re-scored exactly")
+        config.update(index=plan.describe(), nlist=plan.nlist, nprobe=plan.nprobe, recall_queries=recall_queries)
+    elif chosen == "ray":
+        from clipscope.distributed import similar_pairs_on_ray
+
+        candidates = similar_pairs_on_ray(cache.path, rows, clip_threshold, block=DEFAULT_BLOCK, num_tasks=num_tasks,
+                                          address=address)
+        notes.append("CLIP pairs above the threshold found exactly, the similarity tiles spread over Ray tasks")
     bp = mine_blind_pairs(clip, reference, clip_threshold=clip_threshold, ref_threshold=ref_threshold, top=top,
-                          device=device)
+                          device=device, candidates=candidates)
     n = len(ids)
     metrics = {
         "n_blind_pairs": metric(bp.n_blind, detail=f"CLIP cosine > {clip_threshold}, reference cosine < {ref_threshold}"),
@@ -50,14 +92,25 @@ def mine(cache, ref, *, clip_threshold: float = 0.95, ref_threshold: float = 0.6
         if paths:
             row["a_path"], row["b_path"] = paths.get(ids[a]), paths.get(ids[b])
         table.append(row)
-    notes = [f"reference: {ref.attrs.get('model')} (pretrained: {ref.attrs.get('pretrained')}); "
-             f"{n} images matched by id"]
+    metrics.update(extra)
+    notes.insert(0, f"reference: {ref.attrs.get('model')} (pretrained: {ref.attrs.get('pretrained')}); "
+                    f"{n} images matched by id")
     if top is not None and bp.n_blind > len(table):
         notes.append(f"tables.blind_pairs lists the top {len(table)} of {bp.n_blind} by clip_cosine - reference_cosine")
     return TaskResult(metrics, {"blind_pairs": table}, notes,
-                      config={"clip_threshold": clip_threshold, "ref_threshold": ref_threshold, "top": top,
+                      config={**config, "clip_threshold": clip_threshold, "ref_threshold": ref_threshold, "top": top,
                               "reference_model": ref.attrs.get("model"), "reference_pretrained": ref.attrs.get("pretrained")},
                       counts={"images": n}, plot_data={"source": source, "pairs": table[:12]})
+
+
+def _check_index_memory(cache, n: int, d: int, plan) -> None:
+    """Refuse, before building it, an index (plus a slab of queries) that would not fit."""
+    from clipscope.analysis.neighbours import SLAB
+    from clipscope.runtime import require_memory
+
+    require_memory(plan.memory(n, d) + 8 * SLAB * d * 4 + 16 * n,
+                   f"{cache.path}: an index of {n:,} rows x {d} ({plan.nlist} cells)",
+                   "run it where there is more memory, or pass --search ray (exact, the tiles spread over a cluster)")
 
 
 def _source_of(cache):
@@ -155,7 +208,8 @@ def contact_sheet(src, rows: list[dict], path: Path, title: str, *, plots=None) 
     return plots.image_grid(imgs, caps, path, title=f"Top CLIP-blind pairs: {title}", ncols=4)
 
 
-def run(ctx, cache, *, reference, reference_pretrained, reference_cache, clip_threshold, ref_threshold, top, benchmark):
+def run(ctx, cache, *, reference, reference_pretrained, reference_cache, clip_threshold, ref_threshold, top, benchmark,
+        search, nprobe, recall_queries, address, num_shards):
     """Mining against a reference (an encoder or a cache), or scoring a pair benchmark."""
     from clipscope.context import data_block, open_cache
     from clipscope.report import model_block
@@ -185,7 +239,9 @@ def run(ctx, cache, *, reference, reference_pretrained, reference_cache, clip_th
             ref = ctx.cache(None, data=spec, encoder=ctx.encoder(reference, reference_pretrained))
         with ref:
             result = mine(c, ref, clip_threshold=clip_threshold, ref_threshold=ref_threshold, top=top,
-                          device=resolve_device(ctx.device), source=source)
+                          device=resolve_device(ctx.device), source=source, search=search, nprobe=nprobe,
+                          recall_queries=recall_queries, seed=ctx.seed, address=address, num_tasks=num_shards,
+                          announce=ctx.say)
             prov = c.provenance
             title = title_of(prov, prov.get("data_spec"))
             return ctx.report(result, model=model_block(prov), data=data_block(c),
@@ -205,6 +261,15 @@ def row_values(report, cache, rows) -> dict:
     return {name: ([b[k] if b else None for b in found], None)
             for k, name in enumerate(("blind_partner", "blind_clip_cosine", "blind_reference_cosine"))}
 
+
+# The indexed search's settings, shared with drift's kNN overlap.
+INDEX_OPTIONS = (
+    Option("nprobe", kind="int", min=1, show_default=False,
+           help="With --search index: cells searched per query (default: 1/64 of the cells; all of them makes the "
+                "index exhaustive)."),
+    Option("recall_queries", kind="int", default=2000, min=1,
+           help="With --search index: seeded query rows on which its recall is measured against exact."),
+)
 
 COMMAND = Command(
     name="blindpairs", order=40, run=run,
@@ -232,6 +297,15 @@ COMMAND = Command(
         Option("top", kind="int", default=1000, min=1, help="Pairs listed in the report (counts cover all)."),
         Option("benchmark", metavar="mmvp:DIR|probes[:N]", show_default=False,
                help="Score a pair benchmark instead of mining."),
+        Option("search", kind="choice", default="auto", choices=("auto", "exact", "index", "ray"),
+               help="How the CLIP pairs above the threshold are found: exact (blocked products, O(n^2 d)); index "
+                    "(faiss IVF-Flat, its recall measured on sampled queries and reported); ray (exact, the tiles on a "
+                    "Ray cluster); auto: exact up to 100,000 images, else index."),
+        *INDEX_OPTIONS,
+        Option("address", metavar="auto|HOST:PORT", show_default=False,
+               help="With --search ray: the cluster to join (default: start a local one)."),
+        Option("num_shards", kind="int", min=1, show_default=False,
+               help="With --search ray: tasks the tiles are split into (default: 4 per CPU of the cluster)."),
     ),
     row_columns=(("blind_partner", "string", "from blindpairs.json: the CLIP-blind partner with the largest clip - reference "
                   "cosine gap"),

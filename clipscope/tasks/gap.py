@@ -28,10 +28,9 @@ def evaluate(cache, *, seed: int = 0, sweep_max_rows: int = 5000, top_dims: int 
     told). Every engine gives the same values. ``noise_model``: the paired differences as
     noise (:mod:`clipscope.analysis.noise_model`) on a seeded sample of ``noise_max_pairs``
     pairs, with the noise-injection test."""
+    import clipscope.tasks
     from clipscope.analysis.units import Units
     from clipscope.pairing import Pairing
-
-    import clipscope.tasks
 
     block = block or clipscope.tasks.STREAM_BLOCK
     engine, chosen = choose_engine(cache, engine, per_unit_arrays=GAP_PER_UNIT_ARRAYS)

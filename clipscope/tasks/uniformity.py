@@ -29,9 +29,8 @@ def evaluate(cache, *, t: float = 2.0, max_pairs: int = DEFAULT_MAX_PAIRS, sampl
     Ray cluster (``address``; a local one by default); every engine gives the same values."""
     if not (isinstance(t, (int, float)) and math.isfinite(t) and t > 0):
         raise ClipscopeError(f"--t {t}: the kernel's temperature must be a positive number (Wang & Isola use 2)")
-    from clipscope.analysis.units import Units
-
     import clipscope.tasks
+    from clipscope.analysis.units import Units
 
     stream_block = stream_block or clipscope.tasks.STREAM_BLOCK
     engine, chosen = choose_engine(cache, engine, per_unit_arrays=UNIFORMITY_PER_UNIT_ARRAYS)
