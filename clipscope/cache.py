@@ -474,14 +474,45 @@ class RowReader:
         idx = np.asarray(idx, np.int64)
         return RowReader(self.cache, self.key, idx if self.index is None else self.index[idx])
 
+    # Rows read by index are kept (up to this many bytes per reader): the sampled parts of one
+    # command draw from the same units again (uniformity's union and cross samples are within its
+    # image and text samples), and a sample scattered over a file larger than memory costs about
+    # a whole read each time it is read.
+    MEMO_BYTES = 160 << 20
+
     def __getitem__(self, idx) -> np.ndarray:
-        rows = np.arange(len(self))[idx] if isinstance(idx, slice) else np.asarray(idx, np.int64)
+        sliced = isinstance(idx, slice)
+        rows = np.arange(len(self))[idx] if sliced else np.asarray(idx, np.int64)
         if self.index is not None:
             rows = self.index[rows]
         if rows.ndim != 1:
             raise TypeError("RowReader takes an index array or a slice")
         if not len(rows):
             return np.zeros((0, self.shape[1]), np.float32)
+        if sliced or len(rows) * self.shape[1] * 4 > self.MEMO_BYTES // 2:
+            return self._read(rows)
+        return self._remembered(rows)
+
+    def _remembered(self, rows: np.ndarray) -> np.ndarray:
+        """rows, those read before from memory, the others from the file (then kept, oldest dropped)."""
+        memo = self.__dict__.setdefault("_memo", [])  # (sorted rows, their values), oldest first
+        uniq = np.unique(rows)
+        out = np.empty((len(uniq), self.shape[1]), np.float32)
+        have = np.zeros(len(uniq), bool)
+        for kept, values in memo:
+            pos = np.minimum(np.searchsorted(kept, uniq), len(kept) - 1)
+            hit = (kept[pos] == uniq) & ~have
+            out[hit] = values[pos[hit]]
+            have |= hit
+        if not have.all():
+            missing = uniq[~have]
+            out[~have] = self._read(missing)
+            memo.append((missing, out[~have]))
+            while sum(v.nbytes for _, v in memo) > self.MEMO_BYTES:
+                memo.pop(0)
+        return out[np.searchsorted(uniq, rows)]
+
+    def _read(self, rows: np.ndarray) -> np.ndarray:
         uniq, inverse = np.unique(rows, return_inverse=True)  # h5py reads increasing indices
         span = int(uniq[-1] - uniq[0]) + 1
         if span == len(uniq):  # a contiguous run (a block of 1:1 pairs): one slab read

@@ -106,14 +106,14 @@ def test_streamed_rows_are_read_in_blocks_never_whole(tmp_path, monkeypatch):
 
 
 def test_auto_streams_when_rows_exceed_the_budget_and_says_so(tmp_path, run_cli, monkeypatch):
-    """2 x 2000 rows x 64 float32 (1 MB) need about 2.3 MB in memory; with a 2 MB budget and
-    blocks of 100 rows, `auto` streams (about 0.6 MB) and says so on stderr and in the report."""
+    """2 x 2000 rows x 256 float32 (4.1 MB) need about 9 MB in memory; with a 7 MB budget and
+    blocks of 100 rows, `auto` streams (about 6 MB) and says so on stderr and in the report."""
     import json
 
     import clipscope.tasks
 
     rng = np.random.default_rng(0)
-    np.save(tmp_path / "pairs.npy", rng.normal(size=(2, 2000, 64)).astype(np.float32))
+    np.save(tmp_path / "pairs.npy", rng.normal(size=(2, 2000, 256)).astype(np.float32))
     cache = tmp_path / "c.h5"
     assert run_cli("import", "--pair-array", tmp_path / "pairs.npy", "--out", cache)[0] == 0
     monkeypatch.setattr(clipscope.tasks, "STREAM_BLOCK", 100)
@@ -123,21 +123,21 @@ def test_auto_streams_when_rows_exceed_the_budget_and_says_so(tmp_path, run_cli,
         assert code == 0 and "stream" not in err, err
         in_memory = json.loads((tmp_path / f"{command}-mem" / f"{command}.json").read_text())
         assert in_memory["config"]["engine"] == "local"
-        monkeypatch.setenv("CLIPSCOPE_MEMORY_BUDGET", "2MB")
+        monkeypatch.setenv("CLIPSCOPE_MEMORY_BUDGET", "7MB")
         code, _, err = run_cli(command, cache, "--out", tmp_path / command, "--no-plots", "-q")
         assert code == 0, err
         said = [ln for ln in err.splitlines() if "engine stream" in ln]
-        assert len(said) == 1 and "2.0 MB available" in said[0] and "using about" in said[0], err
+        assert len(said) == 1 and "7.0 MB available" in said[0] and "using about" in said[0], err
         report = json.loads((tmp_path / command / f"{command}.json").read_text())
         assert report["config"]["engine"] == "stream"
         assert any("engine stream (chosen" in n for n in report["notes"])
         same_numbers({k: m["value"] for k, m in in_memory["metrics"].items()},
                      {k: m["value"] for k, m in report["metrics"].items()})
-    # drift holds both caches' matched rows: about 4.5 MB in memory, about 3 MB streamed
+    # drift holds both caches' matched rows: about 18 MB in memory, about 11 MB streamed
     monkeypatch.delenv("CLIPSCOPE_MEMORY_BUDGET", raising=False)
     code, _, err = run_cli("drift", cache, cache, "--out", tmp_path / "drift-mem", "--no-plots", "-q")
     assert code == 0 and "stream" not in err, err
-    monkeypatch.setenv("CLIPSCOPE_MEMORY_BUDGET", "4MB")
+    monkeypatch.setenv("CLIPSCOPE_MEMORY_BUDGET", "13MB")
     code, _, err = run_cli("drift", cache, cache, "--out", tmp_path / "drift", "--no-plots", "-q")
     assert code == 0 and len([ln for ln in err.splitlines() if "drift: engine stream (chosen" in ln]) == 1, err
     a, b = (json.loads((tmp_path / d / "drift.json").read_text()) for d in ("drift-mem", "drift"))

@@ -158,8 +158,9 @@ def gaussian_pair_mean(a, *, t: float = 2.0, units=None, max_pairs: int = DEFAUL
     for k in range(N_SUBSETS):
         idx = random_rows[(unit_rank[units[random_rows]] >= k * m) & (unit_rank[units[random_rows]] < (k + 1) * m)]
         sub_units = units[idx]
-        rows, _ = _gaussian_kernel_sums(_rows(a, idx), None, t, block=block, device=device, same=True)
-        within = within_unit_sums(_rows(a, idx), unit_groups(sub_units), _kernel(t), len(idx))
+        X = _rows(a, idx)
+        rows, _ = _gaussian_kernel_sums(X, None, t, block=block, device=device, same=True)
+        within = within_unit_sums(X, unit_groups(sub_units), _kernel(t), len(idx))
         s = np.bincount(sub_units, minlength=n_units)
         pairs_k = len(idx) * (len(idx) - 1) - int((s * (s - 1)).sum())
         if pairs_k > 0:
@@ -176,14 +177,27 @@ def gaussian_pair_mean(a, *, t: float = 2.0, units=None, max_pairs: int = DEFAUL
     c_rr = n_r * (n_r - 1) / 2 - float((sizes * (sizes - 1)).sum()) / 2
     c_rf, c_ff = n_r * n_fixed, n_fixed * (n_fixed - 1) / 2
     F = _rows(a, fixed_rows)
-    _, cols = _gaussian_kernel_sums(F, _rows(a, random_rows), t, block=block, device=device, same=False,
-                                    pairing=_NoPairs())
-    rf = cols  # per random row: the kernel summed over the fixed rows
+    rf = _sums_over(F, a, random_rows, t, block=block, device=device)  # per random row: over the fixed rows
     ff = _gaussian_kernel_sums(F, None, t, block=block, device=device, same=True)[0].sum() / 2 if n_fixed > 1 else 0.0
     mean = (c_rr * mean_rr + rf.sum() + ff) / (c_rr + c_rf + c_ff)
     se_rf = float(rf.std(ddof=1) / math.sqrt(n_r)) / max(1, n_fixed) if n_r > 2 else 0.0  # mean over fixed, per row
     se = math.sqrt((c_rr * se_rr) ** 2 + (c_rf * se_rf) ** 2) / (c_rr + c_rf + c_ff)
     return PairMean(float(mean), se, False, used + c_rf + int(c_ff))
+
+
+def _sums_over(F: np.ndarray, b, idx: np.ndarray, t: float, *, block: int, device: str, pairing_of=None,
+               chunk: int = 65536) -> np.ndarray:
+    """For each row ``b[idx]``: the kernel summed over the rows of F (the fixed rows), less its
+    pairs (``pairing_of(chunk of idx)``: F's rows by those rows); b's rows are read ``chunk`` at a
+    time (a multiple of ``block``: the same tiles, so the same sums, as in one piece)."""
+    chunk = max(block, chunk // block * block)
+    out = np.empty(len(idx))
+    for s in range(0, len(idx), chunk):
+        part = idx[s:s + chunk]
+        pairing = _NoPairs() if pairing_of is None else pairing_of(part)
+        _, out[s:s + len(part)] = _gaussian_kernel_sums(F, _rows(b, part), t, block=block, device=device, same=False,
+                                                        pairing=pairing)
+    return out
 
 
 class _NoPairs:
@@ -259,7 +273,8 @@ def gaussian_cross_mean(a: np.ndarray, b: np.ndarray, pairing, *, t: float = 2.0
         return PairMean(mean_rr, se_rr, False, used)
     # fixed rows of a (class prompts) against every image: exact, weighted by their share
     sub = pairing.subset(fixed_a, None)
-    _, cols = _gaussian_kernel_sums(_rows(a, fixed_a), _rows(b), t, block=block, device=device, same=False, pairing=sub)
+    cols = _sums_over(_rows(a, fixed_a), b, np.arange(m), t, block=block, device=device,
+                      pairing_of=lambda idx: pairing.subset(fixed_a, idx))
     c_rf = len(fixed_a) * m - len(sub)
     c_rr = total - c_rf
     mean = (c_rr * mean_rr + cols.sum()) / total

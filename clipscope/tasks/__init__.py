@@ -33,9 +33,10 @@ class TaskResult:
         self.inputs.update(other.inputs)
 
 
-# Rows per block when a cache's rows are streamed from the file (--engine stream): 128 MB of
-# float32 rows at d = 512, large enough that the reads run at the disk's rate.
-STREAM_BLOCK = 65536
+# Rows per block when a cache's rows are streamed from the file (--engine stream): 64 MB of
+# float32 rows at d = 512 (two are held: one worked on, one being read), large enough that the
+# reads run at the disk's rate.
+STREAM_BLOCK = 32768
 
 
 def choose_engine(cache, engine: str, *, per_unit_arrays: int) -> tuple[str, str | None]:
@@ -86,8 +87,11 @@ def streaming_memory(n_images: int, n_texts: int, n_pairs: int, dim: int, per_un
     (at most one per image and text row), the pairs and their layout (int64), the units of
     every row, and a block of rows with its working copies (benchmarks/geometry.py --engine
     stream measures it)."""
+    from clipscope.cache import RowReader
+
     units = n_images + n_texts
-    return int(8 * per_unit_arrays * units + 40 * n_pairs + 16 * units + 6 * min(STREAM_BLOCK, units) * dim * 4)
+    memo = min(RowReader.MEMO_BYTES, units * dim * 4)  # two readers' remembered samples, at most half each
+    return int(8 * per_unit_arrays * units + 40 * n_pairs + 16 * units + 8 * min(STREAM_BLOCK, units) * dim * 4 + memo)
 
 
 def _check_rows(cache) -> None:
