@@ -452,6 +452,10 @@ def layout(path: str | os.PathLike) -> dict:
         return {"attrs": {k: v for k, v in c.attrs.items() if v is not None}, "datasets": datasets}
 
 
+def _contiguous(rows: np.ndarray) -> bool:
+    return bool(rows[-1] - rows[0] + 1 == len(rows) and (len(rows) < 2 or (np.diff(rows) == 1).all()))
+
+
 class RowReader:
     """A cache dataset's L2-normalised rows, read when indexed (for work that needs only a
     sample of rows that need not fit in memory together, e.g. on Ray).
@@ -489,13 +493,35 @@ class RowReader:
             raise TypeError("RowReader takes an index array or a slice")
         if not len(rows):
             return np.zeros((0, self.shape[1]), np.float32)
+        if _contiguous(rows):  # a block of a pass: read once, never remembered (but what is wanted from it)
+            return self._keep_wanted(int(rows[0]), self.cache._normalized(self.key, span=(int(rows[0]),
+                                                                                        int(rows[-1]) + 1)))
         if sliced or len(rows) * self.shape[1] * 4 > self.MEMO_BYTES // 2:
             return self._read(rows)
         return self._remembered(rows)
 
+    def want(self, rows) -> None:
+        """Rows a later index read will ask for (a sample): kept when a pass's block covers them,
+        so the sample costs no second, scattered read of a file larger than memory."""
+        rows = np.asarray(rows, np.int64)
+        rows = rows if self.index is None else self.index[rows]
+        self.__dict__["_wanted"] = np.union1d(self.__dict__.get("_wanted", np.zeros(0, np.int64)), rows)
+
+    def _keep_wanted(self, r0: int, block: np.ndarray) -> np.ndarray:
+        wanted = self.__dict__.get("_wanted")
+        if wanted is not None and len(wanted):
+            lo, hi = np.searchsorted(wanted, [r0, r0 + len(block)])
+            if hi > lo:
+                self.__dict__.setdefault("_memo", []).append((wanted[lo:hi], block[wanted[lo:hi] - r0].copy()))
+        return block
+
     def _remembered(self, rows: np.ndarray) -> np.ndarray:
         """rows, those read before from memory, the others from the file (then kept, oldest dropped)."""
         memo = self.__dict__.setdefault("_memo", [])  # (sorted rows, their values), oldest first
+        if len(memo) > 16:  # one entry per block a pass kept rows from: merged, for quick look-ups
+            kept = np.concatenate([k for k, _ in memo])
+            order = np.argsort(kept, kind="stable")
+            memo[:] = [(kept[order], np.concatenate([v for _, v in memo])[order])]
         uniq = np.unique(rows)
         out = np.empty((len(uniq), self.shape[1]), np.float32)
         have = np.zeros(len(uniq), bool)

@@ -90,16 +90,23 @@ def test_streamed_rows_are_read_in_blocks_never_whole(tmp_path, monkeypatch):
     sizes = []
     real = Cache._normalized
 
+    point_reads = []
+
     def spy(self, key, rows=None, span=None):
         out = real(self, key, rows, span)
         sizes.append(len(out))
+        if rows is not None:
+            point_reads.append(len(out))
         return out
 
     monkeypatch.setattr(Cache, "_normalized", spy)
     monkeypatch.setattr(RowReader, "SLAB", 4096)
     with Cache.open(path) as c:
         gap.evaluate(c, engine="stream", block=1000, sweep_max_rows=50)
+        # the samples (separability's, the sweep's) were kept as the blocks went by: no scattered read
+        assert point_reads == [], point_reads
         uniformity.evaluate(c, engine="stream", stream_block=1000, max_pairs=1000, sample_pairs=500)
+        assert sum(point_reads) <= 4, point_reads  # relative alignment's 2 sampled pairs; the pair-mean samples kept
     # blocks of 1000 rows, the near-zero-gap variance's units 8192 at a time, dense samples (linear
     # separability's 20,000 rows a modality) in slabs of 4096 rows, sparse ones point by point
     assert max(sizes) <= 8192 < n, max(sizes)

@@ -57,7 +57,7 @@ def modality_round1(X, units: np.ndarray, r0: int = 0, *, alone_from: int | None
     out = {"n": np.zeros(()), "sums": np.zeros(d), "sq": np.zeros(()), "fixed_n": np.zeros(()),
            "fixed_sums": np.zeros(d), "fixed_sq": np.zeros(()), "alone_sums": np.zeros(d)}
     for i, xb in row_blocks(X, block):
-        q = np.einsum("ij,ij->i", xb, xb, dtype=np.float64)
+        q = squared_norms(xb)
         u = units[r0 + i:r0 + i + len(xb)]
         fixed = u == FIXED
         out["n"] += len(xb)
@@ -70,6 +70,11 @@ def modality_round1(X, units: np.ndarray, r0: int = 0, *, alone_from: int | None
         if alone_from is not None and (u >= alone_from).any():
             out["alone_sums"] += xb[u >= alone_from].sum(0, dtype=np.float64)
     return out
+
+
+def squared_norms(X: np.ndarray) -> np.ndarray:
+    """``||x||^2`` per row, summed in float64."""
+    return np.einsum("ij,ij->i", X, X, dtype=np.float64)
 
 
 def unit_direction(diff: np.ndarray) -> np.ndarray:
@@ -138,9 +143,13 @@ def shifted_sums(xb: np.ndarray, g: np.ndarray, steps: np.ndarray, q: np.ndarray
     (``q``: the rows' squared norms, when the caller has them)."""
     g64 = np.asarray(g, np.float64)
     p = (xb @ np.asarray(g, xb.dtype)).astype(np.float64)  # a float32 product for float32 rows
-    q = np.einsum("ij,ij->i", xb, xb, dtype=np.float64) if q is None else q
-    r = np.sqrt(np.maximum(q[:, None] + 2 * steps[None, :] * p[:, None] + steps[None, :] ** 2 * (g64 @ g64), 0))
-    w = 1.0 / np.maximum(r, 1e-12)
+    q = squared_norms(xb) if q is None else q
+    w = np.multiply.outer(p, 2 * steps)  # built in place: this runs on every row of every step
+    w += q[:, None]
+    w += steps[None, :] ** 2 * (g64 @ g64)
+    np.maximum(w, 1e-24, out=w)
+    np.sqrt(w, out=w)
+    np.reciprocal(w, out=w)  # 1 / ||x + s g||, and 1e12 where that vanishes
     return w.T.astype(xb.dtype) @ xb, w.sum(0)  # a float32 GEMM for float32 rows
 
 
@@ -159,7 +168,7 @@ def modality_round2(X, c: Centroids, units: np.ndarray, n_units: int, r0: int = 
     g = c.unit_gap
     for i, xb in row_blocks(X, block, reverse=reverse):
         u = units[r0 + i:r0 + i + len(xb)]
-        q = np.einsum("ij,ij->i", xb, xb, dtype=np.float64)
+        q = squared_norms(xb)
         add_per_unit(out["count_u"], np.ones(len(xb)), u)
         add_per_unit(out["sq_u"], q, u)
         add_per_unit(out["dots_u"], (xb @ V).astype(np.float64), u)
@@ -284,9 +293,8 @@ class Gather:
 
     def __getitem__(self, sl: slice) -> np.ndarray:
         idx = self.idx[sl]
-        if isinstance(self.X, np.ndarray) and len(idx) and idx[-1] - idx[0] + 1 == len(idx) and \
-                np.array_equal(idx, np.arange(idx[0], idx[0] + len(idx))):
-            return self.X[idx[0]:idx[0] + len(idx)]  # a contiguous run (1:1 pairs in order): a view
+        if len(idx) and idx[-1] - idx[0] + 1 == len(idx) and (np.diff(idx) == 1).all():
+            return self.X[idx[0]:idx[0] + len(idx)]  # a contiguous run (1:1 pairs in order): a view, or one slab
         return self.X[idx]
 
 

@@ -210,6 +210,14 @@ def best_negative_cosines_by_blocks(Tq: np.ndarray, I, pairing: Pairing, *, rows
     return best
 
 
+def separability_rows(n_images: int, n_texts: int, *, seed: int = 0, max_rows: int = 20000
+                      ) -> tuple[np.ndarray, np.ndarray]:
+    """The image and text rows :func:`linear_separability` fits on: all, or a seeded sample of ``max_rows``."""
+    rng = np.random.default_rng(seed)
+    take = lambda n: np.sort(rng.choice(n, max_rows, replace=False)) if n > max_rows else np.arange(n)  # noqa: E731
+    return take(n_images), take(n_texts)
+
+
 def linear_separability(I: np.ndarray, T: np.ndarray, *, seed: int = 0, max_rows: int = 20000) -> tuple[float, int]:
     """Test accuracy of a logistic regression telling image rows from text rows (Fahim et al. 2024).
 
@@ -219,11 +227,9 @@ def linear_separability(I: np.ndarray, T: np.ndarray, *, seed: int = 0, max_rows
     from sklearn.linear_model import LogisticRegression
     from sklearn.model_selection import train_test_split
 
-    rng = np.random.default_rng(seed)
     # Indexed even when all rows are kept, so that I and T may be row readers (clipscope.cache.RowReader).
-    take = lambda X: X[np.sort(rng.choice(len(X), max_rows, replace=False)) if len(X) > max_rows else  # noqa: E731
-                       np.arange(len(X))]
-    Xi, Xt = take(I), take(T)
+    rows_i, rows_t = separability_rows(len(I), len(T), seed=seed, max_rows=max_rows)
+    Xi, Xt = I[rows_i], T[rows_t]
     X = np.concatenate([Xi, Xt]).astype(np.float64)
     y = np.concatenate([np.zeros(len(Xi), int), np.ones(len(Xt), int)])
     if min(len(Xi), len(Xt)) < 5:
@@ -471,6 +477,13 @@ def sweep_steps(plan: list[tuple]) -> tuple[list[float], list[float]]:
     return [-si for *_, si, _ in plan], [st for *_, st in plan]
 
 
+def sweep_pairs(pairs: np.ndarray, max_rows: int, seed: int) -> np.ndarray:
+    """The pairs :func:`shift_sweep` retrieves over: all, or a seeded sample of ``max_rows``."""
+    if len(pairs) <= max_rows:
+        return pairs
+    return pairs[np.sort(np.random.default_rng(seed).choice(len(pairs), max_rows, replace=False))]
+
+
 def shift_sweep(I: np.ndarray, T: np.ndarray, pairs: np.ndarray | None, *, class_text: np.ndarray | None = None,
                 labels: np.ndarray | None = None, fractions=SHIFT_FRACTIONS, deltas=None, max_rows: int = 5000,
                 seed: int = 0, diff: np.ndarray | None = None, centroids: tuple | None = None,
@@ -507,9 +520,7 @@ def shift_sweep(I: np.ndarray, T: np.ndarray, pairs: np.ndarray | None, *, class
     g = gap_sums.unit_direction(diff)
     sub_pairs = None
     if pairs is not None and len(pairs):
-        sub_pairs = pairs
-        if len(pairs) > max_rows:
-            sub_pairs = pairs[np.sort(np.random.default_rng(seed).choice(len(pairs), max_rows, replace=False))]
+        sub_pairs = sweep_pairs(pairs, max_rows, seed)
         img_rows = np.unique(sub_pairs[:, 0])
         txt_rows = np.unique(sub_pairs[:, 1])
         # Every pair among the sampled rows counts as a match, not only the sampled ones: an

@@ -48,11 +48,12 @@ class IndexPlan:
 
     @classmethod
     def for_rows(cls, n: int, *, nprobe: int | None = None, nlist: int | None = None, seed: int = 0) -> IndexPlan:
-        # faiss's guidance: about 4 sqrt(n) cells, at least 39 training rows per cell
-        nlist = nlist or int(min(65536, max(1, 2 ** round(math.log2(max(1.0, 4 * math.sqrt(n)))))))
+        # about sqrt(n) cells (a power of two), at least 39 training rows per cell (faiss's floor):
+        # k-means and the search stay a few minutes at a million rows on 2 cores (benchmarks/mining.py)
+        nlist = nlist or int(min(65536, max(1, 2 ** round(math.log2(max(1.0, math.sqrt(n)))))))
         nlist = max(1, min(nlist, n // 39 or 1))
-        nprobe = min(nlist, nprobe or max(1, nlist // 64))
-        return cls(nlist, nprobe, min(n, max(39 * nlist, 10_000), 256 * nlist), seed)
+        nprobe = min(nlist, nprobe or max(8, nlist // 64))
+        return cls(nlist, nprobe, min(n, max(39 * nlist, 10_000)), seed)
 
     @property
     def exhaustive(self) -> bool:

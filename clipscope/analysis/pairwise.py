@@ -94,6 +94,30 @@ def _rows(a, idx: np.ndarray | None = None) -> np.ndarray:
     return out
 
 
+def _sampled_subsets(units: np.ndarray, n_units: int, sample_pairs: int, seed: int) -> list[np.ndarray]:
+    """The rows of the K disjoint random subsets of units the sampled mode of
+    :func:`gaussian_pair_mean` averages over (``units`` compacted, FIXED rows never sampled)."""
+    random_rows = np.flatnonzero(units >= 0)
+    order = np.random.default_rng(seed).permutation(n_units)
+    rows_per_unit = len(random_rows) / max(1, n_units)
+    m = max(2, min(int(math.sqrt(2 * sample_pairs / N_SUBSETS) / rows_per_unit), n_units // N_SUBSETS))
+    unit_rank = np.empty(n_units, np.int64)
+    unit_rank[order] = np.arange(n_units)
+    rank = unit_rank[units[random_rows]]
+    return [random_rows[(rank >= k * m) & (rank < (k + 1) * m)] for k in range(N_SUBSETS)]
+
+
+def pair_mean_sample_rows(units, n: int, *, max_pairs: int = DEFAULT_MAX_PAIRS,
+                          sample_pairs: int = DEFAULT_SAMPLE_PAIRS, seed: int = 0) -> np.ndarray:
+    """Every row :func:`gaussian_pair_mean` reads in sampled mode over ``n`` rows with these
+    ``units`` (none when it would be exact), so a pass over the rows can keep them as it goes."""
+    units, n_units = _compact(_unit_ids(units, n))
+    sizes = np.bincount(units[units >= 0], minlength=n_units)
+    if (n * (n - 1) - int((sizes * (sizes - 1)).sum())) // 2 <= max_pairs:
+        return np.zeros(0, np.int64)
+    return np.concatenate(_sampled_subsets(units, n_units, sample_pairs, seed))
+
+
 def _unit_ids(units, n: int) -> np.ndarray:
     return np.arange(n, dtype=np.int64) if units is None else np.asarray(units, np.int64)
 
@@ -148,15 +172,8 @@ def gaussian_pair_mean(a, *, t: float = 2.0, units=None, max_pairs: int = DEFAUL
         return PairMean(theta, float("nan") if se is None else se, True, total_pairs)
     fixed_rows = np.flatnonzero(units == FIXED)
     random_rows = np.flatnonzero(units >= 0)
-    rng = np.random.default_rng(seed)
-    order = rng.permutation(n_units)
-    rows_per_unit = len(random_rows) / max(1, n_units)
-    m = max(2, min(int(math.sqrt(2 * sample_pairs / N_SUBSETS) / rows_per_unit), n_units // N_SUBSETS))
-    unit_rank = np.empty(n_units, np.int64)
-    unit_rank[order] = np.arange(n_units)
     estimates, used = [], 0
-    for k in range(N_SUBSETS):
-        idx = random_rows[(unit_rank[units[random_rows]] >= k * m) & (unit_rank[units[random_rows]] < (k + 1) * m)]
+    for idx in _sampled_subsets(units, n_units, sample_pairs, seed):
         sub_units = units[idx]
         X = _rows(a, idx)
         rows, _ = _gaussian_kernel_sums(X, None, t, block=block, device=device, same=True)

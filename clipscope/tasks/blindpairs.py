@@ -265,8 +265,8 @@ def row_values(report, cache, rows) -> dict:
 # The indexed search's settings, shared with drift's kNN overlap.
 INDEX_OPTIONS = (
     Option("nprobe", kind="int", min=1, show_default=False,
-           help="With --search index: cells searched per query (default: 1/64 of the cells; all of them makes the "
-                "index exhaustive)."),
+           help="With --search index: cells searched per query (default: 1/64 of the about sqrt(n) cells, at least "
+                "8; all of them makes the index exhaustive)."),
     Option("recall_queries", kind="int", default=2000, min=1,
            help="With --search index: seeded query rows on which its recall is measured against exact."),
 )

@@ -38,6 +38,13 @@ def evaluate(cache, *, seed: int = 0, sweep_max_rows: int = 5000, top_dims: int 
         announce(f"gap: {chosen}")
     I, T, Ip, Tp, pairs = modality_rows(cache, lazy=engine != "local")
     units = Units.from_pairs(pairs, len(I), len(T))
+    if engine == "stream":  # the samples read later are kept as the passes go by (no scattered reads)
+        for reader, rows in zip((I, T), geometry.separability_rows(len(I), len(T), seed=seed)):
+            reader.want(rows)
+        if pairs is not None:
+            sample = geometry.sweep_pairs(pairs, sweep_max_rows, seed)
+            I.want(sample[:, 0])
+            T.want(sample[:, 1])
     steps_of = lambda gap: geometry.sweep_steps(geometry.sweep_plan(gap, deltas=shift_deltas))  # noqa: E731
     if engine == "ray":
         from clipscope.distributed import gap_sums_on_ray

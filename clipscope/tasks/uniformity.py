@@ -45,7 +45,13 @@ def evaluate(cache, *, t: float = 2.0, max_pairs: int = DEFAULT_MAX_PAIRS, sampl
         on = RayRanges(cache.path, num_shards=num_shards, address=address)
         shards = {"pair_stats": on.pair_sums(units),
                   "best_negatives": lambda Tq, pairing: on.best_negatives(Tq, pairing, block)}
-    elif engine == "stream" and Ip is not None:
+    if engine == "stream":  # the sampled rows are kept as the passes over the rows go by
+        from clipscope.analysis.pairwise import pair_mean_sample_rows
+
+        for reader, u in ((I, units.image_unit), (T, units.text_unit)):
+            reader.want(pair_mean_sample_rows(u, len(reader), max_pairs=max_pairs, sample_pairs=sample_pairs,
+                                              seed=seed))
+    if engine == "stream" and Ip is not None:
         from clipscope.analysis import gap_sums
 
         pu, attached = gap_sums.pair_layout(pairs, units)
