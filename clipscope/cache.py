@@ -511,8 +511,9 @@ class RowReader:
         wanted = self.__dict__.get("_wanted")
         if wanted is not None and len(wanted):
             lo, hi = np.searchsorted(wanted, [r0, r0 + len(block)])
-            if hi > lo:
+            if hi > lo:  # kept once: a later pass over the block does not keep them again
                 self.__dict__.setdefault("_memo", []).append((wanted[lo:hi], block[wanted[lo:hi] - r0].copy()))
+                self.__dict__["_wanted"] = np.delete(wanted, np.s_[lo:hi])
         return block
 
     def _remembered(self, rows: np.ndarray) -> np.ndarray:

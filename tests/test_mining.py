@@ -12,8 +12,6 @@ from clipscope.analysis import neighbours
 from clipscope.analysis.blindpairs import mine_blind_pairs
 from clipscope.linalg import l2_normalize
 
-pytest.importorskip("faiss", reason="the indexed search's library (faiss-cpu) is part of the test extras")
-
 
 def planted(n=3000, d=32, clusters=150, size=4, seed=0):
     """Rows with planted near-duplicate clusters (CLIP cosine > 0.95 within a cluster; random
@@ -128,7 +126,7 @@ def test_missing_faiss_is_one_clear_line(tmp_path, run_cli, monkeypatch):
     monkeypatch.setattr(builtins, "__import__", no_faiss)
     code, _, err = run_cli("blindpairs", c, "--reference-cache", r, "--out", tmp_path / "o", "--search", "index")
     lines = [ln for ln in err.splitlines() if ln.strip()]
-    assert code == 1 and len(lines) == 1 and "pip install 'clipscope[index]'" in lines[0] and "--search ray" in lines[0]
+    assert code == 1 and len(lines) == 1 and "pip install 'clipscope-diagnostics[index]'" in lines[0] and "--search ray" in lines[0]
 
 
 def test_drift_indexed_knn_equals_exact_with_every_cell(tmp_path):
@@ -151,7 +149,6 @@ def test_drift_indexed_knn_equals_exact_with_every_cell(tmp_path):
 
 @pytest.mark.slow
 def test_ray_exact_mining_equals_one_process(tmp_path):
-    pytest.importorskip("ray")
     from clipscope.analysis.blindpairs import exact_similar_pairs
     from clipscope.distributed import similar_pairs_on_ray
 

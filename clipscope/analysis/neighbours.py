@@ -31,7 +31,7 @@ def import_faiss():
     try:
         import faiss
     except ImportError:
-        raise ClipscopeError("the indexed search needs faiss: pip install 'clipscope[index]' (faiss-cpu), or pass "
+        raise ClipscopeError("the indexed search needs faiss: pip install 'clipscope-diagnostics[index]' (faiss-cpu), or pass "
                              "--search exact (blocked, O(n^2 d)) or --search ray (exact on a Ray cluster)") from None
     return faiss
 

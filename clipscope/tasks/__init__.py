@@ -33,10 +33,10 @@ class TaskResult:
         self.inputs.update(other.inputs)
 
 
-# Rows per block when a cache's rows are streamed from the file (--engine stream): 64 MB of
+# Rows per block when a cache's rows are streamed from the file (--engine stream): 32 MB of
 # float32 rows at d = 512 (two are held: one worked on, one being read), large enough that the
 # reads run at the disk's rate.
-STREAM_BLOCK = 32768
+STREAM_BLOCK = 16384
 
 
 def choose_engine(cache, engine: str, *, per_unit_arrays: int) -> tuple[str, str | None]:
@@ -118,6 +118,10 @@ def modality_rows(cache, *, lazy: bool = False):
     if lazy:
         I, T = cache.rows("image"), cache.rows("text")
         if len(pairs):
+            from clipscope.analysis.gap_sums import row_aligned
+
+            if row_aligned(pairs, len(I), len(T)):  # the paired rows are the rows: no index arrays
+                return I, T, I, T, pairs
             return I, T, I.take(pairs[:, 0]), T.take(pairs[:, 1]), pairs
         return I, T, None, None, None
     I = cache.normalized_image_embeddings()
