@@ -4,8 +4,8 @@ The cache (N image and N text rows, 1:1 pairs in row order, a modality gap) is w
 by block from a seeded generator: no copy of the rows is ever held, in memory or as a second
 file, so N may exceed this machine's memory (6,000,000 x 512 = 24.6 GB of rows).
 
-Printed, measured in this run: reading and normalising every row once, block by block (the
-disk baseline, with its read rate); for each command and engine its wall time, that as a ratio
+Printed, measured in this run (each run starting with the page cache dropped, when run as root):
+reading and normalising every row once, block by block (the disk baseline, with its read rate); for each command and engine its wall time, that as a ratio
 to the baseline, its peak resident memory (the whole process: Python, torch and the command)
 and its peak extra memory (what the command holds) as a ratio to the rows' float32 size, and
 the memory the streaming path said it would use. `local` is skipped where the rows would not
@@ -62,7 +62,20 @@ def write_synthetic_cache(path: Path, n: int, d: int) -> None:
                                                   "source": f"benchmarks/geometry.py {n}x{d}"})
 
 
+def drop_page_cache() -> bool:
+    """Start every measurement with the page cache empty (root only), so that each reads from disk
+    what it needs and the ratios do not depend on what an earlier run left cached."""
+    try:
+        os.sync()
+        with open("/proc/sys/vm/drop_caches", "w") as fh:
+            fh.write("3\n")
+        return True
+    except OSError:
+        return False
+
+
 def measure(*args) -> dict:
+    cold = drop_page_cache()
     out = subprocess.run([sys.executable, str(HERE / "_measure.py"), *map(str, args)], capture_output=True, text=True,
                          env={**os.environ, "HF_HUB_OFFLINE": "1"})
     if out.returncode != 0:
@@ -70,6 +83,7 @@ def measure(*args) -> dict:
     result = json.loads(out.stdout.strip().splitlines()[-1])
     said = re.search(r"using about ([0-9.]+ [kMG]B)", out.stderr)
     result["said"] = said.group(1) if said else None
+    result["cold"] = cold
     return result
 
 
@@ -96,6 +110,8 @@ def main():
     rate = read["bytes_read"] / read["seconds"]
     print(f"{'read once':<22} {read['seconds']:7.1f} s   ({rate / 1e9:.2f} GB/s; every row read and normalised, "
           f"block by block; peak resident {read['peak_rss_mb']:.0f} MB)")
+    print("every run starts with the page cache dropped" if read["cold"] else
+          "the page cache could not be dropped (not root): runs may find rows an earlier run left cached")
     for command in ("gap", "uniformity"):
         for engine in args.engines.split(","):
             (args.workdir / f"{command}-{engine}" / f"{command}.json").unlink(missing_ok=True)

@@ -233,6 +233,15 @@ class GapSums:
     centroids: Centroids
     units: Units
 
+    def release_per_unit(self) -> None:
+        """Drop the per-unit arrays (O(n) each) once :func:`finalize` has used them; the
+        centroids and the sweep's sums stay."""
+        for part in (self.r2_i, self.r2_t):
+            for key in ("count_u", "sq_u", "dots_u"):
+                part.pop(key, None)
+        self.pairs = None
+        self.within_t = None
+
     def sweep_centroids(self) -> tuple[np.ndarray, np.ndarray]:
         """The shift sweep's centroids (image, text) at every step."""
         c, g = self.centroids, self.centroids.unit_gap

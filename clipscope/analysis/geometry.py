@@ -299,6 +299,7 @@ def gap_metrics(I, T, pairs: np.ndarray | None = None, *, seed: int = 0, units=N
     if second_moment is None:
         second_moment = lambda: gap_sums.z_second_moment(I, T, units, sums.centroids)  # noqa: E731
     values, _ = gap_sums.finalize(sums, second_moment)
+    sums.release_per_unit()  # O(n) arrays no longer needed: the separability fit below has the memory
     out = {k: _m(v.pop("value"), v.pop("ci95"), **v) for k, v in values.items() if k in GAP_METRICS}
     if units.texts_fixed:
         out["linear_separability"] = _m(None, None)

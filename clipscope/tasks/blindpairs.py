@@ -316,7 +316,7 @@ COMMAND = Command(
                   ("reference_model", "reference model")),
     summary=("n_blind_pairs", "images_in_blind_pair", "n_clip_similar_pairs", "pair_accuracy_mean"),
     outputs=("`blindpairs.json`. Mining: metrics `n_blind_pairs`, `blind_pair_fraction`, `images_in_blind_pair`, "
-            "`n_clip_similar_pairs`; table `blind_pairs` (objects with `a`, `b`, `clip_cosine`, "
+            "`n_clip_similar_pairs` (and `search_recall` with `--search index`; `config.search`, `config.index`); table `blind_pairs` (objects with `a`, `b`, `clip_cosine`, "
             "`reference_cosine`, paths when known); `blindpairs_contact_sheet.png`. Benchmark: metrics "
             "`pair_accuracy_mean` and `pair_accuracy_<pattern>`; tables `pair_scores`, `per_pattern`; PNGs "
             "`blindpairs_patterns.png`, `blindpairs_examples.png`."),

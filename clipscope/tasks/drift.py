@@ -336,7 +336,7 @@ COMMAND = Command(
     title_config=(("k", "k"),),
     summary=("cka_image", "cka_text", "knn_overlap_image", "knn_overlap_text", "procrustes_residual_image",
            "aligned_angle_image", "gap_change", "compat_new_text_old_image_recall@1"),
-    outputs=("`drift.json` (metrics `cka_*`, `knn_overlap_*`, `procrustes_residual_*`, `aligned_angle_*`, "
+    outputs=("`drift.json` (metrics `cka_*`, `knn_overlap_*` (and `knn_search_recall_*` with `--search index`), `procrustes_residual_*`, `aligned_angle_*`, "
             "`raw_cosine_*` per modality, `gap_old`, `gap_new`, `gap_change`, `paired_cosine_*`, "
             "`compat_new_text_old_image_recall@k`, `compat_old_text_new_image_recall@k`; tables `most_moved_*`, "
             "`drift_distribution_*`) and PNGs `drift_rows.png`, `drift_knn_overlap.png`, `drift_projection.png`."),
