@@ -57,7 +57,8 @@ class Pairing:
     """
 
     def __init__(self, a_rows, b_rows, n_a: int, n_b: int):
-        p = np.unique(np.stack([np.asarray(a_rows, np.int64), np.asarray(b_rows, np.int64)], 1).reshape(-1, 2), axis=0)
+        p = np.stack([np.asarray(a_rows, np.int64), np.asarray(b_rows, np.int64)], 1).reshape(-1, 2)
+        p = p if sorted_unique(p) else np.unique(p, axis=0)
         self.a, self.b = p[:, 0], p[:, 1]  # sorted by a, then b
         self.n_a, self.n_b = int(n_a), int(n_b)
         self.ptr = np.searchsorted(self.a, np.arange(self.n_a + 1))
@@ -99,6 +100,13 @@ class Pairing:
         keep = (a >= 0) & (b >= 0)
         return Pairing(a[keep], b[keep], self.n_a if a_idx is None else len(a_idx),
                        self.n_b if b_idx is None else len(b_idx))
+
+
+def sorted_unique(pairs: np.ndarray) -> bool:
+    """Whether the rows are already in lexicographic order without repeats (as caches store them):
+    np.unique's sort, seconds and several copies at millions of pairs, is then not needed."""
+    d0, d1 = np.diff(pairs[:, 0]), np.diff(pairs[:, 1])
+    return bool(((d0 > 0) | ((d0 == 0) & (d1 > 0))).all())
 
 
 def _positions(idx: np.ndarray, n: int) -> np.ndarray:

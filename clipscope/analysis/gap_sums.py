@@ -210,7 +210,7 @@ def within_units(X, groups: list[np.ndarray], units: np.ndarray, n_units: int) -
     from clipscope.analysis.units import within_unit_sums
 
     if not groups:
-        return np.zeros(n_units)
+        return np.zeros(1)  # no unit has two rows: zero for every unit (broadcasts; not O(n))
     per_row = within_unit_sums(X, groups, lambda dots: dots, len(units))
     return per_unit(per_row, units, n_units)
 

@@ -1,15 +1,20 @@
 """Neighbour searches over L2-normalised rows: exact (blocked products, :mod:`clipscope.linalg`)
-or through an inverted-file index (faiss ``IndexIVFFlat``, the index clip-retrieval builds for
-these embeddings), for the pairs above a cosine threshold (`blindpairs`) and the k nearest
-neighbours (`drift`).
+or through an inverted-file index, for the pairs above a cosine threshold (`blindpairs`) and the
+k nearest neighbours (`drift`).
 
-The index keeps every row uncompressed, so the cosines it returns are float32 inner products;
-only *which* rows are compared is approximate (a query looks in ``nprobe`` of ``nlist``
-k-means cells). What it misses is measured, never assumed: :func:`range_recall` and
-:func:`knn_recall` run the exact search for a seeded sample of queries and report the share
-of the exact answer the index found, with its Wilson interval. Candidates near the threshold
-are re-scored with the exact path's own product, so the indexed pairs are a subset of the
-exact pairs (equal to them when nothing is missed).
+The index is IVF-Flat, the structure clip-retrieval's faiss indices use for these embeddings:
+k-means cells (faiss's k-means, spherical, trained on a seeded sample) and every row kept
+uncompressed; a query looks in the ``nprobe`` cells whose centroids are nearest to it. Searched
+cell by cell rather than query by query: for each cell, the rows that probe it are multiplied
+with the rows it holds in one matrix product, so the search runs at the speed of the exact path's
+products on ``nprobe / nlist`` of its work, instead of scanning lists a query at a time.
+
+Only *which* rows are compared is approximate; every cosine is computed exactly. What the index
+misses is measured, never assumed: :func:`range_recall` and :func:`knn_recall` run the exact
+search for a seeded sample of queries and report the share of the exact answer the index found,
+with its Wilson interval. Candidates from ``threshold - MARGIN`` are re-scored with the exact
+path's own product, so the indexed pairs are a subset of the exact pairs (equal when nothing is
+missed).
 """
 
 from __future__ import annotations
@@ -23,16 +28,16 @@ from clipscope.errors import ClipscopeError
 
 # Below this many rows an exact search takes under about a minute on 2 cores (benchmarks/mining.py).
 EXACT_MAX_ROWS = 100_000
-SLAB = 65536  # rows read from a cache at a time (build, add, queries)
-MARGIN = 1e-4  # range searches ask from threshold - MARGIN; the exact re-score decides
+SLAB = 65536  # rows read from a cache at a time (training sample aside)
+MARGIN = 1e-4  # candidates are taken from threshold - MARGIN; the exact re-score decides
 
 
 def import_faiss():
     try:
         import faiss
     except ImportError:
-        raise ClipscopeError("the indexed search needs faiss: pip install 'clipscope-diagnostics[index]' (faiss-cpu), or pass "
-                             "--search exact (blocked, O(n^2 d)) or --search ray (exact on a Ray cluster)") from None
+        raise ClipscopeError("the indexed search needs faiss: pip install 'clipscope-diagnostics[index]' (faiss-cpu), "
+                             "or pass --search exact (blocked, O(n^2 d)) or --search ray (exact on a Ray cluster)") from None
     return faiss
 
 
@@ -48,8 +53,7 @@ class IndexPlan:
 
     @classmethod
     def for_rows(cls, n: int, *, nprobe: int | None = None, nlist: int | None = None, seed: int = 0) -> IndexPlan:
-        # about sqrt(n) cells (a power of two), at least 39 training rows per cell (faiss's floor):
-        # k-means and the search stay a few minutes at a million rows on 2 cores (benchmarks/mining.py)
+        # about sqrt(n) cells (a power of two), at least 39 training rows per cell (faiss's floor)
         nlist = nlist or int(min(65536, max(1, 2 ** round(math.log2(max(1.0, math.sqrt(n)))))))
         nlist = max(1, min(nlist, n // 39 or 1))
         nprobe = min(nlist, nprobe or max(8, nlist // 64))
@@ -60,27 +64,56 @@ class IndexPlan:
         return self.nprobe >= self.nlist
 
     def describe(self) -> str:
-        return f"faiss IVF-Flat, {self.nlist} cells, {self.nprobe} searched per query, trained on {self.train_rows} rows"
+        return (f"IVF-Flat, {self.nlist} k-means cells (faiss), {self.nprobe} searched per query, trained on "
+                f"{self.train_rows} rows")
 
     def memory(self, n: int, d: int) -> int:
-        """Bytes the index holds: the rows (float32), their ids, the centroids."""
-        return n * (4 * d + 8) + self.nlist * d * 4
+        """Bytes the index holds: the rows (float32), their cells, the centroids."""
+        return n * (4 * d + 4 * self.nprobe + 16) + self.nlist * d * 4
 
 
-def build_index(X, plan: IndexPlan):
-    """An IVF-Flat inner-product index over X (an array or a row reader): k-means on a seeded
-    sample, then the rows added ``SLAB`` at a time (never a second copy of them all)."""
+@dataclass
+class CellIndex:
+    """Rows grouped by their nearest k-means cell, and each row's ``nprobe`` nearest cells."""
+
+    X: np.ndarray  # the rows, float32, in memory
+    centroids: np.ndarray
+    probes: np.ndarray  # (n, nprobe) cells each row looks in, nearest first (its own cell first)
+    members: np.ndarray  # rows sorted by own cell
+    starts: np.ndarray  # members[starts[c]:starts[c + 1]] are cell c's rows
+    plan: IndexPlan
+
+    def cell(self, c: int) -> np.ndarray:
+        return self.members[self.starts[c]:self.starts[c + 1]]
+
+    def probing(self, queries: np.ndarray) -> list[np.ndarray]:
+        """For every cell, the query rows (of ``queries``) that look in it."""
+        q = np.repeat(queries, self.probes.shape[1])
+        cells = self.probes[queries].ravel()
+        order = np.argsort(cells, kind="stable")
+        bounds = np.searchsorted(cells[order], np.arange(len(self.centroids) + 1))
+        return [q[order[bounds[c]:bounds[c + 1]]] for c in range(len(self.centroids))]
+
+
+def build_index(X, plan: IndexPlan) -> CellIndex:
+    """Spherical k-means (faiss) on a seeded sample, then every row's ``nprobe`` nearest cells,
+    ``SLAB`` rows at a time. X: an array or a row reader (its rows are then read into memory)."""
     faiss = import_faiss()
     n, d = X.shape
-    quantizer = faiss.IndexFlatIP(d)
-    index = faiss.IndexIVFFlat(quantizer, d, plan.nlist, faiss.METRIC_INNER_PRODUCT)
     sample = np.sort(np.random.default_rng([plan.seed, 31]).choice(n, plan.train_rows, replace=False))
-    index.cp.seed = plan.seed
-    index.train(np.ascontiguousarray(X[sample], np.float32))
+    kmeans = faiss.Kmeans(d, plan.nlist, niter=20, seed=plan.seed, spherical=True, verbose=False)
+    kmeans.train(np.ascontiguousarray(X[sample], np.float32))
+    centroids = kmeans.centroids
+    rows = X if isinstance(X, np.ndarray) else np.empty((n, d), np.float32)
+    probes = np.empty((n, plan.nprobe), np.int32)
     for r0 in range(0, n, SLAB):
-        index.add(np.ascontiguousarray(X[r0:r0 + SLAB], np.float32))
-    index.nprobe = plan.nprobe
-    return index
+        part = np.ascontiguousarray(X[r0:r0 + SLAB], np.float32)
+        if rows is not X:
+            rows[r0:r0 + len(part)] = part
+        _, probes[r0:r0 + len(part)] = kmeans.index.search(part, plan.nprobe)
+    members = np.argsort(probes[:, 0], kind="stable")
+    starts = np.searchsorted(probes[members, 0], np.arange(plan.nlist + 1))
+    return CellIndex(rows, centroids, probes, members, starts, plan)
 
 
 def exact_product(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -91,30 +124,49 @@ def exact_product(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return (ta * tb).sum(1).numpy()
 
 
-def indexed_range_pairs(X, index, threshold: float, *, queries=None):
-    """Yield ``(a, b, cosine)`` batches of the pairs a < b with cosine > ``threshold`` that the
-    index finds (each pair once), re-scored exactly. ``queries``: the query rows (default all,
-    ``SLAB`` at a time)."""
-    n = len(X)
-    spans = [(r0, min(n, r0 + SLAB)) for r0 in range(0, n, SLAB)] if queries is None else [None]
-    for span in spans:
-        rows = np.arange(*span) if span is not None else np.asarray(queries, np.int64)
-        q = np.ascontiguousarray(X[span[0]:span[1]] if span is not None else X[rows], np.float32)
-        lims, _, found = index.range_search(q, float(threshold - MARGIN))
-        a = np.repeat(rows, np.diff(lims).astype(np.int64))
-        b = found.astype(np.int64)
-        keep = a < b if queries is None else a != b
-        a, b = a[keep], b[keep]
-        if not len(a):
-            continue
-        order = np.argsort(b, kind="stable")  # readers read increasing rows
-        xb = np.empty((len(b), X.shape[1]), np.float32)
-        xb[order] = X[b[order]]
-        xa = q[np.searchsorted(rows, a)] if span is None else q[a - span[0]]
-        c = exact_product(xa, xb)
+def _cell_products(index: CellIndex, queries: np.ndarray | None, *, tile: int = 4096):
+    """Yield ``(query rows, cell rows, their cosines)`` cell by cell, in tiles of at most
+    ``tile`` x 4 ``tile`` (a torch matrix each)."""
+    import torch
+
+    X = torch.from_numpy(index.X)
+    asking = index.probing(np.arange(len(index.X)) if queries is None else np.asarray(queries, np.int64))
+    with torch.inference_mode():
+        for c, q_all in enumerate(asking):
+            cell = index.cell(c)
+            for r0 in range(0, len(cell), 4 * tile):
+                rows = cell[r0:r0 + 4 * tile]
+                R = X[torch.from_numpy(rows)]
+                for q0 in range(0, len(q_all), tile):
+                    q = q_all[q0:q0 + tile]
+                    yield q, rows, X[torch.from_numpy(q)] @ R.T
+
+
+def indexed_range_pairs(index: CellIndex, threshold: float, *, queries=None):
+    """Yield ``(a, b, cosine)`` batches of the pairs with cosine > ``threshold`` the index finds,
+    re-scored exactly: each pair a < b once (all rows as queries), or every (query, row) with
+    row != query for the given ``queries``."""
+    import torch
+
+    found = []
+    for q, rows, S in _cell_products(index, queries):
+        i, j = torch.nonzero(S > threshold - MARGIN, as_tuple=True)
+        a, b = q[i.numpy()], rows[j.numpy()]
+        keep = a != b
+        found.append((a[keep], b[keep]))
+    if not found:
+        return
+    a, b = (np.concatenate(x) for x in zip(*found))
+    if queries is None:  # a pair is met from both its rows' cells: once, as a < b
+        a, b = np.minimum(a, b), np.maximum(a, b)
+    key = np.unique(a * len(index.X) + b)
+    a, b = key // len(index.X), key % len(index.X)
+    for s in range(0, len(a), SLAB):
+        pa, pb = a[s:s + SLAB], b[s:s + SLAB]
+        c = exact_product(index.X[pa], index.X[pb])
         above = c > threshold
         if above.any():
-            yield a[above], b[above], c[above]
+            yield pa[above], pb[above], c[above]
 
 
 @dataclass
@@ -167,27 +219,37 @@ def exact_range_of(X, queries: np.ndarray, threshold: float, *, device: str = "c
     return out
 
 
-def range_recall(X, index, threshold: float, *, queries: int = 2000, seed: int = 0, device: str = "cpu") -> Recall:
+def range_recall(index: CellIndex, threshold: float, *, queries: int = 2000, seed: int = 0,
+                 device: str = "cpu") -> Recall:
     """The index's recall of the pairs above ``threshold``, on a seeded sample of query rows:
     for each, its exact pairs (blocked products over every row) against those the index finds."""
-    rows = sample_queries(len(X), queries, seed)
-    truth = exact_range_of(X, rows, threshold, device=device)
+    rows = sample_queries(len(index.X), queries, seed)
+    truth = exact_range_of(index.X, rows, threshold, device=device)
     found = set()
-    for a, b, _ in indexed_range_pairs(X, index, threshold, queries=rows):
+    for a, b, _ in indexed_range_pairs(index, threshold, queries=rows):
         found.update(zip(a.tolist(), b.tolist()))
     return _recall(len(found & truth), len(truth), len(rows))
 
 
-def indexed_topk(X, index, k: int, query_rows: np.ndarray) -> np.ndarray:
-    """The k nearest rows (inner product, the query excluded) of each query row, by the index."""
-    out = np.empty((len(query_rows), k), np.int64)
-    for s in range(0, len(query_rows), SLAB):
-        rows = query_rows[s:s + SLAB]
-        _, found = index.search(np.ascontiguousarray(X[rows], np.float32), k + 1)
-        for i, (r, f) in enumerate(zip(rows, found)):
-            f = f[(f != r) & (f >= 0)][:k]
-            out[s + i, :len(f)] = f
-            out[s + i, len(f):] = -1
+def indexed_topk(index: CellIndex, k: int, query_rows: np.ndarray) -> np.ndarray:
+    """The k nearest rows (inner product, the query excluded; -1 where fewer) of each query row,
+    among the rows of the cells it probes."""
+    import torch
+
+    query_rows = np.asarray(query_rows, np.int64)
+    pos = np.full(len(index.X), -1, np.int64)
+    pos[query_rows] = np.arange(len(query_rows))
+    best_v = torch.full((len(query_rows), k), -torch.inf)
+    best_i = torch.full((len(query_rows), k), -1, dtype=torch.long)
+    for q, rows, S in _cell_products(index, query_rows):
+        S[torch.from_numpy(q)[:, None] == torch.from_numpy(rows)[None, :]] = -torch.inf  # not itself
+        p = torch.from_numpy(pos[q])
+        cand_v = torch.cat([best_v[p], S], 1)
+        cand_i = torch.cat([best_i[p], torch.from_numpy(rows).expand(len(q), -1)], 1)
+        top_v, order = torch.topk(cand_v, k, dim=1)
+        best_v[p], best_i[p] = top_v, torch.gather(cand_i, 1, order)
+    out = best_i.numpy()
+    out[~np.isfinite(best_v.numpy())] = -1
     return out
 
 

@@ -40,8 +40,10 @@ class Units:
 
     @classmethod
     def from_pairs(cls, pairs: np.ndarray | None, n_images: int, n_texts: int) -> Units:
+        from clipscope.pairing import sorted_unique
+
         pairs = np.zeros((0, 2), np.int64) if pairs is None else np.asarray(pairs, np.int64).reshape(-1, 2)
-        pairs = pairs if _sorted_unique(pairs) else np.unique(pairs, axis=0)
+        pairs = pairs if sorted_unique(pairs) else np.unique(pairs, axis=0)
         text_degree = np.bincount(pairs[:, 1], minlength=n_texts) if n_texts else np.zeros(0, np.int64)
         text_unit = np.full(n_texts, FIXED, np.int64)
         single = text_degree[pairs[:, 1]] == 1
@@ -81,13 +83,6 @@ class Units:
                     "held fixed: they are not a sample, so text-only statistics over them have no sampling error; if "
                     "the classes themselves are a sample of a larger set, these intervals are too narrow")
         return f"{base} (each image with its text is one sampling unit)"
-
-
-def _sorted_unique(pairs: np.ndarray) -> bool:
-    """Whether the rows are already in lexicographic order without repeats (as caches store them):
-    np.unique's sort, seconds at millions of pairs, is then not needed."""
-    d0, d1 = np.diff(pairs[:, 0]), np.diff(pairs[:, 1])
-    return bool(((d0 > 0) | ((d0 == 0) & (d1 > 0))).all())
 
 
 def per_unit(values: np.ndarray, units: np.ndarray, n_units: int) -> np.ndarray:

@@ -61,8 +61,8 @@ def mine(cache, ref, *, clip_threshold: float = 0.95, ref_threshold: float = 0.6
             announce(f"blindpairs: {n:,} images: indexed search ({plan.describe()})"
                      + (f" (chosen: more than {neighbours.EXACT_MAX_ROWS:,} rows)" if search == "auto" else ""))
         index = neighbours.build_index(clip, plan)
-        recall = neighbours.range_recall(clip, index, clip_threshold, queries=recall_queries, seed=seed, device=device)
-        candidates = neighbours.indexed_range_pairs(clip, index, clip_threshold)
+        recall = neighbours.range_recall(index, clip_threshold, queries=recall_queries, seed=seed, device=device)
+        candidates = neighbours.indexed_range_pairs(index, clip_threshold)
         extra["search_recall"] = metric(recall.value, ci95=recall.ci95, n=recall.truth,
                                         detail=recall.describe(f"pairs above {clip_threshold}"))
         notes.append(f"CLIP pairs above {clip_threshold} found by an index ({plan.describe()}); "

@@ -43,7 +43,7 @@ def _modality(name, X, Y, ids, *, k, top, device, metrics, tables, plot, query_r
         found, recalls = [], []
         for Z in (X, Y):
             plan = neighbours.IndexPlan.for_rows(n, nprobe=nprobe, seed=seed)
-            nz = neighbours.indexed_topk(Z, neighbours.build_index(Z, plan), k, query_rows)
+            nz = neighbours.indexed_topk(neighbours.build_index(Z, plan), k, query_rows)
             found.append(nz)
             recalls.append(neighbours.knn_recall(Z, nz, query_rows, k, queries=recall_queries, seed=seed,
                                                  device=device))

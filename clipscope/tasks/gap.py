@@ -219,6 +219,24 @@ def parse_deltas(text: str) -> list[float]:
     return values
 
 
+GAP_SCALE_DOCS = """## Caches larger than memory
+
+`--engine auto` (the default) holds the rows in memory when they need less than 80% of the memory
+budget (about 2.2x their float32 size; the kernel's MemAvailable, or `CLIPSCOPE_MEMORY_BUDGET`)
+and otherwise streams them from the cache file (`--engine stream`): two passes in blocks of
+16,384 rows into per-unit sums, O(n) memory, the samples kept as the blocks go by. The report's
+notes and `config.engine` say which ran; the values are the same either way. Measured with
+`benchmarks/geometry.py` on the 2-core, 24 GB development machine, every run starting with the
+page cache dropped:
+
+| rows | engine | time | peak memory |
+|---|---|---|---|
+GAP_SCALE_ROWS
+
+A run that would not fit any engine's memory is refused before it starts, in one line with the
+size it needs, the budget and the option that avoids it.
+"""
+
 ENGINE = (
     Option("engine", kind="choice", default="auto", choices=("auto", "local", "stream", "ray"),
            help="local: every row in memory; stream: rows read from the cache file in blocks, holding only per-unit "
@@ -265,6 +283,7 @@ COMMAND = Command(
     ),
     summary=("centroid_distance", "centroid_cosine", "paired_cosine", "rmg", "cone_image", "cone_text",
              "linear_separability"),
+    docs=GAP_SCALE_DOCS,
     outputs=("`gap.json` (metrics `centroid_distance`, `centroid_cosine`, `paired_distance`, `paired_cosine`, "
             "`rmg`, `cone_image`, `cone_text`, `linear_separability`; tables `per_dimension_gap`, `shift_sweep`) "
             "and PNGs `gap_projection.png`, `gap_cosines.png`, `gap_dimensions.png`, `gap_shift_sweep.png`. With "
