@@ -262,6 +262,31 @@ def row_values(report, cache, rows) -> dict:
             for k, name in enumerate(("blind_partner", "blind_clip_cosine", "blind_reference_cosine"))}
 
 
+BLINDPAIRS_SCALE_DOCS = """## Which search, and what it costs
+
+`--search auto` (the default) is exact up to 100,000 images and indexed above.
+
+- `exact`: the upper triangle of the CLIP similarity matrix in tiles, O(n^2 d); every pair.
+- `index`: IVF-Flat (`pip install 'clipscope-diagnostics[index]'` for faiss): about sqrt(n)
+  spherical k-means cells trained on a seeded sample, each row assigned its `--nprobe` nearest
+  cells (by default 1/64 of them, at least 8), and the search run cell by cell as matrix products
+  of the rows probing a cell with the rows it holds. Candidates from the threshold less 1e-4 are
+  re-scored with the exact product, so every pair kept is an exact pair. The exact search runs for
+  `--recall-queries` seeded query images and the report gives `search_recall` (the share of their
+  exact pairs the index compares) with its 95% interval, and the index's parameters in `config`.
+  The rows are held in memory (n x d float32); a run that would not fit is refused before the
+  index is built.
+- `ray`: exact at any size; the tiles of the one-process walk are split over Ray tasks, each
+  reading only its rows from the cache, and give the same pairs as one process.
+
+Measured with `benchmarks/mining.py` on the 2-core, 24 GB development machine (CLIP d = 512,
+reference d = 768, planted clusters of near-duplicates: 0.3 pairs above 0.95 per row):
+
+| rows | search | time | peak memory | pairs found |
+|---|---|---|---|---|
+MINING_ROWS
+"""
+
 # The indexed search's settings, shared with drift's kNN overlap.
 INDEX_OPTIONS = (
     Option("nprobe", kind="int", min=1, show_default=False,
@@ -314,6 +339,7 @@ COMMAND = Command(
     row_values=row_values,
     title_config=(("clip_threshold", "clip threshold"), ("ref_threshold", "ref threshold"),
                   ("reference_model", "reference model")),
+    docs=BLINDPAIRS_SCALE_DOCS,
     summary=("n_blind_pairs", "images_in_blind_pair", "n_clip_similar_pairs", "pair_accuracy_mean"),
     outputs=("`blindpairs.json`. Mining: metrics `n_blind_pairs`, `blind_pair_fraction`, `images_in_blind_pair`, "
             "`n_clip_similar_pairs` (and `search_recall` with `--search index`; `config.search`, `config.index`); table `blind_pairs` (objects with `a`, `b`, `clip_cosine`, "

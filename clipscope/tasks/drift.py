@@ -155,7 +155,8 @@ def evaluate(old, new, *, k: int = 10, top: int = 20, device: str = "cpu", kl_ba
         return cache.rows(modality).take(idx)
 
     Xi, Yi = rows_of(old, "image", ia), rows_of(new, "image", ib)
-    ids = [old.image_ids[i] for i in ia]
+    old_ids = old.image_ids  # a property that reads every id: once
+    ids = [old_ids[i] for i in ia]
     if search == "auto":
         search = "exact" if len(ia) <= EXACT_MAX_ROWS else "index"
     common = dict(k=k, top=top, device=device, metrics=metrics, tables=tables, plot=plot, block=block, seed=seed,
@@ -170,7 +171,8 @@ def evaluate(old, new, *, k: int = 10, top: int = 20, device: str = "cpu", kl_ba
         counts["texts_matched"] = len(ta)
         if len(ta) > k:
             Xt, Yt = rows_of(old, "text", ta), rows_of(new, "text", tb)
-            _modality("text", Xt, Yt, [old.text_captions[i] for i in ta],
+            captions = old.text_captions
+            _modality("text", Xt, Yt, [captions[i] for i in ta],
                       query_rows=_queries(len(ta), max_queries, seed, 1), **common)
             pairs = _matched_pairs(old.pairs, ia, ta)
             counts["pairs_matched"] = len(pairs)
