@@ -231,7 +231,9 @@ page cache dropped:
 
 | rows | engine | time | peak memory |
 |---|---|---|---|
-GAP_SCALE_ROWS
+| 2 x 1,000,000 x 512 (4.1 GB) | local | 22.1 s (4.7x one read of the rows) | 4.59 GB beyond the process's imports (1.18x the rows) |
+| 2 x 1,000,000 x 512 | stream | 21.1 s (4.5x) | 0.91 GB (0.23x the rows) |
+| 2 x 6,000,000 x 512 (24.6 GB: more than the machine's memory) | stream | 127.8 s: 1.80x one read of the rows (70.9 s, 0.35 GB/s from this disk) | 1.78 GB beyond the imports, 2.28 GB resident in all |
 
 A run that would not fit any engine's memory is refused before it starts, in one line with the
 size it needs, the budget and the option that avoids it.
