@@ -159,8 +159,13 @@ def test_ray_exact_mining_equals_one_process(tmp_path):
     with Cache.open(c) as cache:
         rows = np.arange(len(clip))
         clip_rows = cache.normalized_image_embeddings()
+    import ray
+
     one = mine_blind_pairs(clip_rows, ref, top=50, block=256)
-    batches = similar_pairs_on_ray(c, rows, 0.95, block=256, num_tasks=7, num_cpus=2)
+    try:
+        batches = similar_pairs_on_ray(c, rows, 0.95, block=256, num_tasks=7, num_cpus=2)
+    finally:
+        ray.shutdown()  # its processes do not outlive the test
     spread = mine_blind_pairs(clip_rows, ref, top=50, block=256, candidates=batches)
     local = list(exact_similar_pairs(clip_rows, 0.95, block=256))
     assert sum(len(b[0]) for b in batches) == sum(len(b[0]) for b in local) == one.n_clip_similar

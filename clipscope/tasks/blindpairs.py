@@ -291,6 +291,12 @@ reference d = 768, planted clusters of near-duplicates: 0.3 pairs above 0.95 per
 | 1,000,000 | exact | about 1.4 h (100,000 rows' time x 100) | - | - |
 """
 
+def _ray_address():
+    from clipscope.tasks.gap import RAY_ADDRESS
+
+    return RAY_ADDRESS
+
+
 # The indexed search's settings, shared with drift's kNN overlap.
 INDEX_OPTIONS = (
     Option("nprobe", kind="int", min=1, show_default=False,
@@ -331,8 +337,7 @@ COMMAND = Command(
                     "(faiss IVF-Flat, its recall measured on sampled queries and reported); ray (exact, the tiles on a "
                     "Ray cluster); auto: exact up to 100,000 images, else index."),
         *INDEX_OPTIONS,
-        Option("address", metavar="auto|HOST:PORT", show_default=False,
-               help="With --search ray: the cluster to join (default: start a local one)."),
+        _ray_address(),
         Option("num_shards", kind="int", min=1, show_default=False,
                help="With --search ray: tasks the tiles are split into (default: 4 per CPU of the cluster)."),
     ),

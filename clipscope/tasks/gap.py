@@ -239,13 +239,15 @@ A run that would not fit any engine's memory is refused before it starts, in one
 size it needs, the budget and the option that avoids it.
 """
 
+RAY_ADDRESS = Option("address", metavar="auto|HOST:PORT", show_default=False,
+                     help="With Ray (--engine ray, --search ray): the cluster to join (default: start a local one).")
+
 ENGINE = (
     Option("engine", kind="choice", default="auto", choices=("auto", "local", "stream", "ray"),
            help="local: every row in memory; stream: rows read from the cache file in blocks, holding only per-unit "
                 "sums (caches larger than memory); ray: the same sums shard by shard on a Ray cluster; auto: local "
                 "when the rows fit comfortably in memory, else stream (the report says which). Same values on all."),
-    Option("address", metavar="auto|HOST:PORT", show_default=False,
-           help="With --engine ray: the cluster to join (default: start a local one)."),
+    RAY_ADDRESS,
     Option("num_shards", kind="int", min=1, show_default=False,
            help="With --engine ray: row ranges per modality (default: the cache's shards, else the cluster's CPUs)."),
 )
