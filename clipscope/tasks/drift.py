@@ -159,6 +159,14 @@ def evaluate(old, new, *, k: int = 10, top: int = 20, device: str = "cpu", kl_ba
     ids = [old_ids[i] for i in ia]
     if search == "auto":
         search = "exact" if len(ia) <= EXACT_MAX_ROWS else "index"
+    if search == "index":  # the index holds one release's rows at a time: refused before it is built
+        from clipscope.analysis.neighbours import IndexPlan
+        from clipscope.runtime import require_memory
+
+        n_rows = max(len(ia), len(ta))
+        require_memory(IndexPlan.for_rows(n_rows).memory(n_rows, max(d_old, d_new)),
+                       f"{old.path}: an index of {n_rows:,} rows x {max(d_old, d_new)}",
+                       "run it where there is more memory, or pass --search exact (on at most --max-queries queries)")
     common = dict(k=k, top=top, device=device, metrics=metrics, tables=tables, plot=plot, block=block, seed=seed,
                   search=search, nprobe=nprobe, recall_queries=recall_queries)
     _modality("image", Xi, Yi, ids, query_rows=_queries(len(ia), max_queries, seed, 0), **common)
