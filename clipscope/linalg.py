@@ -148,6 +148,11 @@ def blocked_topk(queries: np.ndarray, gallery, k: int, *, exclude_self: bool = F
     return best_v.cpu().numpy(), best_i.cpu().numpy()
 
 
+def angle_degrees(cos: np.ndarray) -> np.ndarray:
+    """The angle in degrees of each cosine (clipped to [-1, 1] against rounding)."""
+    return np.degrees(np.arccos(np.clip(cos, -1.0, 1.0)))
+
+
 def row_dots(A: np.ndarray, B: np.ndarray, block: int = 65536) -> np.ndarray:
     """``<A_i, B_i>`` for every row, as float64, in row blocks (no full-size temporary)."""
     out = np.empty(len(A), np.float64)

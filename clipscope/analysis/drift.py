@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from clipscope.linalg import DEFAULT_BLOCK, blocked_topk, row_blocks, zipped_rows
+from clipscope.linalg import DEFAULT_BLOCK, angle_degrees, blocked_topk, row_blocks, zipped_rows
 
 
 class CrossProducts:
@@ -111,7 +111,7 @@ def neighbour_overlap(nx: np.ndarray, ny: np.ndarray) -> np.ndarray:
 def rotation_angles(X: np.ndarray, Y: np.ndarray) -> np.ndarray:
     """Per-row rotation between releases (Mod-X, Ni et al. 2023, as the paper describes it):
     the angle in degrees between a sample's old and new embedding, unaligned (same D)."""
-    return np.degrees(np.arccos(np.clip(row_cosines(X, Y), -1.0, 1.0)))
+    return angle_degrees(row_cosines(X, Y))
 
 
 def inter_modal_deviation(angle_image: np.ndarray, angle_text: np.ndarray, pairs: np.ndarray) -> np.ndarray:

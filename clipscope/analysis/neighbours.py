@@ -142,14 +142,13 @@ def _cell_products(index: CellIndex, queries: np.ndarray | None, *, tile: int = 
                     yield q, rows, X[torch.from_numpy(q)] @ R.T
 
 
-def indexed_range_pairs(index: CellIndex, threshold: float, *, queries=None):
-    """Yield ``(a, b, cosine)`` batches of the pairs with cosine > ``threshold`` the index finds,
-    re-scored exactly: each pair a < b once (all rows as queries), or every (query, row) with
-    row != query for the given ``queries``."""
+def indexed_range_pairs(index: CellIndex, threshold: float):
+    """Yield ``(a, b, cosine)`` batches of the pairs a < b with cosine > ``threshold`` that the
+    index finds, each once, re-scored exactly."""
     import torch
 
     found = []
-    for q, rows, S in _cell_products(index, queries):
+    for q, rows, S in _cell_products(index, None):
         i, j = torch.nonzero(S > threshold - MARGIN, as_tuple=True)
         a, b = q[i.numpy()], rows[j.numpy()]
         keep = a != b
@@ -157,8 +156,7 @@ def indexed_range_pairs(index: CellIndex, threshold: float, *, queries=None):
     if not found:
         return
     a, b = (np.concatenate(x) for x in zip(*found))
-    if queries is None:  # a pair is met from both its rows' cells: once, as a < b
-        a, b = np.minimum(a, b), np.maximum(a, b)
+    a, b = np.minimum(a, b), np.maximum(a, b)  # a pair is met from both its rows' cells: once, as a < b
     key = np.unique(a * len(index.X) + b)
     a, b = key // len(index.X), key % len(index.X)
     for s in range(0, len(a), SLAB):

@@ -9,6 +9,7 @@ import numpy as np
 from clipscope.analysis import geometry, metric
 from clipscope.analysis.drift import inter_modal_deviation, knn_overlap, similarity_kl
 from clipscope.errors import ClipscopeError, UsageError
+from clipscope.linalg import angle_degrees
 from clipscope.registry import Command, Option
 from clipscope.tasks import TaskResult, title_of
 
@@ -62,9 +63,9 @@ def _modality(name, X, Y, ids, *, k, top, device, metrics, tables, plot, query_r
         rows = aligned_rows(X, Y, R, block)
         raw, aligned = rows["raw"], rows["aligned"]
         metrics[f"procrustes_residual_{name}"] = metric(rows["residual"])
-        metrics[f"aligned_angle_{name}"] = metric(np.degrees(np.arccos(np.clip(aligned, -1, 1))).mean())
+        metrics[f"aligned_angle_{name}"] = metric(angle_degrees(aligned).mean())
         metrics[f"raw_cosine_{name}"] = metric(raw.mean())
-        angles = np.degrees(np.arccos(np.clip(raw, -1.0, 1.0)))  # rotation_angles: Mod-X's per-row rotation
+        angles = angle_degrees(raw)  # Mod-X's per-row rotation (rotation_angles) from the cosines at hand
         metrics[f"rotation_angle_{name}"] = metric(angles.mean())
         hist, edges = np.histogram(angles, bins=18, range=(0, 180))
         tables[f"rotation_angle_distribution_{name}"] = {"counts": hist.tolist(), "edges": edges.tolist()}
