@@ -512,7 +512,8 @@ class RowReader:
         if wanted is not None and len(wanted):
             lo, hi = np.searchsorted(wanted, [r0, r0 + len(block)])
             if hi > lo:  # kept once: a later pass over the block does not keep them again
-                self.__dict__.setdefault("_memo", []).append((wanted[lo:hi], block[wanted[lo:hi] - r0].copy()))
+                # (a copy of the rows' numbers: a view would keep each pass's whole wanted array alive)
+                self.__dict__.setdefault("_memo", []).append((wanted[lo:hi].copy(), block[wanted[lo:hi] - r0]))
                 self.__dict__["_wanted"] = np.delete(wanted, np.s_[lo:hi])
         return block
 
@@ -522,7 +523,15 @@ class RowReader:
         if len(memo) > 16:  # one entry per block a pass kept rows from: merged, for quick look-ups
             kept = np.concatenate([k for k, _ in memo])
             order = np.argsort(kept, kind="stable")
-            memo[:] = [(kept[order], np.concatenate([v for _, v in memo])[order])]
+            place = np.empty_like(order)
+            place[order] = np.arange(len(order))
+            merged = np.empty((len(kept), self.shape[1]), np.float32)
+            at = 0
+            while memo:  # each entry is dropped as it is copied: the rows are held once, not twice
+                rows_kept, values = memo.pop(0)
+                merged[place[at:at + len(rows_kept)]] = values
+                at += len(rows_kept)
+            memo.append((kept[order], merged))
         uniq = np.unique(rows)
         out = np.empty((len(uniq), self.shape[1]), np.float32)
         have = np.zeros(len(uniq), bool)

@@ -92,14 +92,22 @@ class Pairing:
         return a[keep] - a0, b[keep] - b0
 
     def subset(self, a_idx: np.ndarray | None = None, b_idx: np.ndarray | None = None) -> Pairing:
-        """The pairing between rows ``a_idx`` and columns ``b_idx`` (sorted index arrays; None: all),
-        renumbered to positions within them."""
-        a_map = np.arange(self.n_a) if a_idx is None else _positions(a_idx, self.n_a)
-        b_map = np.arange(self.n_b) if b_idx is None else _positions(b_idx, self.n_b)
-        a, b = a_map[self.a], b_map[self.b]
-        keep = (a >= 0) & (b >= 0)
-        return Pairing(a[keep], b[keep], self.n_a if a_idx is None else len(a_idx),
-                       self.n_b if b_idx is None else len(b_idx))
+        """The pairing between rows ``a_idx`` and columns ``b_idx`` (sorted distinct index arrays;
+        None: all), renumbered to positions within them. Memory: the selected rows' pairs (a
+        sample's subset of millions of pairs allocates nothing of the full size)."""
+        if a_idx is None:
+            a, b = self.a, self.b
+        else:
+            a_idx = np.asarray(a_idx, np.int64)
+            starts, lengths = self.ptr[a_idx], np.diff(self.ptr)[a_idx]
+            a = np.repeat(np.arange(len(a_idx)), lengths)
+            b = self.b[np.repeat(starts - np.cumsum(lengths) + lengths, lengths) + np.arange(int(lengths.sum()))]
+        if b_idx is not None:
+            b_idx = np.asarray(b_idx, np.int64)
+            pos = np.minimum(np.searchsorted(b_idx, b), max(len(b_idx) - 1, 0))
+            keep = b_idx[pos] == b if len(b_idx) else np.zeros(len(b), bool)
+            a, b = a[keep], pos[keep]
+        return Pairing(a, b, self.n_a if a_idx is None else len(a_idx), self.n_b if b_idx is None else len(b_idx))
 
 
 def sorted_unique(pairs: np.ndarray) -> bool:
@@ -107,12 +115,6 @@ def sorted_unique(pairs: np.ndarray) -> bool:
     np.unique's sort, seconds and several copies at millions of pairs, is then not needed."""
     d0, d1 = np.diff(pairs[:, 0]), np.diff(pairs[:, 1])
     return bool(((d0 > 0) | ((d0 == 0) & (d1 > 0))).all())
-
-
-def _positions(idx: np.ndarray, n: int) -> np.ndarray:
-    pos = -np.ones(n, np.int64)
-    pos[np.asarray(idx, np.int64)] = np.arange(len(idx))
-    return pos
 
 
 def sample_unpaired(pairs: np.ndarray, n_images: int, n_texts: int, k: int, rng) -> tuple[np.ndarray, np.ndarray]:

@@ -166,6 +166,27 @@ def test_pairing_tiles_and_subsets():
     assert not p.is_identity and Pairing(np.arange(3), np.arange(3), 3, 3).is_identity
 
 
+@pytest.mark.parametrize("name", LAYOUTS)
+def test_pairing_subset_is_the_mask_restricted_to_the_rows(name):
+    """A subset's pairs are exactly the paired entries of the (texts x images) mask among the
+    chosen rows and columns, renumbered to their positions (None: every row or column)."""
+    I, T, pairs = layout(name)
+    p = Pairing.texts_by_images(pairs, len(I), len(T))
+    mask = paired_mask(pairs, len(T), len(I))
+    rng = np.random.default_rng(4)
+    for a_idx, b_idx in ((np.sort(rng.choice(len(T), len(T) // 2, replace=False)),
+                          np.sort(rng.choice(len(I), len(I) // 3, replace=False))),
+                         (None, np.sort(rng.choice(len(I), 5, replace=False))),
+                         (np.array([len(T) - 1]), None), (np.zeros(0, np.int64), None), (None, np.zeros(0, np.int64))):
+        sub = p.subset(a_idx, b_idx)
+        rows = np.arange(len(T)) if a_idx is None else a_idx
+        cols = np.arange(len(I)) if b_idx is None else b_idx
+        want = np.argwhere(mask[np.ix_(rows, cols)])
+        assert (sub.n_a, sub.n_b) == (len(rows), len(cols))
+        assert np.array_equal(np.stack([sub.a, sub.b], 1).reshape(-1, 2), want)
+        assert sub.degree_a().tolist() == mask[np.ix_(rows, cols)].sum(1).tolist()
+
+
 def test_sample_unpaired_never_returns_a_pair():
     I, T, pairs = layout("coco")
     a, b = sample_unpaired(pairs, len(I), len(T), 500, np.random.default_rng(0))

@@ -112,6 +112,63 @@ def test_streamed_rows_are_read_in_blocks_never_whole(tmp_path, monkeypatch):
     assert max(sizes) <= 8192 < n, max(sizes)
 
 
+def test_kept_rows_are_returned_in_any_order_after_their_entries_merge(tmp_path):
+    """Rows wanted before a pass are kept block by block (here 25 entries, merged past 16) and
+    index reads return exactly the cache's rows, in the order asked, with repeats."""
+    rng = np.random.default_rng(5)
+    X = rng.normal(size=(500, 6)).astype(np.float32)
+    path = tmp_path / "rows.h5"
+    write_cache(path, image_embeddings=X, text_embeddings=X[:3], attrs={"model": "test", "pretrained": "none"})
+    with Cache.open(path) as c:
+        expected = c.normalized_span("image", 0, 500)
+        reader = RowReader(c, "image/embeddings")
+        wanted = np.sort(rng.choice(500, 120, replace=False))
+        reader.want(wanted)
+        for r0 in range(0, 500, 20):  # a pass: 25 blocks, each keeping its wanted rows
+            reader[r0:r0 + 20]
+        ask = rng.choice(wanted, 300)
+        np.testing.assert_array_equal(reader[ask], expected[ask])
+        assert len(reader._memo) == 1  # merged into one sorted entry
+        np.testing.assert_array_equal(reader[wanted[::-1]], expected[wanted[::-1]])
+
+
+def test_unit_renumbering_by_counting_equals_the_sorted_one():
+    """Compacting unit ids (0..U-1 by rank, FIXED kept) gives np.unique's renumbering for dense
+    ids with gaps, already compact ids (returned as they are), sparse ids and only FIXED."""
+    from clipscope.analysis.pairwise import _compact
+    from clipscope.analysis.units import FIXED
+
+    rng = np.random.default_rng(6)
+    for units in (rng.integers(0, 50, 200), np.where(rng.random(200) < 0.2, FIXED, rng.integers(0, 300, 200)),
+                  np.arange(100), rng.integers(0, 10 ** 12, 100), np.full(5, FIXED), np.zeros(0, np.int64)):
+        units = np.asarray(units, np.int64)
+        keep = units >= 0
+        uniq, inv = np.unique(units[keep], return_inverse=True)
+        want = np.full(len(units), FIXED)
+        want[keep] = inv.ravel()
+        got, n_units = _compact(units)
+        assert n_units == len(uniq) and np.array_equal(got, want)
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_pair_sums_of_some_keys_equal_those_of_all(name):
+    from clipscope.analysis import gap_sums
+    from clipscope.analysis.units import Units
+
+    I, T, pairs = layout("one_to_one" if name == "row_aligned" else name)
+    units = Units.from_pairs(pairs, len(I), len(T))
+    pu, attached = gap_sums.pair_layout(pairs, units)
+    args = (gap_sums.Gather(I, pairs[:, 0]), gap_sums.Gather(T, pairs[:, 1]), pu, attached, units.n_units)
+    every = gap_sums.pair_sums(*args, block=7)
+    some = gap_sums.pair_sums(*args, block=7, keys=("count", "d2"))
+    assert some.keys() == {"count", "d2"}
+    for k in some:
+        np.testing.assert_array_equal(some[k], every[k])
+    assert every["count"].sum() == len(pairs)
+    d2 = ((I[pairs[:, 0]].astype(np.float64) - T[pairs[:, 1]]) ** 2).sum(1)
+    np.testing.assert_allclose(every["d2"], np.bincount(pu, weights=d2, minlength=units.n_units), rtol=1e-5, atol=1e-6)
+
+
 def test_auto_streams_when_rows_exceed_the_budget_and_says_so(tmp_path, run_cli, monkeypatch):
     """2 x 2000 rows x 256 float32 (4.1 MB) need about 9 MB in memory; with a 7 MB budget and
     blocks of 100 rows, `auto` streams (about 6 MB) and says so on stderr and in the report."""

@@ -37,10 +37,9 @@ from clipscope.analysis.units import (
     mean_influence,
     pair_mean_influence,
     per_unit,
+    unit_counts,
 )
 from clipscope.linalg import row_blocks, zipped_rows
-
-_N_DOTS = 4  # per row: <x, sum of its modality's rows>, <x, gap>, <x, gradient of the centroid cosine>, <x, fixed mean>
 
 
 def combine(parts: list[dict]) -> dict:
@@ -129,11 +128,15 @@ class Centroids:
         return b / (na * nb) - cos * a / na ** 2, a / (na * nb) - cos * b / nb ** 2
 
     def vectors(self, text: bool) -> np.ndarray:
-        """(d, 4) float32: the vectors every row of the modality is multiplied with in round 2."""
+        """(d, 4) float32: the vectors every row of the modality is multiplied with in round 2: its
+        modality's sum, the gap, the centroid cosine's gradient and the fixed texts' mean; (d, 3)
+        without fixed texts (the mean is zero: a per-unit column less to hold)."""
         grad_i, grad_t = self.cosine_gradients()
-        fixed_mean = self.fixed_sum_t / self.n_t
         own = self.sum_t if text else self.sum_i
-        return np.stack([own, self.gap, grad_t if text else grad_i, fixed_mean], 1).astype(np.float32)
+        vectors = [own, self.gap, grad_t if text else grad_i]
+        if self.fixed_sum_t.any():
+            vectors.append(self.fixed_sum_t / self.n_t)
+        return np.stack(vectors, 1).astype(np.float32)
 
 
 def shifted_sums(xb: np.ndarray, g: np.ndarray, steps: np.ndarray, q: np.ndarray | None = None
@@ -153,25 +156,33 @@ def shifted_sums(xb: np.ndarray, g: np.ndarray, steps: np.ndarray, q: np.ndarray
     return w.T.astype(xb.dtype) @ xb, w.sum(0)  # a float32 GEMM for float32 rows
 
 
+# round 2's per-unit sums: squared norms, and products with the modality's sum, the gap, the centroid
+# cosine's gradient and (with fixed texts only) the fixed texts' mean
+ROUND2_PER_UNIT = ("sq_u", "dot_own", "dot_gap", "dot_grad", "dot_fixed")
+
+
 def modality_round2(X, c: Centroids, units: np.ndarray, n_units: int, r0: int = 0, *, text: bool,
                     block: int = 65536, out: dict | None = None, reverse: bool = False) -> dict:
-    """Round-2 sums of one modality's rows r0..r0+len(X): per unit, the rows' count, squared
-    norms and products with :meth:`Centroids.vectors`; and, when ``c`` has steps, the shift
+    """Round-2 sums of one modality's rows r0..r0+len(X): per unit, the rows' squared norms and
+    their products with each of :meth:`Centroids.vectors` (ROUND2_PER_UNIT, one array each; the
+    units' row counts come from the units themselves); and, when ``c`` has steps, the shift
     sweep's weighted sums (added into ``out`` when given). ``reverse``: blocks last first
     (:func:`clipscope.linalg.row_blocks`)."""
     V = c.vectors(text)
+    dot_keys = ROUND2_PER_UNIT[1:1 + V.shape[1]]
     steps = c.steps_t if text else c.steps_i
     if out is None:
-        out = {"count_u": np.zeros(n_units), "sq_u": np.zeros(n_units), "dots_u": np.zeros((n_units, _N_DOTS))}
+        out = {k: np.zeros(n_units) for k in ("sq_u", *dot_keys)}
         if steps is not None:
             out.update(shift_acc=np.zeros((len(steps), X.shape[1])), shift_w=np.zeros(len(steps)))
     g = c.unit_gap
     for i, xb in row_blocks(X, block, reverse=reverse):
         u = units[r0 + i:r0 + i + len(xb)]
         q = squared_norms(xb)
-        add_per_unit(out["count_u"], np.ones(len(xb)), u)
         add_per_unit(out["sq_u"], q, u)
-        add_per_unit(out["dots_u"], (xb @ V).astype(np.float64), u)
+        dots = (xb @ V).astype(np.float64)
+        for j, key in enumerate(dot_keys):
+            add_per_unit(out[key], dots[:, j], u)
         if steps is not None:
             acc, w = shifted_sums(xb, g, steps, q)
             out["shift_acc"] += acc
@@ -179,14 +190,16 @@ def modality_round2(X, c: Centroids, units: np.ndarray, n_units: int, r0: int = 
     return out
 
 
+PAIR_SUMS = ("count", "cos", "dist", "d2", "angle", "attached_cos")
+
+
 def pair_sums(Ip, Tp, pair_units: np.ndarray, attached: np.ndarray, n_units: int, k0: int = 0, *,
-              block: int = 65536, out: dict | None = None) -> dict:
+              block: int = 65536, out: dict | None = None, keys: tuple[str, ...] = PAIR_SUMS) -> dict:
     """Per unit, over pairs k0..k0+len(Ip) (row k of ``Ip`` pairs with row k of ``Tp``;
     ``pair_units``: each global pair's unit, its image's; ``attached``: whether its text belongs
     to that unit, i.e. is not a fixed class prompt): the pairs' count and their sums of cosine,
     distance, squared distance (alignment) and angle, and the cosines of attached pairs (added
-    into ``out`` when given)."""
-    keys = ("count", "cos", "dist", "d2", "angle", "attached_cos")
+    into ``out`` when given); only ``keys`` of them (each is n_units float64 values)."""
     out = {k: np.zeros(n_units) for k in keys} if out is None else out
     for i, a in row_blocks(Ip, block):
         b = np.asarray(Tp[i:i + block])
@@ -195,12 +208,22 @@ def pair_sums(Ip, Tp, pair_units: np.ndarray, attached: np.ndarray, n_units: int
         qa = np.einsum("ij,ij->i", a, a).astype(np.float64)
         qb = np.einsum("ij,ij->i", b, b).astype(np.float64)
         d2 = np.maximum(0.0, qa + qb - 2.0 * cos)
-        dist = np.sqrt(d2)
-        angle = np.degrees(np.arccos(np.clip(cos, -1.0, 1.0)))
-        for key, v in (("count", np.ones(len(a))), ("cos", cos), ("dist", dist), ("d2", d2), ("angle", angle),
-                       ("attached_cos", np.where(attached[k0 + i:k0 + i + len(a)], cos, 0.0))):
-            add_per_unit(out[key], v, u)
+        for key in out:
+            add_per_unit(out[key], _per_pair(key, cos, d2, attached[k0 + i:k0 + i + len(a)]), u)
     return out
+
+
+def _per_pair(key: str, cos: np.ndarray, d2: np.ndarray, attached: np.ndarray) -> np.ndarray:
+    """One of PAIR_SUMS's values for each pair of a block, from its cosines and squared distances."""
+    if key == "count":
+        return np.ones(len(cos))
+    if key == "dist":
+        return np.sqrt(d2)
+    if key == "angle":
+        return np.degrees(np.arccos(np.clip(cos, -1.0, 1.0)))
+    if key == "attached_cos":
+        return np.where(attached, cos, 0.0)
+    return {"cos": cos, "d2": d2}[key]
 
 
 def within_units(X, groups: list[np.ndarray], units: np.ndarray, n_units: int) -> np.ndarray:
@@ -237,7 +260,7 @@ class GapSums:
         """Drop the per-unit arrays (O(n) each) once :func:`finalize` has used them; the
         centroids and the sweep's sums stay."""
         for part in (self.r2_i, self.r2_t):
-            for key in ("count_u", "sq_u", "dots_u"):
+            for key in ROUND2_PER_UNIT:
                 part.pop(key, None)
         self.pairs = None
         self.within_t = None
@@ -310,33 +333,35 @@ class Gather:
 # --------------------------------------------------------------------------- metrics from the sums
 
 
-def cone_value_and_influence(sums: np.ndarray, sq_total: float, r2: dict, within: np.ndarray | None, n_fixed: float,
-                             fixed_sq: float, n_units: int) -> tuple[float, np.ndarray | None]:
+def cone_value_and_influence(sums: np.ndarray, count_u: np.ndarray, unit_sq: np.ndarray, dot_own: np.ndarray,
+                             n_fixed: float, fixed_sq: float) -> tuple[float, np.ndarray | None]:
     """The cone (mean <x, y> over ordered pairs of rows of one modality from different units,
     fixed rows pairing with every other row) and its per-unit influences (None when every row
-    is fixed: a constant)."""
-    count_u = r2["count_u"]
-    sq_u = r2["sq_u"]
-    unit_sq = sq_u + (within if within is not None else 0.0)  # ||sum of the unit's rows||^2
+    is fixed: a constant). Per unit: ``count_u`` rows, ``unit_sq`` = ||sum of its rows||^2,
+    ``dot_own`` = <sum of its rows, sum of all rows>."""
     n = float(count_u.sum() + n_fixed)
     total = float(sums @ sums) - float(unit_sq.sum()) - fixed_sq
     count = n * n - float((count_u ** 2).sum()) - n_fixed
     if count <= 0:
         return float("nan"), None
-    H = r2["dots_u"][:, 0] - unit_sq  # <S_u, S - S_u>
+    H = dot_own - unit_sq  # <S_u, S - S_u>
     M = count_u * (n - count_u)
     theta, psi = pair_mean_influence(H, M, total, count, symmetric=True)
     return theta, (psi if count_u.sum() > 0 else None)
 
 
-def finalize(s: GapSums, second_moment=None) -> tuple[dict, dict]:
-    """``(metrics, influences)``: each metric's ``{"value", "ci95", ...}`` and its per-unit
-    influences. ``second_moment()``: :func:`z_second_moment` of these rows, called only when the
+def finalize(s: GapSums, second_moment=None) -> dict:
+    """Each metric's ``{"value", "ci95", ...}``, its interval from per-unit influences.
+
+    Consumes ``s``'s per-unit arrays (O(units) each), dropping each once used, so that with
+    millions of units the temporaries fit where the arrays were (the centroids and the sweep's
+    sums stay). ``second_moment()``: :func:`z_second_moment` of these rows, called only when the
     gap is too small for the first-order variance of its estimate to be enough."""
     u = s.units
     U = u.n_units
     c = s.centroids
-    out, psi = {}, {}
+    out, rmg_terms = {}, {}
+    r2_i, r2_t, pairs = s.r2_i, s.r2_t, s.pairs if s.pairs is not None else {}
     # Two strata of units: those holding an image (with its own texts) and texts without an image
     # (an independent sample, when there are any). With x_u = I_u - (N / K) T_u over the first,
     # y_v = (N2 / K) t_v over the second and c the fixed texts' share, mean I - mean T = mean x -
@@ -345,26 +370,31 @@ def finalize(s: GapSums, second_moment=None) -> tuple[dict, dict]:
     r = N / K
     f = c.fixed_sum_t / K
     one, two = slice(0, N1), slice(N1, U)
-    img_sq, txt_sq = s.r2_i["sq_u"][one], (s.r2_t["sq_u"] + s.within_t)
-    attached = s.pairs["attached_cos"][one] if s.pairs is not None else np.zeros(N1)
+    img_sq = r2_i.pop("sq_u")  # ||I_u||^2: image units are 0..N1-1
+    txt_sq = r2_t.pop("sq_u")
+    txt_sq += s.within_t  # ||sum of the unit's texts||^2
+    attached = pairs.pop("attached_cos")[one] if pairs else np.zeros(N1)
     S_t1 = c.sum_t - c.fixed_sum_t - s.r1_t["alone_sums"]
     sum_x = c.sum_i - r * S_t1
     xbar, ybar = sum_x / N1, s.r1_t["alone_sums"] / K
-    x_sq = img_sq + r * r * txt_sq[one] - 2 * r * attached
+    x_sq = img_sq[one] + r * r * txt_sq[one] - 2 * r * attached
     u_xx = (float(sum_x @ sum_x) - float(x_sq.sum())) / (N1 * (N1 - 1)) if N1 > 1 else float("nan")
-    y_sq = (N2 / K) ** 2 * txt_sq[two]
     sum_y = N2 * ybar
     u_yy = 0.0 if N2 == 0 else float(ybar @ ybar) if N2 == 1 else \
-        (float(sum_y @ sum_y) - float(y_sq.sum())) / (N2 * (N2 - 1))
+        (float(sum_y @ sum_y) - float(((N2 / K) ** 2 * txt_sq[two]).sum())) / (N2 * (N2 - 1))
     cy = float(f @ f) + 2 * float(f @ ybar) + u_yy  # unbiased ||mean y + c||^2
     g2 = u_xx - 2 * float(xbar @ (ybar + f)) + cy
-    x_g = s.r2_i["dots_u"][one, 1] - r * s.r2_t["dots_u"][one, 1]  # <x_u, g>
-    y_g = (N2 / K) * s.r2_t["dots_u"][two, 1]
+    gap_i, gap_t = r2_i.pop("dot_gap"), r2_t.pop("dot_gap")
+    x_g = gap_i[one] - r * gap_t[one]  # <x_u, g>
+    del gap_i
     if N2 == 0 and N1 > 2:  # one sample of units: the exact U-statistic variance (near a zero gap too)
-        x_f = s.r2_i["dots_u"][one, 3] - r * s.r2_t["dots_u"][one, 3]
-        se2 = _gap_square_se(x_g, x_sq - 2 * x_f + float(f @ f), c.gap, N1, second_moment)
+        if "dot_fixed" in r2_i:  # <x_u, fixed mean> (zero without fixed texts)
+            x_sq -= 2 * (r2_i.pop("dot_fixed")[one] - r * r2_t.pop("dot_fixed")[one])
+        x_sq += float(f @ f)
+        se2 = _gap_square_se(x_g, x_sq, c.gap, N1, second_moment)
     else:
-        se2 = strata_se([(2 * x_g, N1), (2 * y_g, N2)])
+        se2 = strata_se([(2 * x_g, N1), (2 * ((N2 / K) * gap_t[two]), N2)])
+    del x_g, x_sq, gap_t
     plug = float(np.linalg.norm(c.gap))
     root = lambda v: math.sqrt(max(0.0, v))  # noqa: E731
     ok = se2 is not None and math.isfinite(g2)
@@ -379,42 +409,53 @@ def finalize(s: GapSums, second_moment=None) -> tuple[dict, dict]:
     pairs_ = N1 * (N1 - 1)
     b_sum = r * S_t1
     u_ab = (float(c.sum_i @ b_sum) - r * float(attached.sum())) / pairs_
-    u_aa = (float(c.sum_i @ c.sum_i) - float(img_sq.sum())) / pairs_
+    del attached
+    u_aa = (float(c.sum_i @ c.sum_i) - float(img_sq[one].sum())) / pairs_
     u_bb = r * r * (float(S_t1 @ S_t1) - float(txt_sq[one].sum())) / pairs_
     ip = u_ab + float(c.mean_i @ s2)
     ntt = u_bb + 2 * float(b_sum @ s2) / N1 + cy
     cosine = ip / math.sqrt(u_aa * ntt) if u_aa > 0 and ntt > 0 else plug_cos
-    phi1 = s.r2_i["dots_u"][one, 2] + r * s.r2_t["dots_u"][one, 2]
-    phi2 = (N2 / K) * s.r2_t["dots_u"][two, 2]
+    grad_i, grad_t = r2_i.pop("dot_grad"), r2_t.pop("dot_grad")
+    phi1 = grad_i[one] + r * grad_t[one]
+    phi2 = (N2 / K) * grad_t[two]
+    del grad_i, grad_t
     out["centroid_cosine"] = {"value": cosine, "ci95": interval(cosine, strata_se([(phi1, N1), (phi2, N2)])),
                               "plug_in": plug_cos}
+    del phi1, phi2
     # cones
-    for key, r1, r2, within in (("cone_image", s.r1_i, s.r2_i, None), ("cone_text", s.r1_t, s.r2_t, s.within_t)):
-        theta, infl = cone_value_and_influence(r1["sums"], float(r1["sq"]), r2, within, float(r1["fixed_n"]),
-                                               float(r1["fixed_sq"]), U)
-        psi[key] = infl
+    for key, r1, r2, unit_sq, rows_units in (("cone_image", s.r1_i, r2_i, img_sq, u.image_unit),
+                                             ("cone_text", s.r1_t, r2_t, txt_sq, u.text_unit)):
+        theta, infl = cone_value_and_influence(r1["sums"], unit_counts(rows_units, U), unit_sq, r2.pop("dot_own"),
+                                               float(r1["fixed_n"]), float(r1["fixed_sq"]))
+        rmg_terms[key] = infl
         fixed = infl is None and math.isfinite(theta)
         out[key] = {"value": theta, "ci95": [theta, theta] if fixed else interval(theta, mean_influence(infl)),
                     **({"fixed": True} if fixed else {})}
+    del img_sq, txt_sq, unit_sq
     # paired metrics: means over pairs, per-unit ratio influences
-    if s.pairs is not None:
-        p = s.pairs
-        count = p["count"]
+    if pairs:
+        count = pairs.pop("count")
         for key, col in (("paired_cosine", "cos"), ("paired_distance", "dist"), ("paired_angle", "angle"),
                          ("alignment", "d2")):
-            theta = float(p[col].sum() / count.sum())
-            infl = U * (p[col] - theta * count) / count.sum()
-            psi[key] = infl
-            out[key] = {"value": theta, "ci95": interval(theta, mean_influence(infl))}
+            sums = pairs.pop(col)
+            theta = float(sums.sum() / count.sum())
+            sums -= theta * count
+            sums *= U / count.sum()  # the influences, in place of the sums
+            if key == "paired_cosine":
+                rmg_terms[key] = sums
+            out[key] = {"value": theta, "ci95": interval(theta, mean_influence(sums))}
+            del sums
         pc, ci_, ct = out["paired_cosine"]["value"], out["cone_image"]["value"], out["cone_text"]["value"]
         from clipscope.analysis.geometry import relative_modality_gap
 
         value = relative_modality_gap(pc, ci_, ct)
-        grads = _rmg_gradient(pc, ci_, ct)
-        terms = [(grads[0], psi["paired_cosine"]), (grads[1], psi["cone_image"]), (grads[2], psi["cone_text"])]
-        infl = sum(gd * ps for gd, ps in terms if ps is not None)
+        infl = np.zeros(U)
+        for grad, key in zip(_rmg_gradient(pc, ci_, ct), ("paired_cosine", "cone_image", "cone_text")):
+            if rmg_terms[key] is not None:
+                infl += grad * rmg_terms.pop(key)
         out["rmg"] = {"value": value, "ci95": interval(value, mean_influence(infl))}
-    return out, psi
+    s.release_per_unit()
+    return out
 
 
 def _rmg_gradient(pc: float, ci: float, ct: float) -> tuple[float, float, float]:

@@ -88,7 +88,7 @@ def cone_with_ci(X: np.ndarray, units: np.ndarray | None = None) -> tuple[float,
     """The cone of rows X over pairs of rows from different sampling units (``units``: each
     row's unit, FIXED rows pairing with all; default every row its own), and its 95% interval
     from the U-statistic's influences per unit (``[v, v]`` when every row is fixed)."""
-    from clipscope.analysis.units import interval, mean_influence, unit_groups
+    from clipscope.analysis.units import interval, mean_influence, unit_counts, unit_groups
 
     units = np.arange(len(X), dtype=np.int64) if units is None else np.asarray(units, np.int64)
     n_units = int(units.max(initial=-1)) + 1
@@ -96,8 +96,8 @@ def cone_with_ci(X: np.ndarray, units: np.ndarray | None = None) -> tuple[float,
     c = gap_sums.Centroids(r1["sums"], r1["sums"], float(r1["n"]), float(r1["n"]), r1["fixed_sums"])
     r2 = gap_sums.modality_round2(X, c, units, n_units, text=False)
     within = gap_sums.within_units(X, unit_groups(units), units, n_units)
-    theta, psi = gap_sums.cone_value_and_influence(r1["sums"], float(r1["sq"]), r2, within, float(r1["fixed_n"]),
-                                                   float(r1["fixed_sq"]), n_units)
+    theta, psi = gap_sums.cone_value_and_influence(r1["sums"], unit_counts(units, n_units), r2["sq_u"] + within,
+                                                   r2["dot_own"], float(r1["fixed_n"]), float(r1["fixed_sq"]))
     return theta, ([theta, theta] if psi is None else interval(theta, mean_influence(psi)))
 
 
@@ -256,7 +256,7 @@ def centroid_gap_estimate(I: np.ndarray, T: np.ndarray, pairs: np.ndarray | None
 
     units = Units.from_pairs(pairs, len(I), len(T))
     sums = gap_sums.local(I, T, pairs, units)
-    vals, _ = gap_sums.finalize(sums, lambda: gap_sums.z_second_moment(I, T, units, sums.centroids))
+    vals = gap_sums.finalize(sums, lambda: gap_sums.z_second_moment(I, T, units, sums.centroids))
     return vals["centroid_distance"]["value"], vals["centroid_distance"]["ci95"]
 
 
@@ -298,8 +298,7 @@ def gap_metrics(I, T, pairs: np.ndarray | None = None, *, seed: int = 0, units=N
         sums = gap_sums.local(I, T, pairs, units)
     if second_moment is None:
         second_moment = lambda: gap_sums.z_second_moment(I, T, units, sums.centroids)  # noqa: E731
-    values, _ = gap_sums.finalize(sums, second_moment)
-    sums.release_per_unit()  # O(n) arrays no longer needed: the separability fit below has the memory
+    values = gap_sums.finalize(sums, second_moment)  # (consumes the per-unit sums: O(n) arrays)
     out = {k: _m(v.pop("value"), v.pop("ci95"), **v) for k, v in values.items() if k in GAP_METRICS}
     if units.texts_fixed:
         out["linear_separability"] = _m(None, None)
@@ -314,6 +313,9 @@ def gap_metrics(I, T, pairs: np.ndarray | None = None, *, seed: int = 0, units=N
                                                        f"for its 80/20 split; there are {len(I)} image and {len(T)} "
                                                        "text rows")
     return {k: out[k] for k in GAP_METRICS if k in out}
+
+
+ALIGNMENT_SUMS = ("count", "d2")  # the per-unit pair sums alignment needs (gap_sums.pair_sums)
 
 
 def uniformity_metrics(I, T, pairs: np.ndarray | None = None, *, t: float = 2.0, max_pairs: int = DEFAULT_MAX_PAIRS,
@@ -349,7 +351,8 @@ def uniformity_metrics(I, T, pairs: np.ndarray | None = None, *, t: float = 2.0,
         add_pair_mean("uniformity_cross", cross_uniformity(T, I, pairs, units=units, **kw))
         pu, attached = gap_sums.pair_layout(pairs, units)
         p = pair_stats if pair_stats is not None else gap_sums.pair_sums(
-            gap_sums.Gather(I, pairs[:, 0]), gap_sums.Gather(T, pairs[:, 1]), pu, attached, units.n_units)
+            gap_sums.Gather(I, pairs[:, 0]), gap_sums.Gather(T, pairs[:, 1]), pu, attached, units.n_units,
+            keys=ALIGNMENT_SUMS)
         theta = float(p["d2"].sum() / p["count"].sum())
         psi = units.n_units * (p["d2"] - theta * p["count"]) / p["count"].sum()
         out["alignment"] = _m(theta, interval(theta, mean_influence(psi)))

@@ -97,14 +97,16 @@ def _rows(a, idx: np.ndarray | None = None) -> np.ndarray:
 def _sampled_subsets(units: np.ndarray, n_units: int, sample_pairs: int, seed: int) -> list[np.ndarray]:
     """The rows of the K disjoint random subsets of units the sampled mode of
     :func:`gaussian_pair_mean` averages over (``units`` compacted, FIXED rows never sampled)."""
-    random_rows = np.flatnonzero(units >= 0)
     order = np.random.default_rng(seed).permutation(n_units)
-    rows_per_unit = len(random_rows) / max(1, n_units)
+    rows_per_unit = int((units >= 0).sum()) / max(1, n_units)
     m = max(2, min(int(math.sqrt(2 * sample_pairs / N_SUBSETS) / rows_per_unit), n_units // N_SUBSETS))
-    unit_rank = np.empty(n_units, np.int64)
-    unit_rank[order] = np.arange(n_units)
-    rank = unit_rank[units[random_rows]]
-    return [random_rows[(rank >= k * m) & (rank < (k + 1) * m)] for k in range(N_SUBSETS)]
+    # subset k holds the units of rank k*m..(k+1)*m-1 in the permutation; each row is tagged with
+    # its unit's subset (-1: none, or a FIXED row, whose id -1 reads the tag past the end)
+    tag = np.full(n_units + 1, -1, np.int16 if N_SUBSETS < 2 ** 15 else np.int64)
+    tag[order[:N_SUBSETS * m]] = np.repeat(np.arange(N_SUBSETS), m)[:len(order[:N_SUBSETS * m])]
+    row_tags = tag[units]
+    tagged = np.flatnonzero(row_tags >= 0)
+    return [tagged[row_tags[tagged] == k] for k in range(N_SUBSETS)]
 
 
 def pair_mean_sample_rows(units, n: int, *, max_pairs: int = DEFAULT_MAX_PAIRS,
@@ -126,11 +128,22 @@ def _compact(units: np.ndarray) -> tuple[np.ndarray, int]:
     """Units renumbered 0..U-1 (FIXED stays FIXED)."""
     from clipscope.analysis.units import FIXED
 
-    out = np.full(len(units), FIXED, np.int64)
     keep = units >= 0
-    uniq, inv = np.unique(units[keep], return_inverse=True)
-    out[keep] = inv.ravel()
-    return out, len(uniq)
+    top = int(units.max(initial=-1)) + 1
+    if top > 4 * len(units) + 1024:  # sparse ids: sorted (np.unique, several copies of the units)
+        out = np.full(len(units), FIXED, np.int64)
+        uniq, inv = np.unique(units[keep], return_inverse=True)
+        out[keep] = inv.ravel()
+        return out, len(uniq)
+    # ids within about the rows' count (as Units numbers them): each id's rank among those
+    # present, by counting; no sort, and no copy when they are already 0..U-1
+    present = np.bincount(units if keep.all() else units[keep], minlength=top) > 0
+    if present.all():
+        return units, top
+    rank = np.cumsum(present) - 1
+    out = rank[np.maximum(units, 0)]
+    out[~keep] = FIXED
+    return out, int(rank[-1]) + 1
 
 
 def _kernel(t: float):
@@ -170,8 +183,6 @@ def gaussian_pair_mean(a, *, t: float = 2.0, units=None, max_pairs: int = DEFAUL
         theta, psi = pair_mean_influence(H, M, float(valid.sum()), count, symmetric=True)
         se = 0.0 if n_units == 0 else (mean_influence(psi) if n_units > 2 else float("nan"))
         return PairMean(theta, float("nan") if se is None else se, True, total_pairs)
-    fixed_rows = np.flatnonzero(units == FIXED)
-    random_rows = np.flatnonzero(units >= 0)
     estimates, used = [], 0
     for idx in _sampled_subsets(units, n_units, sample_pairs, seed):
         sub_units = units[idx]
@@ -190,6 +201,8 @@ def gaussian_pair_mean(a, *, t: float = 2.0, units=None, max_pairs: int = DEFAUL
     if not n_fixed:
         return PairMean(mean_rr, se_rr, False, used)
     # pairs with fixed rows: exact (there are few fixed rows), weighted by their share of all pairs
+    fixed_rows = np.flatnonzero(units == FIXED)
+    random_rows = np.flatnonzero(units >= 0)
     n_r = len(random_rows)
     c_rr = n_r * (n_r - 1) / 2 - float((sizes * (sizes - 1)).sum()) / 2
     c_rf, c_ff = n_r * n_fixed, n_fixed * (n_fixed - 1) / 2

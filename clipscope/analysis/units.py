@@ -85,6 +85,11 @@ class Units:
         return f"{base} (each image with its text is one sampling unit)"
 
 
+def unit_counts(units: np.ndarray, n_units: int) -> np.ndarray:
+    """Rows per unit (float64; rows of FIXED are left out)."""
+    return np.bincount(units[units >= 0], minlength=n_units).astype(np.float64)
+
+
 def per_unit(values: np.ndarray, units: np.ndarray, n_units: int) -> np.ndarray:
     """Sum of per-row ``values`` by unit (rows of FIXED are left out); 2-d values sum by column."""
     keep = units >= 0
@@ -116,7 +121,12 @@ def add_per_unit(acc: np.ndarray, values: np.ndarray, units: np.ndarray) -> None
 def unit_groups(units: np.ndarray, *, min_size: int = 2) -> list[np.ndarray]:
     """Row indices of every unit with at least ``min_size`` rows, as one (n_units_of_size, size)
     array per size: units of equal size stack, so their within-unit products batch."""
-    keep = np.flatnonzero(units >= 0)
+    valid = units >= 0
+    if not valid.any():
+        return []
+    # only rows of units that large are sorted (1:1 data, millions of units of one row: none)
+    grouped = np.bincount(units[valid]) >= min_size
+    keep = np.flatnonzero(valid & grouped[np.maximum(units, 0)])
     if not len(keep):
         return []
     order = keep[np.argsort(units[keep], kind="stable")]

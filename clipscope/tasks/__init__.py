@@ -52,8 +52,12 @@ def choose_engine(cache, engine: str, *, per_unit_arrays: int) -> tuple[str, str
 
     _check_rows(cache)
     n_i, n_t, d = cache.n_images, cache.n_texts, int(cache.image_embeddings.shape[1])
+    pairs = cache.pairs
+    paired_texts = np.zeros(n_t, bool)
+    paired_texts[pairs[:, 1]] = True
+    n_units = n_i + n_t - int(paired_texts.sum())  # an image with its texts; a text without one alone
     return pick_engine(engine, int(IN_MEMORY_PEAK * (n_i + n_t) * d * 4),
-                       streaming_memory(n_i, n_t, len(cache.pairs), d, per_unit_arrays),
+                       streaming_memory(n_i + n_t, n_units, len(pairs), d, per_unit_arrays),
                        f"{cache.path}: {n_i:,} image and {n_t:,} text rows x {d}")
 
 
@@ -82,16 +86,16 @@ def pick_engine(engine: str, in_memory: int, streaming: int, rows: str, *, ray: 
     return engine, note
 
 
-def streaming_memory(n_images: int, n_texts: int, n_pairs: int, dim: int, per_unit_arrays: int) -> int:
-    """Bytes a streamed run holds: ``per_unit_arrays`` float64 arrays over the sampling units
-    (at most one per image and text row), the pairs and their layout (int64), the units of
-    every row, and a block of rows with its working copies (benchmarks/geometry.py --engine
-    stream measures it)."""
+def streaming_memory(n_rows: int, n_units: int, n_pairs: int, dim: int, per_unit_arrays: int) -> int:
+    """Bytes a streamed run holds at its peak: ``per_unit_arrays`` float64 arrays over the
+    sampling units, the pairs and their layout, each row's unit (int64), the blocks of rows
+    being read and worked on, and the sampled rows kept (benchmarks/geometry.py --engine stream
+    measures it)."""
     from clipscope.cache import RowReader
 
-    units = n_images + n_texts
-    memo = min(RowReader.MEMO_BYTES, units * dim * 4)  # two readers' remembered samples, at most half each
-    return int(8 * per_unit_arrays * units + 40 * n_pairs + 16 * units + 8 * min(STREAM_BLOCK, units) * dim * 4 + memo)
+    memo = min(RowReader.MEMO_BYTES, n_rows * dim * 4)
+    blocks = 8 * min(STREAM_BLOCK, n_rows) * dim * 4  # two modalities: read ahead, read, normalised, products
+    return int(8 * per_unit_arrays * n_units + 40 * n_pairs + 8 * n_rows + blocks + memo)
 
 
 def _check_rows(cache) -> None:

@@ -11,9 +11,10 @@ from clipscope.errors import UsageError
 from clipscope.registry import Command, Option
 from clipscope.tasks import TaskResult, choose_engine, class_text, modality_rows, title_of
 
-# float64 arrays over the sampling units that a streamed gap holds at its peak: round 2's six per
-# modality, six pair sums, the within-unit products, and finalize's influences
-GAP_PER_UNIT_ARRAYS = 28
+# float64 arrays over the sampling units that a streamed gap holds at its peak (finalize's start):
+# round 2's four per modality, six pair sums, and finalize's first temporaries (benchmarks/geometry.py
+# measures it: 1.21 GB beyond imports at 6,000,000 pairs)
+GAP_PER_UNIT_ARRAYS = 17
 
 
 def evaluate(cache, *, seed: int = 0, sweep_max_rows: int = 5000, top_dims: int = 20, shift_deltas=None,

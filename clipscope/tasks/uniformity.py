@@ -14,8 +14,10 @@ from clipscope.linalg import DEFAULT_BLOCK
 from clipscope.registry import Command, Option
 from clipscope.tasks import TaskResult, choose_engine, modality_rows, title_of
 
-# float64 arrays over the sampling units a streamed uniformity holds: six pair sums and the influences
-UNIFORMITY_PER_UNIT_ARRAYS = 12
+# float64 arrays over the sampling units a streamed uniformity holds at its peak (cross uniformity):
+# two pair sums, both modalities' units joined and renumbered, the sampled subsets' tags, and the
+# allocator's slack (benchmarks/geometry.py measures it: 1.28 GB beyond imports at 6,000,000 pairs)
+UNIFORMITY_PER_UNIT_ARRAYS = 13
 
 
 def evaluate(cache, *, t: float = 2.0, max_pairs: int = DEFAULT_MAX_PAIRS, sample_pairs: int = DEFAULT_SAMPLE_PAIRS,
@@ -54,9 +56,9 @@ def evaluate(cache, *, t: float = 2.0, max_pairs: int = DEFAULT_MAX_PAIRS, sampl
     if engine == "stream" and Ip is not None:
         from clipscope.analysis import gap_sums
 
-        pu, attached = gap_sums.pair_layout(pairs, units)
         shards = {"pair_stats": gap_sums.pair_sums(gap_sums.Gather(I, pairs[:, 0]), gap_sums.Gather(T, pairs[:, 1]),
-                                                   pu, attached, units.n_units, block=stream_block),
+                                                   *gap_sums.pair_layout(pairs, units), units.n_units,
+                                                   block=stream_block, keys=geometry.ALIGNMENT_SUMS),
                   "best_negatives": lambda Tq, pairing: geometry.best_negative_cosines_by_blocks(
             Tq, I, pairing, rows=stream_block, block=block, device=device)}
     metrics = geometry.uniformity_metrics(I, T, pairs, t=t, max_pairs=max_pairs, sample_pairs=sample_pairs,
