@@ -24,6 +24,7 @@ order. Per-unit quantities are arrays over all units (bincounts), which add the 
 from __future__ import annotations
 
 import math
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
@@ -47,14 +48,16 @@ def combine(parts: list[dict]) -> dict:
     return {k: sum(p[k] for p in parts) for k in parts[0]}
 
 
-def modality_round1(X, units: np.ndarray, r0: int = 0, *, alone_from: int | None = None, block: int = 65536) -> dict:
+def modality_round1(X, units: np.ndarray, r0: int = 0, *, alone_from: int | None = None, block: int = 65536,
+                    out: dict | None = None) -> dict:
     """Round-1 sums of the rows ``X`` (global rows r0..r0+len(X) of one modality; ``units``:
     the unit of every global row of the modality, FIXED for fixed texts). ``alone_from``: units
     from this id on hold no image (texts without one, a second, independent sample): their rows'
-    sum is kept apart too."""
+    sum is kept apart too. Added into ``out`` when given."""
     d = X.shape[1]
-    out = {"n": np.zeros(()), "sums": np.zeros(d), "sq": np.zeros(()), "fixed_n": np.zeros(()),
-           "fixed_sums": np.zeros(d), "fixed_sq": np.zeros(()), "alone_sums": np.zeros(d)}
+    if out is None:
+        out = {"n": np.zeros(()), "sums": np.zeros(d), "sq": np.zeros(()), "fixed_n": np.zeros(()),
+               "fixed_sums": np.zeros(d), "fixed_sq": np.zeros(()), "alone_sums": np.zeros(d)}
     for i, xb in row_blocks(X, block):
         q = squared_norms(xb)
         u = units[r0 + i:r0 + i + len(xb)]
@@ -282,27 +285,35 @@ def local(I, T, pairs: np.ndarray | None, units: Units, *, steps_of=None, block:
     this process, ``block`` rows at a time."""
     from clipscope.analysis.units import unit_groups
 
-    r1_i = modality_round1(I, units.image_unit, block=block)
-    r1_t = modality_round1(T, units.text_unit, alone_from=units.n_images, block=block)
-    c = Centroids.of(r1_i, r1_t, steps_of)
     U = units.n_units
     p = None
     if pairs is not None and len(pairs) and row_aligned(pairs, len(I), len(T)):
-        # image row k pairs with text row k (1:1 data as imported): round 2 and the pair sums share
-        # each block, so rows streamed from a file are read twice in all, not three times; the
-        # second pass runs last block first, where the first pass's page cache still holds rows
+        # image row k pairs with text row k (1:1 data as imported): each pass reads both modalities'
+        # block k together, and the pair sums (which need no centroid) join round 1, so rows streamed
+        # from a file are read twice in all, and the second, busier pass has less to do; it runs
+        # last block first, where the first pass's page cache still holds rows
         pu, attached = pair_layout(pairs, units)
-        r2_i, r2_t, p = None, None, None
-        for i, (xi, xt) in row_blocks(zipped_rows(I, T), block, reverse=True):
-            r2_i = modality_round2(xi, c, units.image_unit, U, i, text=False, block=block, out=r2_i)
-            r2_t = modality_round2(xt, c, units.text_unit, U, i, text=True, block=block, out=r2_t)
+        r1_i, r1_t = None, None
+        for i, (xi, xt) in row_blocks(zipped_rows(I, T), block):
+            r1_i = modality_round1(xi, units.image_unit, i, block=block, out=r1_i)
+            r1_t = modality_round1(xt, units.text_unit, i, alone_from=units.n_images, block=block, out=r1_t)
             p = pair_sums(xi, xt, pu, attached, U, i, block=block, out=p)
+        del pu, attached
+        c = Centroids.of(r1_i, r1_t, steps_of)
+        r2_i, r2_t = None, None
+        with ThreadPoolExecutor(1) as pool:  # the texts' products beside the images' (numpy lets go of the GIL)
+            for i, (xi, xt) in row_blocks(zipped_rows(I, T), block, reverse=True):
+                texts = pool.submit(modality_round2, xt, c, units.text_unit, U, i, text=True, block=block, out=r2_t)
+                r2_i = modality_round2(xi, c, units.image_unit, U, i, text=False, block=block, out=r2_i)
+                r2_t = texts.result()
     else:
+        r1_i = modality_round1(I, units.image_unit, block=block)
+        r1_t = modality_round1(T, units.text_unit, alone_from=units.n_images, block=block)
+        c = Centroids.of(r1_i, r1_t, steps_of)
         r2_t = modality_round2(T, c, units.text_unit, U, text=True, block=block, reverse=True)
         r2_i = modality_round2(I, c, units.image_unit, U, text=False, block=block, reverse=True)
         if pairs is not None and len(pairs):
-            pu, attached = pair_layout(pairs, units)
-            p = pair_sums(Gather(I, pairs[:, 0]), Gather(T, pairs[:, 1]), pu, attached, U, block=block)
+            p = pair_sums(Gather(I, pairs[:, 0]), Gather(T, pairs[:, 1]), *pair_layout(pairs, units), U, block=block)
     within = within_units(T, unit_groups(units.text_unit), units.text_unit, units.n_units)
     return GapSums(r1_i, r1_t, r2_i, r2_t, p, within, c, units)
 
