@@ -11,14 +11,16 @@ order. Per-unit quantities are arrays over all units (bincounts), which add the 
   norms, fixed (class-prompt) texts apart;
 - :class:`Centroids` from round 1: both centroids, the gap, the direction of the centroid
   cosine's gradient, and the shift sweep's steps;
-- round 2, per modality range (:func:`modality_round2`): per unit, its rows' count, squared
-  norms and products with those vectors; and the shift sweep's weighted sums;
+- round 2, per modality range (:func:`modality_round2`): per unit, its rows' squared norms
+  and products with those vectors (the units' row counts come from the units); and the shift
+  sweep's weighted sums;
 - per pair range (:func:`pair_sums`): per unit, the pair cosines, distances, squared
   distances and angles;
 - within units (:func:`within_units`): for units holding several texts (COCO), the products of
   a unit's texts with each other.
 
-:func:`finalize` turns the combined sums into the metrics and their intervals.
+:func:`finalize` turns the combined sums into the metrics and their intervals, dropping each
+per-unit array once used (with millions of units they are most of a streamed run's memory).
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
+from threadpoolctl import threadpool_limits
 
 from clipscope.analysis.units import (
     FIXED,
@@ -301,7 +304,9 @@ def local(I, T, pairs: np.ndarray | None, units: Units, *, steps_of=None, block:
         del pu, attached
         c = Centroids.of(r1_i, r1_t, steps_of)
         r2_i, r2_t = None, None
-        with ThreadPoolExecutor(1) as pool:  # the texts' products beside the images' (numpy lets go of the GIL)
+        # the texts' products beside the images' (numpy lets go of the GIL), each with one BLAS
+        # thread: two multi-threaded GEMMs at once on few cores are slower than one after the other
+        with ThreadPoolExecutor(1) as pool, threadpool_limits(1, user_api="blas"):
             for i, (xi, xt) in row_blocks(zipped_rows(I, T), block, reverse=True):
                 texts = pool.submit(modality_round2, xt, c, units.text_unit, U, i, text=True, block=block, out=r2_t)
                 r2_i = modality_round2(xi, c, units.image_unit, U, i, text=False, block=block, out=r2_i)
