@@ -43,7 +43,7 @@ from clipscope.analysis.units import (
     per_unit,
     unit_counts,
 )
-from clipscope.linalg import row_blocks, zipped_rows
+from clipscope.linalg import row_blocks, squared_norms, zipped_rows
 
 
 def combine(parts: list[dict]) -> dict:
@@ -52,17 +52,20 @@ def combine(parts: list[dict]) -> dict:
 
 
 def modality_round1(X, units: np.ndarray, r0: int = 0, *, alone_from: int | None = None, block: int = 65536,
-                    out: dict | None = None) -> dict:
+                    out: dict | None = None, norms_out: np.ndarray | None = None) -> dict:
     """Round-1 sums of the rows ``X`` (global rows r0..r0+len(X) of one modality; ``units``:
     the unit of every global row of the modality, FIXED for fixed texts). ``alone_from``: units
     from this id on hold no image (texts without one, a second, independent sample): their rows'
-    sum is kept apart too. Added into ``out`` when given."""
+    sum is kept apart too. Added into ``out`` when given; ``norms_out`` (one float64 per global
+    row), when given, receives the rows' squared norms for round 2."""
     d = X.shape[1]
     if out is None:
         out = {"n": np.zeros(()), "sums": np.zeros(d), "sq": np.zeros(()), "fixed_n": np.zeros(()),
                "fixed_sums": np.zeros(d), "fixed_sq": np.zeros(()), "alone_sums": np.zeros(d)}
     for i, xb in row_blocks(X, block):
         q = squared_norms(xb)
+        if norms_out is not None:
+            norms_out[r0 + i:r0 + i + len(xb)] = q
         u = units[r0 + i:r0 + i + len(xb)]
         fixed = u == FIXED
         out["n"] += len(xb)
@@ -75,11 +78,6 @@ def modality_round1(X, units: np.ndarray, r0: int = 0, *, alone_from: int | None
         if alone_from is not None and (u >= alone_from).any():
             out["alone_sums"] += xb[u >= alone_from].sum(0, dtype=np.float64)
     return out
-
-
-def squared_norms(X: np.ndarray) -> np.ndarray:
-    """``||x||^2`` per row, summed in float64."""
-    return np.einsum("ij,ij->i", X, X, dtype=np.float64)
 
 
 def unit_direction(diff: np.ndarray) -> np.ndarray:
@@ -168,12 +166,14 @@ ROUND2_PER_UNIT = ("sq_u", "dot_own", "dot_gap", "dot_grad", "dot_fixed")
 
 
 def modality_round2(X, c: Centroids, units: np.ndarray, n_units: int, r0: int = 0, *, text: bool,
-                    block: int = 65536, out: dict | None = None, reverse: bool = False) -> dict:
+                    block: int = 65536, out: dict | None = None, reverse: bool = False,
+                    norms: np.ndarray | None = None) -> dict:
     """Round-2 sums of one modality's rows r0..r0+len(X): per unit, the rows' squared norms and
     their products with each of :meth:`Centroids.vectors` (ROUND2_PER_UNIT, one array each; the
     units' row counts come from the units themselves); and, when ``c`` has steps, the shift
     sweep's weighted sums (added into ``out`` when given). ``reverse``: blocks last first
-    (:func:`clipscope.linalg.row_blocks`)."""
+    (:func:`clipscope.linalg.row_blocks`). ``norms``: the rows' squared norms from round 1, when
+    kept (else computed again)."""
     V = c.vectors(text)
     dot_keys = ROUND2_PER_UNIT[1:1 + V.shape[1]]
     steps = c.steps_t if text else c.steps_i
@@ -184,7 +184,7 @@ def modality_round2(X, c: Centroids, units: np.ndarray, n_units: int, r0: int = 
     g = c.unit_gap
     for i, xb in row_blocks(X, block, reverse=reverse):
         u = units[r0 + i:r0 + i + len(xb)]
-        q = squared_norms(xb)
+        q = squared_norms(xb) if norms is None else norms[r0 + i:r0 + i + len(xb)]
         add_per_unit(out["sq_u"], q, u)
         dots = (xb @ V).astype(np.float64)
         for j, key in enumerate(dot_keys):
@@ -290,6 +290,8 @@ def local(I, T, pairs: np.ndarray | None, units: Units, *, steps_of=None, block:
 
     U = units.n_units
     p = None
+    # the rows' squared norms, kept from round 1 for round 2 (8 bytes a row; not computed twice)
+    q_i, q_t = np.empty(len(I)), np.empty(len(T))
     if pairs is not None and len(pairs) and row_aligned(pairs, len(I), len(T)):
         # image row k pairs with text row k (1:1 data as imported): each pass reads both modalities'
         # block k together, and the pair sums (which need no centroid) join round 1, so rows streamed
@@ -298,8 +300,9 @@ def local(I, T, pairs: np.ndarray | None, units: Units, *, steps_of=None, block:
         pu, attached = pair_layout(pairs, units)
         r1_i, r1_t = None, None
         for i, (xi, xt) in row_blocks(zipped_rows(I, T), block):
-            r1_i = modality_round1(xi, units.image_unit, i, block=block, out=r1_i)
-            r1_t = modality_round1(xt, units.text_unit, i, alone_from=units.n_images, block=block, out=r1_t)
+            r1_i = modality_round1(xi, units.image_unit, i, block=block, out=r1_i, norms_out=q_i)
+            r1_t = modality_round1(xt, units.text_unit, i, alone_from=units.n_images, block=block, out=r1_t,
+                                   norms_out=q_t)
             p = pair_sums(xi, xt, pu, attached, U, i, block=block, out=p)
         del pu, attached
         c = Centroids.of(r1_i, r1_t, steps_of)
@@ -308,17 +311,19 @@ def local(I, T, pairs: np.ndarray | None, units: Units, *, steps_of=None, block:
         # thread: two multi-threaded GEMMs at once on few cores are slower than one after the other
         with ThreadPoolExecutor(1) as pool, threadpool_limits(1, user_api="blas"):
             for i, (xi, xt) in row_blocks(zipped_rows(I, T), block, reverse=True):
-                texts = pool.submit(modality_round2, xt, c, units.text_unit, U, i, text=True, block=block, out=r2_t)
-                r2_i = modality_round2(xi, c, units.image_unit, U, i, text=False, block=block, out=r2_i)
+                texts = pool.submit(modality_round2, xt, c, units.text_unit, U, i, text=True, block=block, out=r2_t,
+                                    norms=q_t)
+                r2_i = modality_round2(xi, c, units.image_unit, U, i, text=False, block=block, out=r2_i, norms=q_i)
                 r2_t = texts.result()
     else:
-        r1_i = modality_round1(I, units.image_unit, block=block)
-        r1_t = modality_round1(T, units.text_unit, alone_from=units.n_images, block=block)
+        r1_i = modality_round1(I, units.image_unit, block=block, norms_out=q_i)
+        r1_t = modality_round1(T, units.text_unit, alone_from=units.n_images, block=block, norms_out=q_t)
         c = Centroids.of(r1_i, r1_t, steps_of)
-        r2_t = modality_round2(T, c, units.text_unit, U, text=True, block=block, reverse=True)
-        r2_i = modality_round2(I, c, units.image_unit, U, text=False, block=block, reverse=True)
+        r2_t = modality_round2(T, c, units.text_unit, U, text=True, block=block, reverse=True, norms=q_t)
+        r2_i = modality_round2(I, c, units.image_unit, U, text=False, block=block, reverse=True, norms=q_i)
         if pairs is not None and len(pairs):
             p = pair_sums(Gather(I, pairs[:, 0]), Gather(T, pairs[:, 1]), *pair_layout(pairs, units), U, block=block)
+    del q_i, q_t
     within = within_units(T, unit_groups(units.text_unit), units.text_unit, units.n_units)
     return GapSums(r1_i, r1_t, r2_i, r2_t, p, within, c, units)
 

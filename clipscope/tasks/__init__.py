@@ -88,14 +88,14 @@ def pick_engine(engine: str, in_memory: int, streaming: int, rows: str, *, ray: 
 
 def streaming_memory(n_rows: int, n_units: int, n_pairs: int, dim: int, per_unit_arrays: int) -> int:
     """Bytes a streamed run holds at its peak: ``per_unit_arrays`` float64 arrays over the
-    sampling units, the pairs and their layout, each row's unit (int64), the blocks of rows
-    being read and worked on, and the sampled rows kept (benchmarks/geometry.py --engine stream
-    measures it)."""
+    sampling units, the pairs and their layout, each row's unit and squared norm (8 bytes each),
+    the blocks of rows being read and worked on, and the sampled rows kept
+    (benchmarks/geometry.py --engine stream measures it)."""
     from clipscope.cache import RowReader
 
     memo = min(RowReader.MEMO_BYTES, n_rows * dim * 4)
     blocks = 8 * min(STREAM_BLOCK, n_rows) * dim * 4  # two modalities: read ahead, read, normalised, products
-    return int(8 * per_unit_arrays * n_units + 40 * n_pairs + 8 * n_rows + blocks + memo)
+    return int(8 * per_unit_arrays * n_units + 40 * n_pairs + 16 * n_rows + blocks + memo)
 
 
 def _check_rows(cache) -> None:
