@@ -5,7 +5,9 @@ by block from a seeded generator: no copy of the rows is ever held, in memory or
 file, so N may exceed this machine's memory (6,000,000 x 512 = 24.6 GB of rows).
 
 Printed, measured in this run (each run starting with the page cache dropped, when run as root):
-reading and normalising every row once, block by block (the disk baseline, with its read rate); for each command and engine its wall time, that as a ratio
+before each command, reading and normalising every row once, block by block (the disk baseline,
+with its read rate: this machine's disk varies between runs, so each command is set against a
+read measured just before it); for each command and engine its wall time, that as a ratio
 to the baseline, its peak resident memory (the whole process: Python, torch and the command)
 and its peak extra memory (what the command holds) as a ratio to the rows' float32 size, and
 the memory the streaming path said it would use. `local` is skipped where the rows would not
@@ -106,13 +108,14 @@ def main():
         total = next(int(ln.split()[1]) * 1024 for ln in fh if ln.startswith("MemTotal:"))
     print(f"rows: 2 x {args.n:,} x {args.dim} float32 = {rows_bytes / 1e9:.2f} GB; machine memory {total / 1e9:.1f} GB, "
           f"{os.cpu_count()} CPUs")
-    read = measure("--read-only", cache)
-    rate = read["bytes_read"] / read["seconds"]
-    print(f"{'read once':<22} {read['seconds']:7.1f} s   ({rate / 1e9:.2f} GB/s; every row read and normalised, "
-          f"block by block; peak resident {read['peak_rss_mb']:.0f} MB)")
-    print("every run starts with the page cache dropped" if read["cold"] else
-          "the page cache could not be dropped (not root): runs may find rows an earlier run left cached")
     for command in ("gap", "uniformity"):
+        read = measure("--read-only", cache)
+        rate = read["bytes_read"] / read["seconds"]
+        print(f"{'read once':<22} {read['seconds']:7.1f} s   ({rate / 1e9:.2f} GB/s; every row read and normalised, "
+              f"block by block; peak resident {read['peak_rss_mb']:.0f} MB)")
+        if command == "gap":
+            print("every run starts with the page cache dropped" if read["cold"] else
+                  "the page cache could not be dropped (not root): runs may find rows an earlier run left cached")
         for engine in args.engines.split(","):
             (args.workdir / f"{command}-{engine}" / f"{command}.json").unlink(missing_ok=True)
             if engine == "local" and 2.2 * rows_bytes > 0.8 * total:
