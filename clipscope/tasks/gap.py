@@ -13,7 +13,7 @@ from clipscope.tasks import TaskResult, choose_engine, class_text, modality_rows
 
 # float64 arrays over the sampling units that a streamed gap holds at its peak (finalize's start):
 # round 2's four per modality, six pair sums, and finalize's first temporaries (benchmarks/geometry.py
-# measures it: 1.21 GB beyond imports at 6,000,000 pairs)
+# measures it: 1.24 GB beyond imports at 6,000,000 pairs)
 GAP_PER_UNIT_ARRAYS = 17
 
 
@@ -228,13 +228,14 @@ and otherwise streams them from the cache file (`--engine stream`): two passes i
 16,384 rows into per-unit sums, O(n) memory, the samples kept as the blocks go by. The report's
 notes and `config.engine` say which ran; the values are the same either way. Measured with
 `benchmarks/geometry.py` on the 2-core, 24 GB development machine, every run starting with the
-page cache dropped:
+page cache dropped, each set against a read of every row measured just before it (this disk read
+at 0.34 to 0.54 GB/s from one run to the next):
 
 | rows | engine | time | peak memory |
 |---|---|---|---|
-| 2 x 1,000,000 x 512 (4.1 GB) | local | 22.1 s (4.7x one read of the rows) | 4.59 GB beyond the process's imports (1.18x the rows) |
-| 2 x 1,000,000 x 512 | stream | 21.1 s (4.5x) | 0.91 GB (0.23x the rows) |
-| 2 x 6,000,000 x 512 (24.6 GB: more than the machine's memory) | stream | 127.8 s: 1.80x one read of the rows (70.9 s, 0.35 GB/s from this disk) | 1.78 GB beyond the imports, 2.28 GB resident in all |
+| 2 x 1,000,000 x 512 (4.1 GB) | local | 15.4 s (2.6x one read of the rows) | 4.54 GB beyond the process's imports (1.16x the rows) |
+| 2 x 1,000,000 x 512 | stream | 15.1 s (2.5x) | 0.85 GB (0.22x the rows) |
+| 2 x 6,000,000 x 512 (24.6 GB: more than the machine's memory) | stream | 97.7 s: 1.50x one read of the rows (65.1 s, 0.38 GB/s); a second run 100.9 s, 1.78x (56.8 s, 0.43 GB/s) | 1.24 GB beyond the imports, 1.74 GB resident in all |
 
 A run that would not fit any engine's memory is refused before it starts, in one line with the
 size it needs, the budget and the option that avoids it.

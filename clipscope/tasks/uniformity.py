@@ -16,7 +16,7 @@ from clipscope.tasks import TaskResult, choose_engine, modality_rows, title_of
 
 # float64 arrays over the sampling units a streamed uniformity holds at its peak (cross uniformity):
 # two pair sums, both modalities' units joined and renumbered, the sampled subsets' tags, and the
-# allocator's slack (benchmarks/geometry.py measures it: 1.28 GB beyond imports at 6,000,000 pairs)
+# allocator's slack (benchmarks/geometry.py measures it: 1.27-1.36 GB beyond imports at 6,000,000 pairs)
 UNIFORMITY_PER_UNIT_ARRAYS = 13
 
 
