@@ -101,6 +101,7 @@ class Pairing:
             a_idx = np.asarray(a_idx, np.int64)
             starts, lengths = self.ptr[a_idx], np.diff(self.ptr)[a_idx]
             a = np.repeat(np.arange(len(a_idx)), lengths)
+            # the entries ptr[r]..ptr[r+1]-1 of every chosen row r, end to end
             b = self.b[np.repeat(starts - np.cumsum(lengths) + lengths, lengths) + np.arange(int(lengths.sum()))]
         if b_idx is not None:
             b_idx = np.asarray(b_idx, np.int64)

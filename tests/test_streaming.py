@@ -150,6 +150,28 @@ def test_unit_renumbering_by_counting_equals_the_sorted_one():
         assert n_units == len(uniq) and np.array_equal(got, want)
 
 
+def test_sampled_subsets_take_whole_units_disjointly_and_never_fixed_rows():
+    """Sampled uniformity's K subsets: disjoint, each of m whole units (a unit's rows all in one
+    subset or none), no FIXED row, rows in increasing order."""
+    from clipscope.analysis.pairwise import N_SUBSETS, _compact, _sampled_subsets
+    from clipscope.analysis.units import FIXED
+
+    rng = np.random.default_rng(7)
+    for rows, ids, sample_pairs in ((5000, 1000, 2000), (3000, 3000, 500), (400, 50, 10 ** 6)):
+        units = rng.integers(0, ids, rows)
+        units[rng.random(rows) < 0.1] = FIXED
+        units, n_units = _compact(units)
+        subsets = _sampled_subsets(units, n_units, sample_pairs, seed=1)
+        assert len(subsets) == N_SUBSETS
+        taken = np.concatenate(subsets)
+        assert len(np.unique(taken)) == len(taken) and (units[taken] >= 0).all()
+        for rows_k in subsets:
+            assert (np.diff(rows_k) > 0).all()
+            chosen = np.unique(units[rows_k])
+            assert np.array_equal(rows_k, np.flatnonzero(np.isin(units, chosen)))  # whole units
+        assert len({len(np.unique(units[r])) for r in subsets[:-1]}) == 1  # m units each
+
+
 @pytest.mark.parametrize("name", ALL)
 def test_pair_sums_of_some_keys_equal_those_of_all(name):
     from clipscope.analysis import gap_sums

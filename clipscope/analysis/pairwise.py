@@ -102,8 +102,9 @@ def _sampled_subsets(units: np.ndarray, n_units: int, sample_pairs: int, seed: i
     m = max(2, min(int(math.sqrt(2 * sample_pairs / N_SUBSETS) / rows_per_unit), n_units // N_SUBSETS))
     # subset k holds the units of rank k*m..(k+1)*m-1 in the permutation; each row is tagged with
     # its unit's subset (-1: none, or a FIXED row, whose id -1 reads the tag past the end)
-    tag = np.full(n_units + 1, -1, np.int16 if N_SUBSETS < 2 ** 15 else np.int64)
-    tag[order[:N_SUBSETS * m]] = np.repeat(np.arange(N_SUBSETS), m)[:len(order[:N_SUBSETS * m])]
+    chosen = order[:N_SUBSETS * m]
+    tag = np.full(n_units + 1, -1, np.int16)  # (N_SUBSETS subsets: small numbers, 2 bytes a row)
+    tag[chosen] = np.arange(len(chosen)) // m
     row_tags = tag[units]
     tagged = np.flatnonzero(row_tags >= 0)
     return [tagged[row_tags[tagged] == k] for k in range(N_SUBSETS)]
