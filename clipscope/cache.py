@@ -32,7 +32,7 @@ import numpy as np
 
 from clipscope.errors import ClipscopeError
 from clipscope.fileio import atomic_path, ensure_space
-from clipscope.linalg import NonFiniteRows, l2_normalize
+from clipscope.linalg import NonFiniteRows, contiguous_run, l2_normalize
 
 SCHEMA_VERSION = 1
 ROW_CHUNK_BYTES = 1 << 20
@@ -452,10 +452,6 @@ def layout(path: str | os.PathLike) -> dict:
         return {"attrs": {k: v for k, v in c.attrs.items() if v is not None}, "datasets": datasets}
 
 
-def _contiguous(rows: np.ndarray) -> bool:
-    return bool(rows[-1] - rows[0] + 1 == len(rows) and (len(rows) < 2 or (np.diff(rows) == 1).all()))
-
-
 class RowReader:
     """A cache dataset's L2-normalised rows, read when indexed (for work that needs only a
     sample of rows that need not fit in memory together, e.g. on Ray).
@@ -493,7 +489,7 @@ class RowReader:
             raise TypeError("RowReader takes an index array or a slice")
         if not len(rows):
             return np.zeros((0, self.shape[1]), np.float32)
-        if _contiguous(rows):  # a block of a pass: read once, never remembered (but what is wanted from it)
+        if contiguous_run(rows):  # a block of a pass: read once, never remembered (but what is wanted from it)
             return self._keep_wanted(int(rows[0]), self.cache._normalized(self.key, span=(int(rows[0]),
                                                                                         int(rows[-1]) + 1)))
         if sliced or len(rows) * self.shape[1] * 4 > self.MEMO_BYTES // 2:

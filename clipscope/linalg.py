@@ -158,6 +158,11 @@ def blocked_topk(queries: np.ndarray, gallery, k: int, *, exclude_self: bool = F
     return best_v.cpu().numpy(), best_i.cpu().numpy()
 
 
+def contiguous_run(rows: np.ndarray) -> bool:
+    """Whether the (non-empty) row indices are r, r+1, ..., r+k: a slice, readable in one piece."""
+    return bool(rows[-1] - rows[0] + 1 == len(rows) and (len(rows) < 2 or (np.diff(rows) == 1).all()))
+
+
 def angle_degrees(cos: np.ndarray) -> np.ndarray:
     """The angle in degrees of each cosine (clipped to [-1, 1] against rounding)."""
     return np.degrees(np.arccos(np.clip(cos, -1.0, 1.0)))

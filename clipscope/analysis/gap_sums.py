@@ -43,7 +43,7 @@ from clipscope.analysis.units import (
     per_unit,
     unit_counts,
 )
-from clipscope.linalg import row_blocks, squared_norms, zipped_rows
+from clipscope.linalg import contiguous_run, row_blocks, squared_norms, zipped_rows
 
 
 def combine(parts: list[dict]) -> dict:
@@ -346,7 +346,7 @@ class Gather:
 
     def __getitem__(self, sl: slice) -> np.ndarray:
         idx = self.idx[sl]
-        if len(idx) and idx[-1] - idx[0] + 1 == len(idx) and (np.diff(idx) == 1).all():
+        if len(idx) and contiguous_run(idx):
             return self.X[idx[0]:idx[0] + len(idx)]  # a contiguous run (1:1 pairs in order): a view, or one slab
         return self.X[idx]
 

@@ -39,8 +39,10 @@ class TaskResult:
 STREAM_BLOCK = 16384
 
 
-def choose_engine(cache, engine: str, *, per_unit_arrays: int) -> tuple[str, str | None]:
-    """The engine a geometry command runs on, and a note saying why when it was chosen here.
+def choose_engine(cache, engine: str, *, per_unit_arrays: int):
+    """``(engine, note, rows, units)``: the engine a geometry command runs on, a note saying why
+    when it was chosen here, the rows as :func:`modality_rows` gives them for that engine, and
+    their sampling units (:class:`clipscope.analysis.units.Units`; pairs are read once).
 
     ``local``: every row in memory (about ``IN_MEMORY_PEAK`` times their float32 size); ``stream``:
     rows read from the cache block by block, holding only O(n) per-unit sums
@@ -48,17 +50,17 @@ def choose_engine(cache, engine: str, *, per_unit_arrays: int) -> tuple[str, str
     the same sums shard by shard on a cluster; ``auto``: local when the rows fit comfortably
     (within 80% of the memory budget), else stream. A path that would not fit is refused in one
     line before any work (:func:`clipscope.runtime.require_memory`)."""
+    from clipscope.analysis.units import Units
     from clipscope.runtime import IN_MEMORY_PEAK
 
     _check_rows(cache)
     n_i, n_t, d = cache.n_images, cache.n_texts, int(cache.image_embeddings.shape[1])
     pairs = cache.pairs
-    paired_texts = np.zeros(n_t, bool)
-    paired_texts[pairs[:, 1]] = True
-    n_units = n_i + n_t - int(paired_texts.sum())  # an image with its texts; a text without one alone
-    return pick_engine(engine, int(IN_MEMORY_PEAK * (n_i + n_t) * d * 4),
-                       streaming_memory(n_i + n_t, n_units, len(pairs), d, per_unit_arrays),
-                       f"{cache.path}: {n_i:,} image and {n_t:,} text rows x {d}")
+    units = Units.from_pairs(pairs, n_i, n_t)
+    engine, note = pick_engine(engine, int(IN_MEMORY_PEAK * (n_i + n_t) * d * 4),
+                               streaming_memory(n_i + n_t, units.n_units, len(pairs), d, per_unit_arrays),
+                               f"{cache.path}: {n_i:,} image and {n_t:,} text rows x {d}")
+    return engine, note, modality_rows(cache, lazy=engine != "local", pairs=pairs), units
 
 
 def pick_engine(engine: str, in_memory: int, streaming: int, rows: str, *, ray: bool = True
@@ -111,14 +113,14 @@ def _check_rows(cache) -> None:
                                  "modality: extract or import more data")
 
 
-def modality_rows(cache, *, lazy: bool = False):
+def modality_rows(cache, *, lazy: bool = False, pairs: np.ndarray | None = None):
     """(all image rows, all text rows, paired image rows, paired text rows, pairs), normalised.
 
     ``lazy``: :class:`clipscope.cache.RowReader` objects that read rows only when indexed,
     for work done block by block or shard by shard (the rows need not fit in memory); the
-    memory check is :func:`choose_engine`'s."""
+    memory check is :func:`choose_engine`'s. ``pairs``: the cache's pairs, when already read."""
     _check_rows(cache)
-    pairs = cache.pairs
+    pairs = cache.pairs if pairs is None else pairs
     if lazy:
         I, T = cache.rows("image"), cache.rows("text")
         if len(pairs):

@@ -9,7 +9,7 @@ import numpy as np
 from clipscope.analysis import gap_sums, geometry
 from clipscope.errors import UsageError
 from clipscope.registry import Command, Option
-from clipscope.tasks import TaskResult, choose_engine, class_text, modality_rows, title_of
+from clipscope.tasks import TaskResult, choose_engine, class_text, title_of
 
 # float64 arrays over the sampling units that a streamed gap holds at its peak (finalize's start):
 # round 2's four per modality, six pair sums, and finalize's first temporaries (benchmarks/geometry.py
@@ -30,15 +30,12 @@ def evaluate(cache, *, seed: int = 0, sweep_max_rows: int = 5000, top_dims: int 
     noise (:mod:`clipscope.analysis.noise_model`) on a seeded sample of ``noise_max_pairs``
     pairs, with the noise-injection test."""
     import clipscope.tasks
-    from clipscope.analysis.units import Units
     from clipscope.pairing import Pairing
 
     block = block or clipscope.tasks.STREAM_BLOCK
-    engine, chosen = choose_engine(cache, engine, per_unit_arrays=GAP_PER_UNIT_ARRAYS)
+    engine, chosen, (I, T, Ip, Tp, pairs), units = choose_engine(cache, engine, per_unit_arrays=GAP_PER_UNIT_ARRAYS)
     if chosen and announce:
         announce(f"gap: {chosen}")
-    I, T, Ip, Tp, pairs = modality_rows(cache, lazy=engine != "local")
-    units = Units.from_pairs(pairs, len(I), len(T))
     if engine == "stream":  # the samples read later are kept as the passes go by (no scattered reads)
         for reader, rows in zip((I, T), geometry.separability_rows(len(I), len(T), seed=seed)):
             reader.want(rows)

@@ -12,7 +12,7 @@ from clipscope.analysis.pairwise import DEFAULT_MAX_PAIRS, DEFAULT_SAMPLE_PAIRS
 from clipscope.errors import ClipscopeError
 from clipscope.linalg import DEFAULT_BLOCK
 from clipscope.registry import Command, Option
-from clipscope.tasks import TaskResult, choose_engine, modality_rows, title_of
+from clipscope.tasks import TaskResult, choose_engine, title_of
 
 # float64 arrays over the sampling units a streamed uniformity holds at its peak (cross uniformity):
 # two pair sums, both modalities' units joined and renumbered, the sampled subsets' tags, and the
@@ -32,14 +32,11 @@ def evaluate(cache, *, t: float = 2.0, max_pairs: int = DEFAULT_MAX_PAIRS, sampl
     if not (isinstance(t, (int, float)) and math.isfinite(t) and t > 0):
         raise ClipscopeError(f"--t {t}: the kernel's temperature must be a positive number (Wang & Isola use 2)")
     import clipscope.tasks
-    from clipscope.analysis.units import Units
 
     stream_block = stream_block or clipscope.tasks.STREAM_BLOCK
-    engine, chosen = choose_engine(cache, engine, per_unit_arrays=UNIFORMITY_PER_UNIT_ARRAYS)
+    engine, chosen, (I, T, Ip, Tp, pairs), units = choose_engine(cache, engine, per_unit_arrays=UNIFORMITY_PER_UNIT_ARRAYS)
     if chosen and announce:
         announce(f"uniformity: {chosen}")
-    I, T, Ip, Tp, pairs = modality_rows(cache, lazy=engine != "local")
-    units = Units.from_pairs(pairs, len(I), len(T))
     shards = {}
     if engine == "ray" and Ip is not None:
         from clipscope.distributed import RayRanges
